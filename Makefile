@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh machine (Python 3.11 + gcc; nvcc optional):
+#   make demo   set up, check every backend that runs here against the reference, write results/REPORT.md
+#   make test   set up, then the whole test suite (what CI runs)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# On a machine with a GPU, `pip install torch==2.13.0` brings the CUDA build; here it resolves to the CPU wheel.
+# Elsewhere without a GPU, point TORCH_INDEX at a CPU-only index so no CUDA packages are pulled.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+EXT_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' 2>/dev/null) setup.py
+
+.PHONY: setup demo test test-quick cuda-check compile-report bench clean
+
+setup: $(VENV)/.deps-stamp $(VENV)/.ext-stamp
+
+$(VENV)/.deps-stamp: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	@# the test extra of pyproject.toml, installed without building the package yet
+	$(PIP) install -q $$($(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['test']))")
+	@touch $@
+
+# The package is installed editable, with its C++ extension built in place (never in an isolated
+# build environment, which would fetch another torch).
+$(VENV)/.ext-stamp: $(VENV)/.deps-stamp $(EXT_SOURCES)
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	@touch $@
+
+demo: setup
+	$(PY) -m benchmarks.demo $(DEMO_ARGS)
+
+test: setup
+	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory cuda-check; else echo "cuda-check skipped: nvcc not found"; fi
+	$(MAKE) --no-print-directory compile-report
+	$(PY) -m pytest tests -q
+	$(PY) -m pytest benchmarks -q --benchmark-disable
+
+cuda-check: setup
+	$(PY) -m swin_kernels.cuda_check
+
+compile-report: setup
+	$(PY) -m swin_kernels.compile_report
+
+bench: setup
+	$(PY) -m pytest benchmarks --benchmark-json=results/benchmarks.json
+
+clean:
+	rm -rf build *.egg-info swin_kernels/*.so results/*.png results/REPORT.md

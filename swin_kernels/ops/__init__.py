@@ -1,0 +1,1 @@
+"""Backend implementations. Each submodule follows the protocol described in ``swin_kernels.backends``."""

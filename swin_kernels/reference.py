@@ -1,0 +1,179 @@
+"""Pure PyTorch reference of Swin's (shifted) window attention, written as the paper and official code do it.
+
+Every step is a separate tensor operation (pad, roll, partition copy, a (windows, heads, N, N) score tensor,
+reverse copy, roll back, crop): slow and memory hungry, but obviously right. The fused backends are tested
+against these functions, and these functions against Hugging Face transformers' Swin.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .geometry import SHIFT_MASK_VALUE, WindowGeometry
+
+
+# ----------------------------------------------------------------------------------------------- index maps
+def relative_position_index(window: int, table_window: int | None = None, device=None) -> torch.Tensor:
+    """(N, N) index into a ((2T-1)², heads) table: idx(i, j) = (Δrow + T-1)·(2T-1) + (Δcol + T-1).
+
+    ``T`` (``table_window``) defaults to ``window``; a larger ``T`` addresses the centre of a bigger table,
+    which is how a window clamped at run time keeps its relative positions.
+    """
+    table_window = window if table_window is None else table_window
+    if table_window < window:
+        raise ValueError(f"a table for window {table_window} cannot serve window {window}")
+    coords = torch.arange(window, device=device)
+    rows = coords.repeat_interleave(window)  # token t = row * window + col
+    cols = coords.repeat(window)
+    d_row = rows[:, None] - rows[None, :] + table_window - 1
+    d_col = cols[:, None] - cols[None, :] + table_window - 1
+    return d_row * (2 * table_window - 1) + d_col
+
+
+def table_window_size(table: torch.Tensor) -> int:
+    """The window T of a ((2T-1)², heads) relative position bias table."""
+    side = round(table.shape[0] ** 0.5)
+    if table.dim() != 2 or side * side != table.shape[0] or side % 2 == 0:
+        raise ValueError(f"relative position bias table must have shape ((2M-1)^2, heads), got {tuple(table.shape)}")
+    return (side + 1) // 2
+
+
+def relative_position_bias(table: torch.Tensor, window: int) -> torch.Tensor:
+    """Gather the dense (heads, N, N) bias of a window from a ((2T-1)², heads) table (T >= window)."""
+    index = relative_position_index(window, table_window_size(table), device=table.device)
+    return table[index.reshape(-1)].reshape(window * window, window * window, -1).permute(2, 0, 1).contiguous()
+
+
+def shift_region_ids(geometry: WindowGeometry, device=None) -> torch.Tensor:
+    """(Hp, Wp) region id of every position of the rolled, padded map: 3 regions per axis when shifted.
+
+    Along an axis of padded length L the regions are [0, L-M), [L-M, L-s), [L-s, L): after the roll by -s the
+    last window holds tokens that were at the two ends of the map, which must not attend to each other.
+    """
+    g = geometry
+
+    def axis_regions(length: int) -> torch.Tensor:
+        i = torch.arange(length, device=device)
+        if g.shift == 0:
+            return torch.zeros_like(i)
+        return (i >= length - g.window).long() + (i >= length - g.shift).long()
+
+    return axis_regions(g.padded_height)[:, None] * 3 + axis_regions(g.padded_width)[None, :]
+
+
+def shift_attention_mask(geometry: WindowGeometry, dtype=torch.float32, device=None) -> torch.Tensor | None:
+    """(nW, N, N) additive mask: SHIFT_MASK_VALUE between tokens of different regions, else 0 (None unshifted)."""
+    if geometry.shift == 0:
+        return None
+    ids = shift_region_ids(geometry, device)[None, :, :, None].to(dtype)
+    ids = partition_windows(ids, geometry.window).squeeze(-1)  # (nW, N)
+    different = ids[:, :, None] != ids[:, None, :]
+    return torch.zeros(different.shape, dtype=dtype, device=device).masked_fill(different, SHIFT_MASK_VALUE)
+
+
+# ------------------------------------------------------------------------------------- pad / roll / partition
+def pad_to_windows(x: torch.Tensor, geometry: WindowGeometry, pad_value: torch.Tensor | None = None) -> torch.Tensor:
+    """Pad (B, H, W, C) at the bottom/right to (B, Hp, Wp, C) with zeros or with the vector ``pad_value``."""
+    g = geometry
+    if g.pad_bottom == 0 and g.pad_right == 0:
+        return x
+    if pad_value is None:
+        return F.pad(x, (0, 0, 0, g.pad_right, 0, g.pad_bottom))
+    b, h, w, c = x.shape
+    fill = pad_value.to(x.dtype).reshape(1, 1, 1, c)
+    x = torch.cat([x, fill.expand(b, h, g.pad_right, c)], dim=2)
+    return torch.cat([x, fill.expand(b, g.pad_bottom, g.padded_width, c)], dim=1)
+
+
+def cyclic_roll(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """torch.roll over the two spatial dims of (B, H, W, C); the block rolls by -s before, +s after."""
+    return torch.roll(x, shifts=(shift, shift), dims=(1, 2)) if shift else x
+
+
+def partition_windows(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, Hp, Wp, C) -> (B·nW, M·M, C), windows row-major over the grid, tokens row-major in a window."""
+    b, hp, wp, c = x.shape
+    x = x.reshape(b, hp // window, window, wp // window, window, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, window * window, c)
+
+
+def merge_windows(windows: torch.Tensor, window: int, padded_height: int, padded_width: int) -> torch.Tensor:
+    """Inverse of partition_windows: (B·nW, M·M, C) -> (B, Hp, Wp, C)."""
+    c = windows.shape[-1]
+    x = windows.reshape(-1, padded_height // window, padded_width // window, window, window, c)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, padded_height, padded_width, c)
+
+
+def window_partition(x: torch.Tensor, window_size: int, shift_size: int = 0) -> torch.Tensor:
+    """pad -> roll(-s) -> partition: (B, H, W, C) -> (B·nW, M·M, C)."""
+    g = WindowGeometry(x.shape[1], x.shape[2], window_size, shift_size)
+    return partition_windows(cyclic_roll(pad_to_windows(x, g), -g.shift), g.window)
+
+
+def window_reverse(windows: torch.Tensor, window_size: int, height: int, width: int, shift_size: int = 0) -> torch.Tensor:
+    """reverse -> roll(+s) -> crop: (B·nW, M·M, C) -> (B, H, W, C)."""
+    g = WindowGeometry(height, width, window_size, shift_size)
+    x = cyclic_roll(merge_windows(windows, g.window, g.padded_height, g.padded_width), g.shift)
+    return x[:, :height, :width]
+
+
+# -------------------------------------------------------------------------------------------------- attention
+def attention_core(q, k, v, bias=None, scale=1.0, dropout_p=0.0, mask=None):
+    """softmax(q kᵀ·scale + bias + mask) v over (..., heads, N, d); bias (heads, N, N), mask (nW, N, N).
+
+    q, k, v are (B·nW, heads, N, d); the mask repeats every nW windows. The softmax runs in fp32 for half
+    types (as HF transformers does), in the input dtype otherwise.
+    """
+    scores = (q * scale) @ k.transpose(-2, -1)
+    if bias is not None:
+        scores = scores + bias.to(scores.dtype).unsqueeze(0)
+    if mask is not None:
+        n_win, n = mask.shape[0], mask.shape[-1]
+        scores = scores.reshape(-1, n_win, scores.shape[1], n, n) + mask.to(scores.dtype)[None, :, None]
+        scores = scores.reshape(-1, scores.shape[2], n, n)
+    softmax_dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    probs = scores.softmax(dim=-1, dtype=softmax_dtype).to(q.dtype)
+    if dropout_p > 0.0:
+        probs = F.dropout(probs, p=dropout_p, training=True)
+    return probs @ v
+
+
+def split_heads(tokens: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B', N, 3C) laid out [q | k | v], each head-major, -> three (B', heads, N, d)."""
+    b, n, c3 = tokens.shape
+    qkv = tokens.reshape(b, n, 3, num_heads, c3 // (3 * num_heads)).permute(2, 0, 3, 1, 4)
+    return qkv[0], qkv[1], qkv[2]
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B', heads, N, d) -> (B', N, heads·d)."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
+
+
+def shifted_window_attention(
+    qkv: torch.Tensor,
+    num_heads: int,
+    window_size: int,
+    shift_size: int = 0,
+    pad_qkv: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    scale: float | None = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """The attention core of a Swin block on the unpartitioned qkv map: (B, H, W, 3C) -> (B, H, W, C).
+
+    pad (padded tokens take ``pad_qkv``, the qkv bias, as their q/k/v) -> roll(-s) -> partition ->
+    softmax(q kᵀ·scale + bias + shift mask) v -> merge heads -> reverse -> roll(+s) -> crop.
+    This is the contract every fused backend implements in one pass.
+    """
+    b, h, w, c3 = qkv.shape
+    g = WindowGeometry(h, w, window_size, shift_size)
+    head_dim = c3 // (3 * num_heads)
+    scale = head_dim**-0.5 if scale is None else scale
+    windows = partition_windows(cyclic_roll(pad_to_windows(qkv, g, pad_qkv), -g.shift), g.window)
+    q, k, v = split_heads(windows, num_heads)
+    mask = shift_attention_mask(g, dtype=qkv.dtype, device=qkv.device)
+    out = merge_heads(attention_core(q, k, v, bias, scale, dropout_p, mask))
+    out = cyclic_roll(merge_windows(out, g.window, g.padded_height, g.padded_width), g.shift)
+    return out[:, :h, :w]
