@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 
@@ -49,13 +48,17 @@ class Request:
     dropout: bool = False
 
 
-@lru_cache(maxsize=None)
+_LOADED: dict[str, tuple] = {}  # name -> (module or None, import error or None)
+
+
 def _load(name: str):
-    """The implementation module of a backend, or the reason it cannot be imported."""
-    try:
-        return importlib.import_module(_MODULES[name]), None
-    except Exception as error:  # a broken optional dependency must not break the package
-        return None, f"{type(error).__name__}: {error}"
+    """The implementation module of a backend, or the reason it cannot be imported (imported once)."""
+    if name not in _LOADED:
+        try:
+            _LOADED[name] = importlib.import_module(_MODULES[name]), None
+        except Exception as error:  # a broken optional dependency must not break the package
+            _LOADED[name] = None, f"{type(error).__name__}: {error}"
+    return _LOADED[name]
 
 
 def unavailable_reason(name: str) -> str | None:
@@ -85,6 +88,14 @@ def resolve(backend: str | None, request: Request):
 
     'auto' (or None) may be overridden by the SWIN_KERNELS_BACKEND environment variable.
     """
+    r = request
+    return _LOADED[_resolve_name(backend, r.op, str(r.device), r.dtype, r.window, r.head_dim, r.dropout)][0]
+
+
+@torch.compiler.assume_constant_result
+def _resolve_name(backend, op, device, dtype, window, head_dim, dropout) -> str:
+    """Name of the backend that runs the call: host-side logic that torch.compile treats as a constant."""
+    request = Request(op, torch.device(device), dtype, window, head_dim, dropout)
     name = backend or "auto"
     if name == "auto":
         name = os.environ.get(ENV_OVERRIDE, "auto") or "auto"
@@ -92,13 +103,13 @@ def resolve(backend: str | None, request: Request):
         reason = _reason(name, request)
         if reason is not None:
             raise BackendUnavailableError(f"{name}: {reason}")
-        return _load(name)[0]
+        return name
     order = _AUTO_ORDER.get(request.device.type, ("reference",))
     reasons = []
     for candidate in order:
         reason = _reason(candidate, request)
         if reason is None:
-            return _load(candidate)[0]
+            return candidate
         reasons.append(f"{candidate}: {reason}")
     raise BackendUnavailableError("no backend can run this call:\n  " + "\n  ".join(reasons))
 
