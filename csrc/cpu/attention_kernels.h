@@ -1,0 +1,445 @@
+// Single-pass (shifted) window attention on the CPU, written once and compiled per instruction set.
+//
+// The including file defines, after its `#pragma GCC target(...)`:
+//   SWIN_VECTOR_BYTES  bytes of one SIMD register (64 for AVX-512, 32 for AVX2, 16 for SSE)
+//   SWIN_TILE_ROWS     rows of a register tile, SWIN_TILE_VECTORS its widest width in SIMD vectors
+//   SWIN_KERNEL_TABLE  name of the KernelTable it exports (e.g. kAvx512Kernels), SWIN_ISA_NAME its name
+// Everything else is in an anonymous namespace, so the per-ISA copies never meet at link time.
+//
+// Per (window, head) the kernel gathers q (pre-scaled), k and v of the window's N tokens from the
+// (B, H, W, 3C) map through maps::token_pixel into small per-thread tiles (padding -> pad_qkv), then
+//   S = q k^T            register-tiled GEMM, N x N' (N' = N rounded up to the SIMD width)
+//   S += bias + mask     mask from region ids, padded columns -> -inf
+//   P = exp(S - max)     row sums give 1/l and lse = max + log(l)
+//   O = P v / l          stored straight to (B, H, W, C) at the token's pixel (padding tokens are cropped)
+// The backward recomputes P = exp(S - lse) and, with D_i = dO_i . O_i:
+//   dV = P^T dO,  dP = dO V^T,  dS = P * (dP - D),  dQ = dS K * scale,  dK = dS^T (Q * scale),
+// writes dq/dk/dv into (B, H, W, 3C) (each real token once) and adds padded tokens' rows and dS into the
+// chunk's own partial sums of grad_pad_qkv and grad_bias.
+#pragma once
+
+#include "kernel_api.h"
+
+namespace swin_kernels {
+namespace cpu {
+namespace {
+
+constexpr int kTileRows = SWIN_TILE_ROWS;
+constexpr int kTileVectors = SWIN_TILE_VECTORS;
+constexpr int64_t kAlign = 64;
+
+template <typename T>
+struct Simd;
+template <>
+struct Simd<float> {
+  typedef float V __attribute__((vector_size(SWIN_VECTOR_BYTES)));
+  typedef int32_t I __attribute__((vector_size(SWIN_VECTOR_BYTES)));
+  static constexpr int lanes = SWIN_VECTOR_BYTES / 4;
+};
+template <>
+struct Simd<double> {
+  typedef double V __attribute__((vector_size(SWIN_VECTOR_BYTES)));
+  static constexpr int lanes = SWIN_VECTOR_BYTES / 8;
+};
+
+template <typename V>
+inline V load(const void* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename V>
+inline void store(void* p, V v) {
+  __builtin_memcpy(p, &v, sizeof(V));
+}
+template <typename V, typename T>
+inline V broadcast(T x) {
+  return V{} + x;
+}
+
+// ------------------------------------------------------------------------------------------------ GEMM
+// C[r, :] = sum_k A(r, k) B[k, :] for a tile of R rows and CV SIMD vectors of columns, accumulated in
+// registers. A(r, k) = a[r * a_row + k * a_depth], so a transposed operand costs nothing (broadcast loads).
+template <typename T, int R, int CV>
+inline __attribute__((always_inline)) void gemm_tile(int64_t depth, const T* a, int64_t a_row, int64_t a_depth,
+                                                     const T* b, int64_t ldb, T* c, int64_t ldc) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
+  V acc[R][CV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < CV; ++v) acc[r][v] = V{};
+  for (int64_t k = 0; k < depth; ++k) {
+    V bk[CV];
+    for (int v = 0; v < CV; ++v) bk[v] = load<V>(b + k * ldb + v * L);
+    for (int r = 0; r < R; ++r) {
+      const T x = a[r * a_row + k * a_depth];
+      for (int v = 0; v < CV; ++v) acc[r][v] += bk[v] * x;
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < CV; ++v) store(c + r * ldc + v * L, acc[r][v]);
+}
+
+template <typename T, int R, int CV>
+inline void gemm_tail(int64_t vectors, int64_t depth, const T* a, int64_t a_row, int64_t a_depth, const T* b,
+                      int64_t ldb, T* c, int64_t ldc) {
+  if constexpr (CV > 0) {
+    if (vectors == CV)
+      gemm_tile<T, R, CV>(depth, a, a_row, a_depth, b, ldb, c, ldc);
+    else
+      gemm_tail<T, R, CV - 1>(vectors, depth, a, a_row, a_depth, b, ldb, c, ldc);
+  }
+}
+
+// C (rows x cols) = A (rows x depth) B (depth x cols); cols a multiple of the SIMD width. Rows are done in
+// tiles of kTileRows, so A and C must be addressable up to the next multiple (the callers' tiles are).
+template <typename T>
+void gemm(int64_t rows, int64_t cols, int64_t depth, const T* a, int64_t a_row, int64_t a_depth, const T* b,
+          int64_t ldb, T* c, int64_t ldc) {
+  constexpr int L = Simd<T>::lanes;
+  const int64_t vectors = cols / L;
+  for (int64_t r0 = 0; r0 < rows; r0 += kTileRows) {
+    const T* ar = a + r0 * a_row;
+    T* cr = c + r0 * ldc;
+    int64_t v0 = 0;
+    for (; v0 + kTileVectors <= vectors; v0 += kTileVectors)
+      gemm_tile<T, kTileRows, kTileVectors>(depth, ar, a_row, a_depth, b + v0 * L, ldb, cr + v0 * L, ldc);
+    if (v0 < vectors)
+      gemm_tail<T, kTileRows, kTileVectors - 1>(vectors - v0, depth, ar, a_row, a_depth, b + v0 * L, ldb,
+                                                cr + v0 * L, ldc);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- softmax
+// exp on a float vector: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-7 polynomial, 2^n through the exponent
+// bits. Inputs below ln(FLT_MIN) give 0 (so -inf -> 0), relative error ~1e-7.
+inline Simd<float>::V exp_vector(Simd<float>::V x) {
+  using V = Simd<float>::V;
+  using I = Simd<float>::I;
+  const V lowest = broadcast<V>(-87.33654475f), highest = broadcast<V>(88.37626266f);
+  const V xc = x < lowest ? lowest : (x > highest ? highest : x);
+  const V t = xc * 1.44269504088896341f + 0.5f;
+  V n = __builtin_convertvector(__builtin_convertvector(t, I), V);  // trunc; floor below
+  n = n > t ? n - 1.0f : n;
+  const V r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;  // ln2 = 0.693359375 - 2.12194440e-4 (split)
+  V y = broadcast<V>(1.9875691500e-4f);
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * (r * r) + r + 1.0f;
+  const I bits = (__builtin_convertvector(n, I) + 127) << 23;
+  const V result = y * (V)bits;
+  return x < lowest ? V{} : result;
+}
+
+// row[j] <- exp(row[j] - shift) for j < ldn (-inf -> 0); returns the row sum (fixed summation order).
+inline float exp_row(float* row, int64_t ldn, float shift) {
+  using V = Simd<float>::V;
+  constexpr int L = Simd<float>::lanes;
+  V sum{};
+  for (int64_t j = 0; j < ldn; j += L) {
+    const V e = exp_vector(load<V>(row + j) - shift);
+    store(row + j, e);
+    sum += e;
+  }
+  float total = 0.0f;
+  for (int l = 0; l < L; ++l) total += sum[l];
+  return total;
+}
+inline double exp_row(double* row, int64_t ldn, double shift) {
+  double total = 0.0;
+  for (int64_t j = 0; j < ldn; ++j) {
+    const double e = __builtin_exp(row[j] - shift);
+    row[j] = e;
+    total += e;
+  }
+  return total;
+}
+inline float log_scalar(float x) { return __builtin_logf(x); }
+inline double log_scalar(double x) { return __builtin_log(x); }
+
+// Scores row i: row[j] += bias[j] + (region[j] != region_i ? -100 : 0) for j < n, -inf for n <= j < ldn.
+template <typename T>
+inline void finish_scores_row(T* row, int64_t n, int64_t ldn, const T* bias_row, const T* regions, bool masked,
+                              T region_i) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
+  const T mask = static_cast<T>(maps::kShiftMaskValue);
+  int64_t j = 0;
+  for (; j + L <= n; j += L) {
+    V s = load<V>(row + j);
+    if (bias_row) s += load<V>(bias_row + j);
+    if (masked) s = load<V>(regions + j) != broadcast<V>(region_i) ? s + mask : s;
+    store(row + j, s);
+  }
+  for (; j < n; ++j) {
+    T s = row[j];
+    if (bias_row) s += bias_row[j];
+    if (masked && regions[j] != region_i) s += mask;
+    row[j] = s;
+  }
+  for (; j < ldn; ++j) row[j] = -__builtin_inf();
+}
+
+template <typename T>
+inline T row_max(const T* row, int64_t ldn) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
+  V m = load<V>(row);
+  for (int64_t j = L; j < ldn; j += L) {
+    const V x = load<V>(row + j);
+    m = x > m ? x : m;
+  }
+  T best = m[0];
+  for (int l = 1; l < L; ++l) best = m[l] > best ? m[l] : best;
+  return best;
+}
+
+// ------------------------------------------------------------------------------------------ scratch tiles
+struct Layout {
+  int64_t n, d, ldn, ldd, rows;  // tokens, head dim, their SIMD-padded strides, rows padded to the tile
+};
+
+template <typename T>
+Layout layout_of(const AttentionProblem& p) {
+  constexpr int L = Simd<T>::lanes;
+  Layout lay;
+  lay.n = p.grid.tokens;
+  lay.d = p.head_dim;
+  lay.ldn = maps::round_up(lay.n, L);
+  lay.ldd = maps::round_up(lay.d, L);
+  lay.rows = maps::round_up(lay.n, kTileRows);
+  return lay;
+}
+
+// Per-thread tiles, zeroed once: padding rows/columns are never written, so they stay zero.
+template <typename T>
+struct Tiles {
+  T* q;        // rows x ldd, q * scale
+  T* k;        // rows x ldd (backward: B operand of dQ)
+  T* kt;       // d x ldn, k transposed (B operand of S)
+  T* v;        // rows x ldd (forward: B operand of O)
+  T* vt;       // d x ldn (backward: B operand of dP)
+  T* dout;     // rows x ldd (backward)
+  T* s;        // rows x ldn (+ rows of slack for transposed reads): scores, then P
+  T* ds;       // rows x ldn (+ slack): dP, then dS (backward)
+  T* product;  // rows x ldd: output of the N x d GEMMs
+  T* regions;  // ldn region ids of the window's tokens
+  T* row_values;  // rows: 1/l (forward) or D (backward)
+  T* zero_row;    // 3C zeros: q/k/v of padded tokens when pad_qkv is null
+  int64_t* pixel;  // n: the token's pixel (b*H*W + y*W + x), -1 for padding
+};
+
+template <typename T>
+int64_t carve(const AttentionProblem& p, bool backward, char* base, Tiles<T>* tiles) {
+  const Layout lay = layout_of<T>(p);
+  int64_t offset = 0;
+  auto take = [&](int64_t count, int64_t size) {
+    char* at = base ? base + offset : nullptr;
+    offset += maps::round_up(count * size, kAlign);
+    return at;
+  };
+  const int64_t row_tile = lay.rows * lay.ldd, col_tile = lay.d * lay.ldn, square = lay.rows * lay.ldn + lay.rows;
+  const int64_t c3 = 3 * static_cast<int64_t>(p.heads) * p.head_dim;
+  Tiles<T> t{};
+  t.q = reinterpret_cast<T*>(take(row_tile, sizeof(T)));
+  t.kt = reinterpret_cast<T*>(take(col_tile, sizeof(T)));
+  t.s = reinterpret_cast<T*>(take(square, sizeof(T)));
+  t.product = reinterpret_cast<T*>(take(row_tile, sizeof(T)));
+  t.regions = reinterpret_cast<T*>(take(lay.ldn, sizeof(T)));
+  t.row_values = reinterpret_cast<T*>(take(lay.rows, sizeof(T)));
+  t.zero_row = reinterpret_cast<T*>(take(c3, sizeof(T)));
+  t.pixel = reinterpret_cast<int64_t*>(take(lay.n, sizeof(int64_t)));
+  if (backward) {
+    t.k = reinterpret_cast<T*>(take(row_tile, sizeof(T)));
+    t.vt = reinterpret_cast<T*>(take(col_tile, sizeof(T)));
+    t.dout = reinterpret_cast<T*>(take(row_tile, sizeof(T)));
+    t.ds = reinterpret_cast<T*>(take(square, sizeof(T)));
+  } else {
+    t.v = reinterpret_cast<T*>(take(row_tile, sizeof(T)));
+  }
+  if (tiles) *tiles = t;
+  return offset + kAlign;  // room to align the base
+}
+
+template <typename T>
+Tiles<T> tiles_in(const AttentionProblem& p, bool backward, void* scratch) {
+  const int64_t address = reinterpret_cast<int64_t>(scratch);
+  char* base = static_cast<char*>(scratch) + (maps::round_up(address, kAlign) - address);
+  Tiles<T> t;
+  const int64_t bytes = carve<T>(p, backward, base, &t);
+  __builtin_memset(base, 0, bytes - kAlign);
+  return t;
+}
+
+int64_t scratch_bytes(const AttentionProblem& p, bool backward, bool is_double) {
+  return is_double ? carve<double>(p, backward, nullptr, nullptr) : carve<float>(p, backward, nullptr, nullptr);
+}
+
+// Pixels and region ids of window bw (= b * nW + w) of the batch.
+template <typename T>
+bool load_window(const maps::WindowGrid& g, int64_t bw, const Tiles<T>& t) {
+  const int64_t b = bw / g.windows_per_image, w = bw % g.windows_per_image, image = b * g.height * g.width;
+  for (int32_t i = 0; i < g.tokens; ++i) {
+    const int64_t pixel = maps::token_pixel(g, w, i);
+    t.pixel[i] = pixel < 0 ? -1 : image + pixel;
+    t.regions[i] = static_cast<T>(maps::token_region(g, w, i));
+  }
+  return maps::window_is_masked(g, w);
+}
+
+// --------------------------------------------------------------------------------------------- forward
+template <typename T>
+void forward(const AttentionProblem& p, const ForwardArgs<T>& a, int64_t begin, int64_t end, void* scratch) {
+  const Tiles<T> t = tiles_in<T>(p, false, scratch);
+  const Layout lay = layout_of<T>(p);
+  const int64_t n = lay.n, d = lay.d, heads = p.heads, c = heads * d, c3 = 3 * c;
+  const T scale = static_cast<T>(p.scale);
+  const T* pad = a.pad_qkv ? a.pad_qkv : t.zero_row;
+  int64_t current = -1;
+  bool masked = false;
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t bw = task / heads, h = task % heads;
+    if (bw != current) {
+      masked = load_window(p.grid, bw, t);
+      current = bw;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const T* row = (t.pixel[i] >= 0 ? a.qkv + t.pixel[i] * c3 : pad) + h * d;
+      T* q = t.q + i * lay.ldd;
+      T* v = t.v + i * lay.ldd;
+      for (int64_t e = 0; e < d; ++e) q[e] = row[e] * scale;
+      for (int64_t e = 0; e < d; ++e) v[e] = row[2 * c + e];
+      for (int64_t e = 0; e < d; ++e) t.kt[e * lay.ldn + i] = row[c + e];
+    }
+    gemm<T>(n, lay.ldn, d, t.q, lay.ldd, 1, t.kt, lay.ldn, t.s, lay.ldn);
+    const T* bias = a.bias ? a.bias + h * n * n : nullptr;
+    T* lse = a.lse + task * n;
+    for (int64_t i = 0; i < n; ++i) {
+      T* row = t.s + i * lay.ldn;
+      finish_scores_row(row, n, lay.ldn, bias ? bias + i * n : nullptr, t.regions, masked, t.regions[i]);
+      const T m = row_max(row, lay.ldn);
+      const T l = exp_row(row, lay.ldn, m);
+      lse[i] = m + log_scalar(l);
+      t.row_values[i] = T(1) / l;
+    }
+    gemm<T>(n, lay.ldd, n, t.s, lay.ldn, 1, t.v, lay.ldd, t.product, lay.ldd);
+    for (int64_t i = 0; i < n; ++i) {
+      if (t.pixel[i] < 0) continue;  // padding is cropped
+      T* out = a.out + t.pixel[i] * c + h * d;
+      const T* o = t.product + i * lay.ldd;
+      const T inv = t.row_values[i];
+      for (int64_t e = 0; e < d; ++e) out[e] = o[e] * inv;
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------- backward
+// Rows of a GEMM product (N x d in t.product) to their place in grad_qkv, or into the pad partial sums.
+template <typename T>
+inline void scatter_rows(const Tiles<T>& t, const Layout& lay, T factor, T* grad_qkv, int64_t c3, int64_t part,
+                         T* pad_partial) {
+  for (int64_t i = 0; i < lay.n; ++i) {
+    const T* src = t.product + i * lay.ldd;
+    T* dst = t.pixel[i] >= 0 ? grad_qkv + t.pixel[i] * c3 + part : nullptr;
+    if (dst) {
+      for (int64_t e = 0; e < lay.d; ++e) dst[e] = src[e] * factor;
+    } else {
+      for (int64_t e = 0; e < lay.d; ++e) pad_partial[part + e] += src[e] * factor;
+    }
+  }
+}
+
+template <typename T>
+void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin, int64_t end, void* scratch) {
+  const Tiles<T> t = tiles_in<T>(p, true, scratch);
+  const Layout lay = layout_of<T>(p);
+  const int64_t n = lay.n, d = lay.d, heads = p.heads, c = heads * d, c3 = 3 * c;
+  const int64_t total = p.batch * p.grid.windows_per_image;
+  const T scale = static_cast<T>(p.scale);
+  const T* pad = a.pad_qkv ? a.pad_qkv : t.zero_row;
+  for (int64_t chunk = begin; chunk < end; ++chunk) {
+    T* grad_bias = a.grad_bias_partials + chunk * heads * n * n;
+    T* grad_pad = a.grad_pad_partials + chunk * c3;
+    for (int64_t e = 0; e < heads * n * n; ++e) grad_bias[e] = T(0);
+    for (int64_t e = 0; e < c3; ++e) grad_pad[e] = T(0);
+    const int64_t first = chunk * a.windows_per_chunk;
+    const int64_t last = first + a.windows_per_chunk < total ? first + a.windows_per_chunk : total;
+    for (int64_t bw = first; bw < last; ++bw) {
+      const bool masked = load_window(p.grid, bw, t);
+      for (int64_t h = 0; h < heads; ++h) {
+        for (int64_t i = 0; i < n; ++i) {
+          const T* row = (t.pixel[i] >= 0 ? a.qkv + t.pixel[i] * c3 : pad) + h * d;
+          T* q = t.q + i * lay.ldd;
+          T* k = t.k + i * lay.ldd;
+          T* g = t.dout + i * lay.ldd;
+          for (int64_t e = 0; e < d; ++e) q[e] = row[e] * scale;
+          for (int64_t e = 0; e < d; ++e) k[e] = row[c + e];
+          for (int64_t e = 0; e < d; ++e) t.kt[e * lay.ldn + i] = row[c + e];
+          for (int64_t e = 0; e < d; ++e) t.vt[e * lay.ldn + i] = row[2 * c + e];
+          T dot = T(0);
+          if (t.pixel[i] >= 0) {  // padded tokens are cropped: no gradient reaches them
+            const T* go = a.grad_out + t.pixel[i] * c + h * d;
+            const T* o = a.out + t.pixel[i] * c + h * d;
+            for (int64_t e = 0; e < d; ++e) g[e] = go[e];
+            for (int64_t e = 0; e < d; ++e) dot += go[e] * o[e];
+          } else {
+            for (int64_t e = 0; e < d; ++e) g[e] = T(0);
+          }
+          t.row_values[i] = dot;
+        }
+        // P = exp(S - lse), recomputed.
+        gemm<T>(n, lay.ldn, d, t.q, lay.ldd, 1, t.kt, lay.ldn, t.s, lay.ldn);
+        const T* bias = a.bias ? a.bias + h * n * n : nullptr;
+        const T* lse = a.lse + (bw * heads + h) * n;
+        for (int64_t i = 0; i < n; ++i) {
+          T* row = t.s + i * lay.ldn;
+          finish_scores_row(row, n, lay.ldn, bias ? bias + i * n : nullptr, t.regions, masked, t.regions[i]);
+          exp_row(row, lay.ldn, lse[i]);
+        }
+        // dV = P^T dO
+        gemm<T>(n, lay.ldd, n, t.s, 1, lay.ldn, t.dout, lay.ldd, t.product, lay.ldd);
+        scatter_rows(t, lay, T(1), a.grad_qkv, c3, 2 * c + h * d, grad_pad);
+        // dP = dO V^T, then dS = P (dP - D) in place; grad_bias += dS
+        gemm<T>(n, lay.ldn, d, t.dout, lay.ldd, 1, t.vt, lay.ldn, t.ds, lay.ldn);
+        T* gb = grad_bias + h * n * n;
+        for (int64_t i = 0; i < n; ++i) {
+          T* ds = t.ds + i * lay.ldn;
+          const T* pr = t.s + i * lay.ldn;
+          const T di = t.row_values[i];
+          for (int64_t j = 0; j < lay.ldn; ++j) ds[j] = pr[j] * (ds[j] - di);
+          for (int64_t j = 0; j < n; ++j) gb[i * n + j] += ds[j];
+        }
+        // dQ = dS K * scale, dK = dS^T (Q * scale)
+        gemm<T>(n, lay.ldd, n, t.ds, lay.ldn, 1, t.k, lay.ldd, t.product, lay.ldd);
+        scatter_rows(t, lay, scale, a.grad_qkv, c3, h * d, grad_pad);
+        gemm<T>(n, lay.ldd, n, t.ds, 1, lay.ldn, t.q, lay.ldd, t.product, lay.ldd);
+        scatter_rows(t, lay, T(1), a.grad_qkv, c3, c + h * d, grad_pad);
+      }
+    }
+  }
+}
+
+void forward_f32(const AttentionProblem& p, const ForwardArgs<float>& a, int64_t b, int64_t e, void* s) {
+  forward<float>(p, a, b, e, s);
+}
+void forward_f64(const AttentionProblem& p, const ForwardArgs<double>& a, int64_t b, int64_t e, void* s) {
+  forward<double>(p, a, b, e, s);
+}
+void backward_f32(const AttentionProblem& p, const BackwardArgs<float>& a, int64_t b, int64_t e, void* s) {
+  backward<float>(p, a, b, e, s);
+}
+void backward_f64(const AttentionProblem& p, const BackwardArgs<double>& a, int64_t b, int64_t e, void* s) {
+  backward<double>(p, a, b, e, s);
+}
+
+}  // namespace
+
+// Constant-initialised data (no code runs), so naming the table is safe on any CPU.
+extern const KernelTable SWIN_KERNEL_TABLE = {SWIN_ISA_NAME, scratch_bytes, forward_f32, forward_f64, backward_f32,
+                                             backward_f64};
+
+}  // namespace cpu
+}  // namespace swin_kernels

@@ -1,0 +1,227 @@
+// CPU implementations of the swin_kernels ops: argument checks, output allocation, threading
+// (at::parallel_for) and the choice of the instruction-set build of the attention kernels.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <tuple>
+
+#include "../op_checks.h"
+#include "kernel_api.h"
+
+namespace swin_kernels {
+namespace cpu {
+namespace {
+
+// Backward partial sums: the windows are cut into at most this many chunks of equal size, a number that depends
+// on the problem only, so grad_bias / grad_pad_qkv are bit-identical whatever the thread count.
+constexpr int64_t kMaxBackwardChunks = 128;
+
+bool cpu_has(const char* feature_set) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (std::strcmp(feature_set, "avx512") == 0)
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (std::strcmp(feature_set, "avx2") == 0) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  return std::strcmp(feature_set, "generic") == 0;
+}
+
+// The widest build this CPU runs; SWIN_KERNELS_CPU_ISA=generic|avx2|avx512 picks a narrower one (tests do).
+const KernelTable& kernels() {
+  const char* requested = std::getenv("SWIN_KERNELS_CPU_ISA");
+  if (requested != nullptr && *requested != '\0') {
+    TORCH_CHECK(cpu_has(requested), "swin_kernels: SWIN_KERNELS_CPU_ISA=", requested,
+                " is not one of generic, avx2, avx512 that this CPU supports");
+    if (std::strcmp(requested, "avx512") == 0) return kAvx512Kernels;
+    if (std::strcmp(requested, "avx2") == 0) return kAvx2Kernels;
+    return kGenericKernels;
+  }
+  static const KernelTable& best =
+      cpu_has("avx512") ? kAvx512Kernels : (cpu_has("avx2") ? kAvx2Kernels : kGenericKernels);
+  return best;
+}
+
+void check_cpu_float(const at::Tensor& t) {
+  TORCH_CHECK(t.device().is_cpu(), "swin_kernels: the CPU kernels need CPU tensors, got ", t.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
+              "swin_kernels: the CPU attention kernels support float32 and float64, got ", t.scalar_type());
+}
+
+AttentionProblem problem_of(const AttentionSizes& s, double scale) {
+  AttentionProblem p;
+  p.batch = s.batch;
+  p.heads = static_cast<int32_t>(s.heads);
+  p.head_dim = static_cast<int32_t>(s.head_dim);
+  p.scale = scale;
+  p.grid = s.grid;
+  return p;
+}
+
+template <typename T>
+const T* data_or_null(const std::optional<at::Tensor>& t) {
+  return t.has_value() ? t->data_ptr<T>() : nullptr;
+}
+
+// Runs fn(begin, end, scratch) over [0, count) on the intra-op thread pool, one scratch buffer per range.
+template <typename Fn>
+void parallel_with_scratch(int64_t count, int64_t scratch_bytes, const Fn& fn) {
+  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<char[]> scratch(new char[scratch_bytes]);
+    fn(begin, end, scratch.get());
+  });
+}
+
+template <typename T>
+void attention_forward(const AttentionProblem& p, const KernelTable& k, const ForwardArgs<T>& args, int64_t tasks) {
+  const int64_t bytes = k.scratch_bytes(p, false, sizeof(T) == 8);
+  parallel_with_scratch(tasks, bytes, [&](int64_t begin, int64_t end, void* scratch) {
+    if constexpr (sizeof(T) == 8)
+      k.forward_f64(p, args, begin, end, scratch);
+    else
+      k.forward_f32(p, args, begin, end, scratch);
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, const std::optional<at::Tensor>& pad_qkv,
+                                                        const std::optional<at::Tensor>& bias, int64_t num_heads,
+                                                        int64_t window, int64_t shift, double scale) {
+  check_cpu_float(qkv);
+  const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift);
+  const AttentionProblem p = problem_of(s, scale);
+  const int64_t windows = s.batch * s.grid.windows_per_image;
+  at::Tensor out = new_output({s.batch, s.height, s.width, s.channels}, qkv.options());
+  at::Tensor lse = new_output({windows, s.heads, s.grid.tokens}, qkv.options());
+  const KernelTable& k = kernels();
+  if (qkv.scalar_type() == at::kDouble) {
+    const ForwardArgs<double> args{qkv.data_ptr<double>(), data_or_null<double>(pad_qkv), data_or_null<double>(bias),
+                                   out.data_ptr<double>(), lse.data_ptr<double>()};
+    attention_forward(p, k, args, windows * s.heads);
+  } else {
+    const ForwardArgs<float> args{qkv.data_ptr<float>(), data_or_null<float>(pad_qkv), data_or_null<float>(bias),
+                                  out.data_ptr<float>(), lse.data_ptr<float>()};
+    attention_forward(p, k, args, windows * s.heads);
+  }
+  return {out, lse};
+}
+
+// out[e] = sum over chunks c, in order, of partials[c, e].
+template <typename T>
+void reduce_chunks(const at::Tensor& partials, at::Tensor& out) {
+  const int64_t chunks = partials.size(0), size = out.numel();
+  const T* src = partials.data_ptr<T>();
+  T* dst = out.data_ptr<T>();
+  at::parallel_for(0, size, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t e = begin; e < end; ++e) {
+      T total = src[e];
+      for (int64_t c = 1; c < chunks; ++c) total += src[c * size + e];
+      dst[e] = total;
+    }
+  });
+}
+
+template <typename T>
+void attention_backward(const AttentionProblem& p, const KernelTable& k, BackwardArgs<T> args, int64_t chunks,
+                        at::Tensor& pad_partials, at::Tensor& bias_partials, at::Tensor& grad_pad,
+                        at::Tensor& grad_bias) {
+  args.grad_pad_partials = pad_partials.data_ptr<T>();
+  args.grad_bias_partials = bias_partials.data_ptr<T>();
+  const int64_t bytes = k.scratch_bytes(p, true, sizeof(T) == 8);
+  parallel_with_scratch(chunks, bytes, [&](int64_t begin, int64_t end, void* scratch) {
+    if constexpr (sizeof(T) == 8)
+      k.backward_f64(p, args, begin, end, scratch);
+    else
+      k.backward_f32(p, args, begin, end, scratch);
+  });
+  reduce_chunks<T>(pad_partials, grad_pad);
+  reduce_chunks<T>(bias_partials, grad_bias);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
+    const at::Tensor& grad_out, const at::Tensor& qkv, const std::optional<at::Tensor>& pad_qkv,
+    const std::optional<at::Tensor>& bias, const at::Tensor& out, const at::Tensor& lse, int64_t num_heads,
+    int64_t window, int64_t shift, double scale) {
+  check_cpu_float(qkv);
+  const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift);
+  check_attention_backward_args(s, qkv, grad_out, out, lse, qkv.scalar_type());
+  const AttentionProblem p = problem_of(s, scale);
+  const int64_t n = s.grid.tokens, windows = s.batch * s.grid.windows_per_image;
+  const int64_t per_chunk = (windows + kMaxBackwardChunks - 1) / kMaxBackwardChunks;
+  const int64_t chunks = (windows + per_chunk - 1) / per_chunk;
+  at::Tensor grad_qkv = new_output(qkv.sizes(), qkv.options());
+  at::Tensor grad_pad = new_output({3 * s.channels}, qkv.options());
+  at::Tensor grad_bias = new_output({s.heads, n, n}, qkv.options());
+  at::Tensor pad_partials = at::empty({chunks, 3 * s.channels}, qkv.options());
+  at::Tensor bias_partials = at::empty({chunks, s.heads, n, n}, qkv.options());
+  const KernelTable& k = kernels();
+  if (qkv.scalar_type() == at::kDouble) {
+    BackwardArgs<double> args{grad_out.data_ptr<double>(), qkv.data_ptr<double>(), data_or_null<double>(pad_qkv),
+                              data_or_null<double>(bias), out.data_ptr<double>(), lse.data_ptr<double>(),
+                              grad_qkv.data_ptr<double>(), nullptr, nullptr, per_chunk};
+    attention_backward(p, k, args, chunks, pad_partials, bias_partials, grad_pad, grad_bias);
+  } else {
+    BackwardArgs<float> args{grad_out.data_ptr<float>(), qkv.data_ptr<float>(), data_or_null<float>(pad_qkv),
+                             data_or_null<float>(bias), out.data_ptr<float>(), lse.data_ptr<float>(),
+                             grad_qkv.data_ptr<float>(), nullptr, nullptr, per_chunk};
+    attention_backward(p, k, args, chunks, pad_partials, bias_partials, grad_pad, grad_bias);
+  }
+  return {grad_qkv, grad_pad, grad_bias};
+}
+
+// ------------------------------------------------------------------------------------ partition / reverse
+// Pure data movement, any dtype: rows of C elements copied through maps::token_pixel.
+int64_t rows_per_task(int64_t row_bytes) { return row_bytes >= 16384 ? 1 : 16384 / row_bytes; }
+
+at::Tensor window_partition(const at::Tensor& x, int64_t window, int64_t shift) {
+  TORCH_CHECK(x.device().is_cpu(), "swin_kernels: the CPU kernels need CPU tensors, got ", x.device());
+  const maps::WindowGrid g = check_partition_args(x, window, shift);
+  const int64_t batch = x.size(0), channels = x.size(3), n = g.tokens;
+  at::Tensor out = new_output({batch * g.windows_per_image, n, channels}, x.options());
+  const int64_t row_bytes = channels * static_cast<int64_t>(x.element_size()), image = g.height * g.width;
+  const char* src = static_cast<const char*>(x.data_ptr());
+  char* dst = static_cast<char*>(out.data_ptr());
+  at::parallel_for(0, out.size(0) * n, rows_per_task(row_bytes), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t bw = row / n, b = bw / g.windows_per_image;
+      const int64_t pixel = maps::token_pixel(g, bw % g.windows_per_image, static_cast<int32_t>(row % n));
+      if (pixel < 0)
+        std::memset(dst + row * row_bytes, 0, row_bytes);  // zero padding
+      else
+        std::memcpy(dst + row * row_bytes, src + (b * image + pixel) * row_bytes, row_bytes);
+    }
+  });
+  return out;
+}
+
+at::Tensor window_reverse(const at::Tensor& windows, int64_t window, int64_t height, int64_t width, int64_t shift) {
+  TORCH_CHECK(windows.device().is_cpu(), "swin_kernels: the CPU kernels need CPU tensors, got ", windows.device());
+  const maps::WindowGrid g = check_reverse_args(windows, window, height, width, shift);
+  const int64_t batch = windows.size(0) / g.windows_per_image, channels = windows.size(2), n = g.tokens;
+  at::Tensor out = new_output({batch, height, width, channels}, windows.options());
+  const int64_t row_bytes = channels * static_cast<int64_t>(windows.element_size()), image = height * width;
+  const char* src = static_cast<const char*>(windows.data_ptr());
+  char* dst = static_cast<char*>(out.data_ptr());
+  // Every pixel is held by exactly one token, so each output row is written once; padding rows are dropped.
+  at::parallel_for(0, windows.size(0) * n, rows_per_task(row_bytes), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t bw = row / n, b = bw / g.windows_per_image;
+      const int64_t pixel = maps::token_pixel(g, bw % g.windows_per_image, static_cast<int32_t>(row % n));
+      if (pixel >= 0) std::memcpy(dst + (b * image + pixel) * row_bytes, src + row * row_bytes, row_bytes);
+    }
+  });
+  return out;
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace swin_kernels
+
+TORCH_LIBRARY_IMPL(swin_kernels, CPU, m) {
+  m.impl("window_attention_fwd", &swin_kernels::cpu::window_attention_fwd);
+  m.impl("window_attention_bwd", &swin_kernels::cpu::window_attention_bwd);
+  m.impl("window_partition", &swin_kernels::cpu::window_partition);
+  m.impl("window_reverse", &swin_kernels::cpu::window_reverse);
+}

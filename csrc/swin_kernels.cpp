@@ -1,0 +1,32 @@
+// The swin_kernels operator library: schemas of every op (implementations live in cpu/ and cuda/).
+//
+// Built as the Python extension module swin_kernels._C. Importing it registers the ops with the dispatcher;
+// the module itself exports nothing. Python-side fake (meta) implementations and autograd formulas are in
+// swin_kernels/ops/_ext.py.
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// Entry point of `import swin_kernels._C`: an empty module, the ops are registered by static initialisers.
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "swin_kernels operator library", -1, nullptr};
+  return PyModule_Create(&module);
+}
+}
+
+TORCH_LIBRARY(swin_kernels, m) {
+  m.set_python_module("swin_kernels.ops._ext");
+  // Shifted window attention on the unpartitioned (B, H, W, 3C) qkv map: returns out (B, H, W, C) and the row
+  // log-sum-exp of the scores (B*nW, heads, N) that the backward recomputes the probabilities from.
+  m.def(
+      "window_attention_fwd(Tensor qkv, Tensor? pad_qkv, Tensor? bias, int num_heads, int window, int shift, "
+      "float scale) -> (Tensor, Tensor)");
+  // Gradients of qkv (B, H, W, 3C), pad_qkv (3C,) and bias (heads, N, N), each always returned.
+  m.def(
+      "window_attention_bwd(Tensor grad_out, Tensor qkv, Tensor? pad_qkv, Tensor? bias, Tensor out, Tensor lse, "
+      "int num_heads, int window, int shift, float scale) -> (Tensor, Tensor, Tensor)");
+  // pad -> roll(-shift) -> partition: (B, H, W, C) -> (B*nW, N, C).
+  m.def("window_partition(Tensor x, int window, int shift) -> Tensor");
+  // reverse -> roll(+shift) -> crop: (B*nW, N, C) -> (B, H, W, C).
+  m.def("window_reverse(Tensor windows, int window, int height, int width, int shift) -> Tensor");
+}

@@ -1,0 +1,49 @@
+"""The "cuda" backend: the compiled library's CUDA kernels (fp32, fp16, bf16; tensor cores for half types)."""
+
+from __future__ import annotations
+
+import torch
+
+from . import _ext
+
+_ATTENTION_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+MAX_WINDOW = 8  # N = M*M <= 64 tokens: one window's scores stay in shared memory
+
+
+def unavailable_reason() -> str | None:
+    reason = _ext.unavailable_reason()
+    if reason is not None:
+        return reason
+    if not _ext.has_kernel("window_attention_fwd", "CUDA"):
+        return ("the compiled extension has no CUDA kernels (torch was built without CUDA, or "
+                "SWIN_KERNELS_SKIP_CUDA=1 was set when it was built)")
+    if not torch.cuda.is_available():
+        return "no CUDA device is available"
+    return None
+
+
+def unsupported_reason(request) -> str | None:
+    if request.device.type != "cuda":
+        return f"the cuda backend runs on CUDA tensors, got a tensor on {request.device}"
+    if request.op != "attention":
+        return None  # partition / reverse move bytes: any dtype
+    if request.dtype not in _ATTENTION_DTYPES:
+        return f"the cuda attention kernels support float32, float16 and bfloat16, got {request.dtype}"
+    if request.window > MAX_WINDOW:
+        return f"the cuda attention kernels support windows up to {MAX_WINDOW} (N <= 64 tokens), got {request.window}"
+    if request.dropout:
+        return "attention dropout is not implemented in the cuda backend (use dropout_p=0 / eval mode, or 'triton')"
+    return None
+
+
+def window_attention(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p):
+    out, _ = torch.ops.swin_kernels.window_attention_fwd(qkv, pad_qkv, bias, num_heads, window, shift, scale)
+    return out
+
+
+def window_partition(x, window, shift):
+    return torch.ops.swin_kernels.window_partition(x, window, shift)
+
+
+def window_reverse(windows, window, height, width, shift):
+    return torch.ops.swin_kernels.window_reverse(windows, window, height, width, shift)
