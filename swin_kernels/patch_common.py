@@ -1,0 +1,121 @@
+"""Pieces every model patch shares: the fused attention branch, the q/k/v weight concatenation, call options.
+
+A patched block feeds ``functional.shifted_window_attention`` with the qkv map of the whole (unpartitioned)
+feature map. Models that keep q, k and v as three Linears need their weights as one (3C, C) matrix:
+
+* while a gradient must reach the weights (training), they are concatenated on every call — one 3C x C copy,
+  small next to the activations of a training batch, and autograd splits the gradient back for free;
+* otherwise (inference, frozen weights) the concatenation is cached and reused until one of the tensors changes:
+  an in-place update bumps its version counter, and ``.to()`` / ``.half()`` / ``load_state_dict(assign=True)``
+  replace its storage. At batch 1 the per-call copy of all Swin-T q/k/v weights costs about a tenth of a forward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
+
+from . import functional
+from .reference import relative_position_bias
+
+BYPASSED_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+class ConcatenatedParameters:
+    """``torch.cat`` of tensors along dim 0 (None entries read as zeros like the first), cached when no grad flows."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def __call__(self, tensors) -> torch.Tensor:
+        present = next(t for t in tensors if t is not None)
+        tensors = [torch.zeros_like(present) if t is None else t for t in tensors]
+        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+            return torch.cat(tensors)
+        key = self._key_of(tensors)
+        if key != self._key or any(ref.expired() for ref in self._refs):
+            with torch.no_grad():
+                self._value = torch.cat(tensors)
+            self._refs = [StorageWeakRef(t.untyped_storage()) for t in tensors]
+            self._key = key
+        return self._value
+
+    @staticmethod
+    def _key_of(tensors):
+        # data_ptr and version catch moves and in-place updates; the weak storage refs (checked above) catch a
+        # new storage landing at a freed address. Inference-mode tensors must not leak into autograd calls.
+        return (torch.is_inference_mode_enabled(),
+                tuple((t.untyped_storage().data_ptr(), t.data_ptr(), t._version, t.dtype, t.device) for t in tensors))
+
+    def clear(self) -> None:
+        self._key = self._value = None
+        self._refs = []
+
+    # A copy of a patched model starts with an empty cache (the weak refs must not be duplicated).
+    def __deepcopy__(self, memo) -> "ConcatenatedParameters":
+        return ConcatenatedParameters()
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state) -> None:
+        self.__init__()
+
+
+def window_attention_branch(x, qkv_weight, qkv_bias, bias, num_heads: int, window: int, shift: int, scale: float,
+                            dropout_p: float, backend: str, qkv_transform=None) -> torch.Tensor:
+    """qkv Linear on the unpartitioned map x (B, H, W, C) -> fused (shifted) window attention -> (B, H, W, C).
+
+    Padded tokens are zero vectors before the qkv Linear, so they see its bias. ``qkv_transform`` (per token and
+    head, e.g. Swin V2's cosine normalisation) is applied to the map and to that bias alike.
+    """
+    qkv = F.linear(x, qkv_weight, qkv_bias)
+    pad_qkv = None if qkv_bias is None else qkv_bias.to(qkv.dtype)
+    if qkv_transform is not None:
+        qkv = qkv_transform(qkv)
+        pad_qkv = None if pad_qkv is None else qkv_transform(pad_qkv)
+    return functional.shifted_window_attention(
+        qkv, num_heads, window, shift, pad_qkv=pad_qkv, bias=bias.to(qkv.dtype), scale=scale,
+        dropout_p=dropout_p, backend=backend,
+    )
+
+
+def table_bias(table: torch.Tensor, window: int) -> torch.Tensor:
+    """Dense (heads, N, N) bias of a window from a ((2T-1)², heads) table; a smaller window reads its centre."""
+    return relative_position_bias(table, window)
+
+
+def call_options(module: nn.Module, args: tuple, kwargs: dict) -> dict:
+    """Name the extra positional arguments of a block call the way the original forward names them."""
+    options = dict(zip(module._swin_kernels_arg_names, args))
+    options.update(kwargs)
+    return options
+
+
+def original_forward(module: nn.Module, *args, **kwargs):
+    """Run the block's own (class) forward, e.g. when attention weights are asked for."""
+    return type(module).forward(module, *args, **kwargs)
+
+
+def plain_linear_reason(**linears) -> str | None:
+    """Why these submodules cannot be bypassed by F.linear on their weights (None when they can)."""
+    for name, module in linears.items():
+        if type(module) is not nn.Linear:
+            return f"{name} is a {type(module).__name__}, not a torch.nn.Linear"
+    return None
+
+
+def hooks_reason(**modules) -> str | None:
+    """Hooks on a module the fused path no longer calls would silently stop firing: refuse instead."""
+    for name, module in modules.items():
+        if any(getattr(module, attr, None) for attr in BYPASSED_HOOKS):
+            return f"{name} has hooks, which the fused path would bypass"
+    return None
+
+
+def square_window(window) -> int | None:
+    if isinstance(window, (tuple, list)):
+        return int(window[0]) if len(set(window)) == 1 else None
+    return int(window)

@@ -1,0 +1,96 @@
+"""Hugging Face transformers Swin V2 blocks (Swinv2Layer): cosine attention with a continuous position bias.
+
+Swin V2 scores are ``cos(q_i, k_j) · exp(min(logit_scale_h, ln 100)) + 16·sigmoid(cpb_mlp(coords))[h, i, j]``.
+The cosine normalisation and the per-head logit scale act on each token and head separately, so they are
+applied to the unpartitioned qkv map (and to the qkv bias, which padded tokens see) before the fused op, which
+then runs with scale 1 and the dense bias computed once per call. Every backend thereby supports V2.
+
+Blocks keep the post-norm order of V2 (attention, then layernorm_before, then the residual). Windows are the
+block's own (fixed at construction from the configured resolution; a smaller run-time map is padded).
+
+One difference from transformers: its Swinv2SelfAttention adds the shift mask twice (-200 between regions),
+the official Swin V2 code and the fused op add it once (-100). A cross-region pair then weighs e^-100 instead of
+e^-200 of a pair with the same score, which is below fp32 and fp64 resolution unless cosine logits within one
+window differ by more than about 60 (only reachable with logit scales above 30).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .patch_common import (
+    ConcatenatedParameters, call_options, hooks_reason, original_forward, plain_linear_reason,
+    window_attention_branch,
+)
+
+CLASS_NAMES = ("Swinv2Layer",)
+MAX_LOGIT_SCALE = math.log(1.0 / 0.01)
+
+
+def cosine_qkv(qkv: torch.Tensor, num_heads: int, logit_scale: torch.Tensor) -> torch.Tensor:
+    """[q | k | v] -> [normalize(q)·scale_h | normalize(k) | v], per head, for any leading shape."""
+    channels = qkv.shape[-1] // 3
+    q, k, v = qkv.split(channels, dim=-1)
+    scale = torch.clamp(logit_scale, max=MAX_LOGIT_SCALE).exp().reshape(num_heads, 1).to(qkv.dtype)
+    q = F.normalize(q.unflatten(-1, (num_heads, -1)), dim=-1) * scale
+    k = F.normalize(k.unflatten(-1, (num_heads, -1)), dim=-1)
+    return torch.cat([q.flatten(-2), k.flatten(-2), v], dim=-1)
+
+
+def continuous_position_bias(attention) -> torch.Tensor:
+    """Dense (heads, N, N) bias: 16·sigmoid of the CPB MLP on the coordinate table, gathered per token pair."""
+    table = attention.continuous_position_bias_mlp(attention.relative_coords_table)
+    table = 16 * torch.sigmoid(table.view(-1, attention.num_attention_heads))
+    n = attention.window_size[0] * attention.window_size[1]
+    return table[attention.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+
+
+def _attention(layer, x):
+    s, o = layer.attention.self, layer.attention.output
+    weight = layer._swin_kernels_qkv_weight((s.query.weight, s.key.weight, s.value.weight))
+    biases = (s.query.bias, s.key.bias, s.value.bias)
+    bias = None if all(b is None for b in biases) else layer._swin_kernels_qkv_bias(biases)
+    out = window_attention_branch(
+        x, weight, bias, continuous_position_bias(s), s.num_attention_heads, layer.window_size, layer.shift_size,
+        1.0, s.dropout.p if layer.training else 0.0, layer._swin_kernels_backend,
+        qkv_transform=lambda t: cosine_qkv(t, s.num_attention_heads, s.logit_scale),
+    )
+    return o.dropout(o.dense(out))
+
+
+def _block(layer, hidden_states, input_dimensions, **_):
+    height, width = input_dimensions
+    batch, _, channels = hidden_states.size()
+    attention = _attention(layer, hidden_states.view(batch, height, width, channels))
+    hidden_states = hidden_states + layer.drop_path(layer.layernorm_before(attention.view(batch, -1, channels)))
+    layer_output = layer.output(layer.intermediate(hidden_states))
+    return (hidden_states + layer.drop_path(layer.layernorm_after(layer_output)),)
+
+
+def forward(self, hidden_states, input_dimensions, *args, **kwargs):
+    """Patched forward of a Swinv2Layer; same signature and outputs as the original."""
+    options = call_options(self, args, kwargs)
+    if options.get("output_attentions") or options.get("head_mask") is not None:
+        return original_forward(self, hidden_states, input_dimensions, *args, **kwargs)
+    return _block(self, hidden_states, input_dimensions, **options)
+
+
+def unsupported_reason(layer) -> str | None:
+    a = getattr(layer, "attention", None)
+    s = getattr(a, "self", None)
+    needed = ("query", "key", "value", "logit_scale", "continuous_position_bias_mlp", "relative_coords_table",
+              "relative_position_index")
+    if s is None or not all(hasattr(s, name) for name in needed) or not hasattr(a, "output"):
+        return "its attention does not have the Swinv2SelfAttention layout"
+    if tuple(s.window_size) != (layer.window_size, layer.window_size):
+        return f"its attention window {tuple(s.window_size)} differs from the block window {layer.window_size}"
+    linears = dict(query=s.query, key=s.key, value=s.value, dense=a.output.dense)
+    return plain_linear_reason(**linears) or hooks_reason(**dict(a.named_modules(prefix="attention")))
+
+
+def prepare(layer) -> None:
+    layer._swin_kernels_qkv_weight = ConcatenatedParameters()
+    layer._swin_kernels_qkv_bias = ConcatenatedParameters()
