@@ -51,26 +51,47 @@ def run(model, inputs, grad: bool):
     return outputs, grads
 
 
-def assert_close(actual, expected, dtype, what, floor=0.0):
-    """Largest difference over the largest expected magnitude (at least ``floor``), per tensor."""
+def assert_close(actual, expected, dtype, what):
+    """Outputs: largest difference over the largest expected magnitude, per tensor."""
     tol = TOLERANCE[dtype]
     assert len(actual) == len(expected), f"{what}: {len(actual)} tensors, expected {len(expected)}"
     for i, (a, e) in enumerate(zip(actual, expected)):
         assert a.shape == e.shape, f"{what}[{i}]: shape {tuple(a.shape)}, expected {tuple(e.shape)}"
-        scale = max(e.detach().abs().max().item(), floor)
-        error = (a.detach().double() - e.detach().double()).abs().max().item() / max(scale, 1e-300)
+        error = relative_error(a, e)
         assert error <= tol, f"{what}[{i}]: relative error {error:.2e} > {tol:.0e}"
 
 
-def assert_grads_close(grads, expected, dtype, what):
-    """Each gradient against its own largest value, floored at 1% of the model's largest parameter gradient:
-    the key bias gets a zero gradient in exact arithmetic (softmax ignores a constant added to a whole row of
-    scores), so both implementations hold rounding noise there."""
+def _normwise(a, e) -> float:
+    return ((a.double() - e.double()).norm() / e.double().norm().clamp_min(1e-300)).item()
+
+
+# Gradients that are zero in exact arithmetic: a key bias adds the same q·b to every score of a softmax row.
+ZERO_GRADIENTS = ("k_proj.bias", "attention.self.key.bias")
+
+
+def assert_grads_close(grads, expected, dtype, what, truth=None):
+    """Gradients: norm-wise relative error per tensor <= the dtype's tolerance.
+
+    fp32 gradients that are sums over every token (biases, logit scales) cancel heavily, so two fp32
+    implementations may differ by more than 1e-5 without either being wrong. With ``truth`` (the same model and
+    inputs in fp64) a gradient also passes when its error against the truth is at most twice the unpatched
+    model's own. Zero gradients (ZERO_GRADIENTS) must stay at rounding level in both.
+    """
+    tol = TOLERANCE[dtype]
     assert grads.keys() == expected.keys()
-    floor = 1e-2 * max(g.abs().max().item() for name, g in expected.items() if name != "pixel_values")
-    for name in expected:
-        assert_close([grads[name]], [expected[name]], dtype, f"{what}: grad of {name}",
-                     floor=0.0 if name == "pixel_values" else floor)
+    largest = max(g.abs().max().item() for g in expected.values())
+    for name, e in expected.items():
+        a = grads[name]
+        if name.endswith(ZERO_GRADIENTS):
+            assert max(a.abs().max().item(), e.abs().max().item()) <= tol * largest, f"{what}: {name} not ~0"
+            continue
+        error = _normwise(a, e)
+        if error <= tol:
+            continue
+        assert truth is not None, f"{what}: grad of {name}: relative error {error:.2e} > {tol:.0e}"
+        own, ours = _normwise(e, truth[name]), _normwise(a, truth[name])
+        assert ours <= 2 * own, (f"{what}: grad of {name}: relative error {error:.2e} > {tol:.0e}, and against "
+                                 f"fp64 {ours:.2e} > twice the unpatched model's own {own:.2e}")
 
 
 def compare_with_unpatched(case, backend, dtype, train=True):
@@ -80,7 +101,11 @@ def compare_with_unpatched(case, backend, dtype, train=True):
     expected, expected_grads = run(model, inputs, grad=True)
     actual, grads = run(patched, inputs, grad=True)
     assert_close(actual, expected, dtype, f"{case} outputs")
-    assert_grads_close(grads, expected_grads, dtype, str(case))
+    truth = None
+    if dtype == torch.float32:
+        truth = run(copy.deepcopy(model).double(), {k: v.double() if v.is_floating_point() else v
+                                                    for k, v in inputs.items()}, grad=True)[1]
+    assert_grads_close(grads, expected_grads, dtype, str(case), truth)
 
 
 def count_fused_calls(monkeypatch) -> list:
