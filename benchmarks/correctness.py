@@ -1,0 +1,113 @@
+"""The demo's check of every backend that runs here against the fp64 reference, forward and backward.
+
+Awkward shapes on purpose: padding on one or both sides, H != W, a window larger than the map, N = 144.
+The core (``shifted_window_attention``) is checked on all of them, the module (``FusedWindowAttention``,
+with the block's clamping) against the official-structure block on two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+import swin_kernels
+from swin_kernels import backends
+from swin_kernels.backends import Request
+from swin_kernels.reference_model import SwinTransformerBlock
+
+# (batch, height, width, heads, head_dim, window, shift)
+CORE_CASES = [
+    (2, 14, 14, 3, 32, 7, 3),  # Swin-T-like, shifted
+    (3, 9, 13, 2, 16, 4, 2),  # padded both ways, H != W, odd batch
+    (1, 11, 12, 2, 16, 6, 5),  # shift = window - 1, padded height only
+    (1, 5, 3, 1, 16, 7, 3),  # window larger than the map: mostly padding
+    (1, 12, 12, 2, 32, 12, 6),  # N = 144, the 384² window
+]
+# (batch, height, width, channels, heads, window, shift) for the module, clamping included
+MODULE_CASES = [(2, 10, 17, 64, 2, 7, 3), (1, 6, 6, 32, 1, 7, 3)]
+TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}  # relative to the reference's largest magnitude
+
+
+@dataclass
+class CheckResult:
+    backend: str
+    what: str  # "core" or "module"
+    case: str
+    dtype: torch.dtype
+    max_abs_error: float  # over the output and every gradient
+    relative_error: float
+    passed: bool
+    skipped: str | None = None
+
+
+def _relative(actual: torch.Tensor, expected: torch.Tensor) -> tuple[float, float]:
+    err = (actual.double() - expected.double()).abs().max().item()
+    return err, err / max(expected.double().abs().max().item(), 1e-30)
+
+
+def _worst(pairs) -> tuple[float, float]:
+    errors = [_relative(a, e) for a, e in pairs]
+    return max(e[0] for e in errors), max(e[1] for e in errors)
+
+
+def check_core(backend: str, case, dtype: torch.dtype, device) -> CheckResult:
+    b, h, w, heads, d, m, s = case
+    label = f"B{b} {h}x{w} h{heads} d{d} M{m} s{s}"
+    reason = backends.explain(Request("attention", torch.device(device), dtype, m, d))[backend]
+    if reason is not None:
+        return CheckResult(backend, "core", label, dtype, float("nan"), float("nan"), False, reason)
+    gen = torch.Generator().manual_seed(0)
+    c3 = 3 * heads * d
+    base = {"qkv": torch.randn(b, h, w, c3, generator=gen, dtype=torch.float64),
+            "pad_qkv": torch.randn(c3, generator=gen, dtype=torch.float64),
+            "bias": torch.randn(heads, m * m, m * m, generator=gen, dtype=torch.float64)}
+    grad_out = torch.randn(b, h, w, heads * d, generator=gen, dtype=torch.float64)
+
+    def run(name, tensors):
+        leaves = {k: v.detach().to(device).requires_grad_() for k, v in tensors.items()}
+        out = swin_kernels.shifted_window_attention(leaves["qkv"], heads, m, s, pad_qkv=leaves["pad_qkv"],
+                                                    bias=leaves["bias"], backend=name)
+        grads = torch.autograd.grad(out, list(leaves.values()), grad_out.to(device, out.dtype),
+                                    materialize_grads=True)
+        return [out, *grads]
+
+    expected = run("reference", base)
+    actual = run(backend, {k: v.to(dtype) for k, v in base.items()})
+    worst_abs, worst_rel = _worst(zip(actual, expected))
+    return CheckResult(backend, "core", label, dtype, worst_abs, worst_rel, worst_rel <= TOLERANCE[dtype])
+
+
+def check_module(backend: str, case, dtype: torch.dtype, device) -> CheckResult:
+    b, h, w, c, heads, m, s = case
+    label = f"module B{b} {h}x{w} C{c} h{heads} M{m} s{s}"
+    torch.manual_seed(0)
+    block = SwinTransformerBlock(c, heads, m, s).double().to(device)
+    with torch.no_grad():
+        block.attn.relative_position_bias_table.normal_()
+    try:
+        fused = swin_kernels.FusedWindowAttention.from_window_attention(block.attn, s, backend=backend).to(dtype)
+        x = torch.randn(b, h, w, c, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(device)
+        grad_out = torch.randn_like(x)
+        x64, xd = x.clone().requires_grad_(), x.to(dtype).requires_grad_()
+        expected = block.attention_branch(x64)
+        actual = fused(xd)
+    except swin_kernels.BackendUnavailableError as error:
+        return CheckResult(backend, "module", label, dtype, float("nan"), float("nan"), False, str(error))
+    pairs = [(actual, expected),
+             (torch.autograd.grad(actual, xd, grad_out.to(dtype))[0], torch.autograd.grad(expected, x64, grad_out)[0])]
+    worst_abs, worst_rel = _worst(pairs)
+    return CheckResult(backend, "module", label, dtype, worst_abs, worst_rel, worst_rel <= TOLERANCE[dtype])
+
+
+def check_all(device=None, progress=None) -> list[CheckResult]:
+    """Every available backend, fp32 and fp64 (where it supports them), on every case."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    results = []
+    for backend in swin_kernels.available_backends():
+        for dtype in (torch.float32, torch.float64):
+            if progress:
+                progress(f"checking backend {backend} ({str(dtype).removeprefix('torch.')}) against the reference")
+            results += [check_core(backend, case, dtype, device) for case in CORE_CASES]
+            results += [check_module(backend, case, dtype, device) for case in MODULE_CASES]
+    return results
