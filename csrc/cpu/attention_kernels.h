@@ -6,16 +6,18 @@
 //   SWIN_KERNEL_TABLE  name of the KernelTable it exports (e.g. kAvx512Kernels), SWIN_ISA_NAME its name
 // Everything else is in an anonymous namespace, so the per-ISA copies never meet at link time.
 //
-// Per (window, head) the kernel gathers q (pre-scaled), k and v of the window's N tokens from the
-// (B, H, W, 3C) map through maps::token_pixel into small per-thread tiles (padding -> pad_qkv), then
-//   S = q k^T            register-tiled GEMM, N x N' (N' = N rounded up to the SIMD width)
-//   S += bias + mask     mask from region ids, padded columns -> -inf
-//   P = exp(S - max)     row sums give 1/l and lse = max + log(l)
-//   O = P v / l          stored straight to (B, H, W, C) at the token's pixel (padding tokens are cropped)
-// The backward recomputes P = exp(S - lse) and, with D_i = dO_i . O_i:
-//   dV = P^T dO,  dP = dO V^T,  dS = P * (dP - D),  dQ = dS K * scale,  dK = dS^T (Q * scale),
-// writes dq/dk/dv into (B, H, W, 3C) (each real token once) and adds padded tokens' rows and dS into the
-// chunk's own partial sums of grad_pad_qkv and grad_bias.
+// Per window the kernel first copies the qkv rows of its N tokens from the (B, H, W, 3C) map, found through
+// maps::token_pixel, into a per-thread stage (padding -> pad_qkv): whole rows, so the reads stream instead of
+// picking 3 x head_dim values out of every row once per head. Then per head, with q, k, v read from the stage:
+//   S = q k^T                     register-tiled GEMM, N x N' (N' = N rounded up to the SIMD width)
+//   S = S*scale + bias + mask     mask from region ids, padded columns -> -inf
+//   P = exp(S - max)              row sums give 1/l and lse = max + log(l)
+//   O = P v / l                   into the output stage, whose rows go to (B, H, W, C) at the tokens' pixels
+//                                 (padding tokens are cropped)
+// The backward stages qkv, dO and O the same way, recomputes P = exp(S - lse) and, with D_i = dO_i . O_i:
+//   dV = P^T dO,  dP = dO V^T,  dS = P * (dP - D),  dQ = dS K * scale,  dK = dS^T Q * scale,
+// collects dq/dk/dv rows in a gradient stage written to (B, H, W, 3C) (each real token once), and adds padded
+// tokens' rows and dS into the chunk's own partial sums of grad_pad_qkv and grad_bias.
 #pragma once
 
 #include "kernel_api.h"
@@ -111,16 +113,37 @@ void gemm(int64_t rows, int64_t cols, int64_t depth, const T* a, int64_t a_row, 
 }
 
 // ---------------------------------------------------------------------------------------------- softmax
-// exp on a float vector: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-7 polynomial, 2^n through the exponent
-// bits. Inputs below ln(FLT_MIN) give 0 (so -inf -> 0), relative error ~1e-7.
+// Sum / max across the lanes of one vector as a balanced tree (short dependency chains, a fixed order).
+template <typename T>
+inline T lane_sum(typename Simd<T>::V v) {
+  constexpr int L = Simd<T>::lanes;
+  T x[L];
+  __builtin_memcpy(x, &v, sizeof(v));
+  for (int width = L / 2; width >= 1; width /= 2)
+    for (int l = 0; l < width; ++l) x[l] += x[l + width];
+  return x[0];
+}
+template <typename T>
+inline T lane_max(typename Simd<T>::V v) {
+  constexpr int L = Simd<T>::lanes;
+  T x[L];
+  __builtin_memcpy(x, &v, sizeof(v));
+  for (int width = L / 2; width >= 1; width /= 2)
+    for (int l = 0; l < width; ++l) x[l] = x[l + width] > x[l] ? x[l + width] : x[l];
+  return x[0];
+}
+
+// exp on a float vector for x <= ~88 (the callers pass x - rowmax <= 0): x = n ln2 + r with n = round(x / ln2)
+// taken from t = x log2(e) + 1.5 * 2^23 (whose low mantissa bits are n), e^r by a degree-7 polynomial, 2^n
+// built in the exponent bits. Inputs below ln(FLT_MIN) give 0 (so -inf -> 0); relative error ~1e-7.
 inline Simd<float>::V exp_vector(Simd<float>::V x) {
   using V = Simd<float>::V;
   using I = Simd<float>::I;
-  const V lowest = broadcast<V>(-87.33654475f), highest = broadcast<V>(88.37626266f);
-  const V xc = x < lowest ? lowest : (x > highest ? highest : x);
-  const V t = xc * 1.44269504088896341f + 0.5f;
-  V n = __builtin_convertvector(__builtin_convertvector(t, I), V);  // trunc; floor below
-  n = n > t ? n - 1.0f : n;
+  const V lowest = broadcast<V>(-87.33654475f);
+  const V magic = broadcast<V>(12582912.0f);  // 1.5 * 2^23
+  const V xc = x < lowest ? lowest : x;
+  const V t = xc * 1.44269504088896341f + magic;
+  const V n = t - magic;
   const V r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;  // ln2 = 0.693359375 - 2.12194440e-4 (split)
   V y = broadcast<V>(1.9875691500e-4f);
   y = y * r + 1.3981999507e-3f;
@@ -129,7 +152,7 @@ inline Simd<float>::V exp_vector(Simd<float>::V x) {
   y = y * r + 1.6666665459e-1f;
   y = y * r + 5.0000001201e-1f;
   y = y * (r * r) + r + 1.0f;
-  const I bits = (__builtin_convertvector(n, I) + 127) << 23;
+  const I bits = ((I)t << 23) + (127 << 23);  // (bits(t) - bits(magic)) << 23 == n << 23: magic's low bits are 0
   const V result = y * (V)bits;
   return x < lowest ? V{} : result;
 }
@@ -144,9 +167,7 @@ inline float exp_row(float* row, int64_t ldn, float shift) {
     store(row + j, e);
     sum += e;
   }
-  float total = 0.0f;
-  for (int l = 0; l < L; ++l) total += sum[l];
-  return total;
+  return lane_sum<float>(sum);
 }
 inline double exp_row(double* row, int64_t ldn, double shift) {
   double total = 0.0;
@@ -160,27 +181,41 @@ inline double exp_row(double* row, int64_t ldn, double shift) {
 inline float log_scalar(float x) { return __builtin_logf(x); }
 inline double log_scalar(double x) { return __builtin_log(x); }
 
-// Scores row i: row[j] += bias[j] + (region[j] != region_i ? -100 : 0) for j < n, -inf for n <= j < ldn.
+// Scores row i from q.k: row[j] = row[j] * scale + bias[j] + (region[j] != region_i ? -100 : 0) for j < n,
+// -inf for n <= j < ldn.
 template <typename T>
-inline void finish_scores_row(T* row, int64_t n, int64_t ldn, const T* bias_row, const T* regions, bool masked,
-                              T region_i) {
+inline void finish_scores_row(T* row, int64_t n, int64_t ldn, T scale, const T* bias_row, const T* regions,
+                              bool masked, T region_i) {
   using V = typename Simd<T>::V;
   constexpr int L = Simd<T>::lanes;
   const T mask = static_cast<T>(maps::kShiftMaskValue);
   int64_t j = 0;
   for (; j + L <= n; j += L) {
-    V s = load<V>(row + j);
+    V s = load<V>(row + j) * scale;
     if (bias_row) s += load<V>(bias_row + j);
     if (masked) s = load<V>(regions + j) != broadcast<V>(region_i) ? s + mask : s;
     store(row + j, s);
   }
   for (; j < n; ++j) {
-    T s = row[j];
+    T s = row[j] * scale;
     if (bias_row) s += bias_row[j];
     if (masked && regions[j] != region_i) s += mask;
     row[j] = s;
   }
   for (; j < ldn; ++j) row[j] = -__builtin_inf();
+}
+
+// sum_e a[e] b[e] in SIMD lanes (a fixed order, so deterministic), then across lanes.
+template <typename T>
+inline T dot_product(const T* a, const T* b, int64_t count) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
+  V acc{};
+  int64_t e = 0;
+  for (; e + L <= count; e += L) acc += load<V>(a + e) * load<V>(b + e);
+  T total = lane_sum<T>(acc);
+  for (; e < count; ++e) total += a[e] * b[e];
+  return total;
 }
 
 template <typename T>
@@ -192,14 +227,13 @@ inline T row_max(const T* row, int64_t ldn) {
     const V x = load<V>(row + j);
     m = x > m ? x : m;
   }
-  T best = m[0];
-  for (int l = 1; l < L; ++l) best = m[l] > best ? m[l] : best;
-  return best;
+  return lane_max<T>(m);
 }
 
 // ------------------------------------------------------------------------------------------ scratch tiles
 struct Layout {
   int64_t n, d, ldn, ldd, rows;  // tokens, head dim, their SIMD-padded strides, rows padded to the tile
+  int64_t c, c3;                 // heads * d, 3 * heads * d
 };
 
 template <typename T>
@@ -211,24 +245,26 @@ Layout layout_of(const AttentionProblem& p) {
   lay.ldn = maps::round_up(lay.n, L);
   lay.ldd = maps::round_up(lay.d, L);
   lay.rows = maps::round_up(lay.n, kTileRows);
+  lay.c = static_cast<int64_t>(p.heads) * p.head_dim;
+  lay.c3 = 3 * lay.c;
   return lay;
 }
 
-// Per-thread tiles, zeroed once: padding rows/columns are never written, so they stay zero.
+// Per-thread buffers, zeroed once: rows/columns past n or d are never written, so they stay zero.
+// Stages have `rows` rows plus a row of slack, because a GEMM operand read from a stage spans ldd >= d columns.
 template <typename T>
 struct Tiles {
-  T* q;        // rows x ldd, q * scale
-  T* k;        // rows x ldd (backward: B operand of dQ)
-  T* kt;       // d x ldn, k transposed (B operand of S)
-  T* v;        // rows x ldd (forward: B operand of O)
-  T* vt;       // d x ldn (backward: B operand of dP)
-  T* dout;     // rows x ldd (backward)
+  T* qkv;      // stage: rows x 3C, the window's q|k|v rows
+  T* out;      // stage: rows x C, O (forward) / the saved output (backward)
+  T* dout;     // stage: rows x C, dO (backward)
+  T* grad;     // stage: rows x 3C, dq|dk|dv (backward)
+  T* kt;       // d x ldn: k transposed (B operand of S)
+  T* vt;       // d x ldn: v transposed (B operand of dP, backward)
   T* s;        // rows x ldn (+ rows of slack for transposed reads): scores, then P
   T* ds;       // rows x ldn (+ slack): dP, then dS (backward)
   T* product;  // rows x ldd: output of the N x d GEMMs
   T* regions;  // ldn region ids of the window's tokens
-  T* row_values;  // rows: 1/l (forward) or D (backward)
-  T* zero_row;    // 3C zeros: q/k/v of padded tokens when pad_qkv is null
+  T* row_values;   // rows: 1/l (forward) or D (backward)
   int64_t* pixel;  // n: the token's pixel (b*H*W + y*W + x), -1 for padding
 };
 
@@ -236,30 +272,28 @@ template <typename T>
 int64_t carve(const AttentionProblem& p, bool backward, char* base, Tiles<T>* tiles) {
   const Layout lay = layout_of<T>(p);
   int64_t offset = 0;
-  auto take = [&](int64_t count, int64_t size) {
-    char* at = base ? base + offset : nullptr;
-    offset += maps::round_up(count * size, kAlign);
+  auto take = [&](int64_t count) {
+    T* at = base ? reinterpret_cast<T*>(base + offset) : nullptr;
+    offset += maps::round_up(count * static_cast<int64_t>(sizeof(T)), kAlign);
     return at;
   };
-  const int64_t row_tile = lay.rows * lay.ldd, col_tile = lay.d * lay.ldn, square = lay.rows * lay.ldn + lay.rows;
-  const int64_t c3 = 3 * static_cast<int64_t>(p.heads) * p.head_dim;
+  const int64_t stage_rows = lay.rows + 1, square = lay.rows * lay.ldn + lay.rows;
   Tiles<T> t{};
-  t.q = reinterpret_cast<T*>(take(row_tile, sizeof(T)));
-  t.kt = reinterpret_cast<T*>(take(col_tile, sizeof(T)));
-  t.s = reinterpret_cast<T*>(take(square, sizeof(T)));
-  t.product = reinterpret_cast<T*>(take(row_tile, sizeof(T)));
-  t.regions = reinterpret_cast<T*>(take(lay.ldn, sizeof(T)));
-  t.row_values = reinterpret_cast<T*>(take(lay.rows, sizeof(T)));
-  t.zero_row = reinterpret_cast<T*>(take(c3, sizeof(T)));
-  t.pixel = reinterpret_cast<int64_t*>(take(lay.n, sizeof(int64_t)));
+  t.qkv = take(stage_rows * lay.c3);
+  t.out = take(stage_rows * lay.c);
+  t.kt = take(lay.d * lay.ldn);
+  t.s = take(square);
+  t.product = take(lay.rows * lay.ldd);
+  t.regions = take(lay.ldn);
+  t.row_values = take(lay.rows);
   if (backward) {
-    t.k = reinterpret_cast<T*>(take(row_tile, sizeof(T)));
-    t.vt = reinterpret_cast<T*>(take(col_tile, sizeof(T)));
-    t.dout = reinterpret_cast<T*>(take(row_tile, sizeof(T)));
-    t.ds = reinterpret_cast<T*>(take(square, sizeof(T)));
-  } else {
-    t.v = reinterpret_cast<T*>(take(row_tile, sizeof(T)));
+    t.dout = take(stage_rows * lay.c);
+    t.grad = take(stage_rows * lay.c3);
+    t.vt = take(lay.d * lay.ldn);
+    t.ds = take(square);
   }
+  t.pixel = base ? reinterpret_cast<int64_t*>(base + offset) : nullptr;
+  offset += maps::round_up(lay.n * static_cast<int64_t>(sizeof(int64_t)), kAlign);
   if (tiles) *tiles = t;
   return offset + kAlign;  // room to align the base
 }
@@ -278,7 +312,7 @@ int64_t scratch_bytes(const AttentionProblem& p, bool backward, bool is_double) 
   return is_double ? carve<double>(p, backward, nullptr, nullptr) : carve<float>(p, backward, nullptr, nullptr);
 }
 
-// Pixels and region ids of window bw (= b * nW + w) of the batch.
+// Pixels and region ids of window bw (= b * nW + w) of the batch; true when its tokens span several regions.
 template <typename T>
 bool load_window(const maps::WindowGrid& g, int64_t bw, const Tiles<T>& t) {
   const int64_t b = bw / g.windows_per_image, w = bw % g.windows_per_image, image = b * g.height * g.width;
@@ -290,76 +324,82 @@ bool load_window(const maps::WindowGrid& g, int64_t bw, const Tiles<T>& t) {
   return maps::window_is_masked(g, w);
 }
 
+// stage[i, :] = src[pixel_i, :] (width elements), or fill (null: zeros) for padding tokens.
+template <typename T>
+inline void stage_rows(const Tiles<T>& t, int64_t n, const T* src, int64_t width, const T* fill, T* stage) {
+  for (int64_t i = 0; i < n; ++i) {
+    T* dst = stage + i * width;
+    if (t.pixel[i] >= 0)
+      __builtin_memcpy(dst, src + t.pixel[i] * width, width * sizeof(T));
+    else if (fill)
+      __builtin_memcpy(dst, fill, width * sizeof(T));
+    else
+      __builtin_memset(dst, 0, width * sizeof(T));
+  }
+}
+
+// kt[e, i] = stage[i, offset + e]: one head's k (or v) transposed, the B operand of the N x N GEMMs.
+template <typename T>
+inline void transpose_head(const T* stage, int64_t stride, int64_t n, int64_t d, T* dst, int64_t ldn) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T* src = stage + i * stride;
+    for (int64_t e = 0; e < d; ++e) dst[e * ldn + i] = src[e];
+  }
+}
+
+// stage[i, offset + e] = product[i, e] * factor (factor: per row when rows_factor, else the scalar).
+template <typename T>
+inline void store_head(const T* product, int64_t ldd, int64_t n, int64_t d, const T* row_factor, T factor, T* stage,
+                       int64_t stride) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T f = row_factor ? row_factor[i] : factor;
+    const T* src = product + i * ldd;
+    T* dst = stage + i * stride;
+    for (int64_t e = 0; e < d; ++e) dst[e] = src[e] * f;
+  }
+}
+
 // --------------------------------------------------------------------------------------------- forward
 template <typename T>
 void forward(const AttentionProblem& p, const ForwardArgs<T>& a, int64_t begin, int64_t end, void* scratch) {
   const Tiles<T> t = tiles_in<T>(p, false, scratch);
   const Layout lay = layout_of<T>(p);
-  const int64_t n = lay.n, d = lay.d, heads = p.heads, c = heads * d, c3 = 3 * c;
+  const int64_t n = lay.n, d = lay.d, c = lay.c, c3 = lay.c3, heads = p.heads;
   const T scale = static_cast<T>(p.scale);
-  const T* pad = a.pad_qkv ? a.pad_qkv : t.zero_row;
-  int64_t current = -1;
-  bool masked = false;
-  for (int64_t task = begin; task < end; ++task) {
-    const int64_t bw = task / heads, h = task % heads;
-    if (bw != current) {
-      masked = load_window(p.grid, bw, t);
-      current = bw;
+  for (int64_t bw = begin; bw < end; ++bw) {
+    const bool masked = load_window(p.grid, bw, t);
+    stage_rows(t, n, a.qkv, c3, a.pad_qkv, t.qkv);
+    for (int64_t h = 0; h < heads; ++h) {
+      const T* q = t.qkv + h * d;
+      const T* v = t.qkv + 2 * c + h * d;
+      transpose_head(t.qkv + c + h * d, c3, n, d, t.kt, lay.ldn);
+      gemm<T>(n, lay.ldn, d, q, c3, 1, t.kt, lay.ldn, t.s, lay.ldn);  // S = q k^T
+      const T* bias = a.bias ? a.bias + h * n * n : nullptr;
+      T* lse = a.lse + (bw * heads + h) * n;
+      for (int64_t i = 0; i < n; ++i) {
+        T* row = t.s + i * lay.ldn;
+        finish_scores_row(row, n, lay.ldn, scale, bias ? bias + i * n : nullptr, t.regions, masked, t.regions[i]);
+        const T m = row_max(row, lay.ldn);
+        const T l = exp_row(row, lay.ldn, m);
+        lse[i] = m + log_scalar(l);
+        t.row_values[i] = T(1) / l;
+      }
+      gemm<T>(n, lay.ldd, n, t.s, lay.ldn, 1, v, c3, t.product, lay.ldd);  // P v
+      store_head(t.product, lay.ldd, n, d, t.row_values, T(1), t.out + h * d, c);
     }
-    for (int64_t i = 0; i < n; ++i) {
-      const T* row = (t.pixel[i] >= 0 ? a.qkv + t.pixel[i] * c3 : pad) + h * d;
-      T* q = t.q + i * lay.ldd;
-      T* v = t.v + i * lay.ldd;
-      for (int64_t e = 0; e < d; ++e) q[e] = row[e] * scale;
-      for (int64_t e = 0; e < d; ++e) v[e] = row[2 * c + e];
-      for (int64_t e = 0; e < d; ++e) t.kt[e * lay.ldn + i] = row[c + e];
-    }
-    gemm<T>(n, lay.ldn, d, t.q, lay.ldd, 1, t.kt, lay.ldn, t.s, lay.ldn);
-    const T* bias = a.bias ? a.bias + h * n * n : nullptr;
-    T* lse = a.lse + task * n;
-    for (int64_t i = 0; i < n; ++i) {
-      T* row = t.s + i * lay.ldn;
-      finish_scores_row(row, n, lay.ldn, bias ? bias + i * n : nullptr, t.regions, masked, t.regions[i]);
-      const T m = row_max(row, lay.ldn);
-      const T l = exp_row(row, lay.ldn, m);
-      lse[i] = m + log_scalar(l);
-      t.row_values[i] = T(1) / l;
-    }
-    gemm<T>(n, lay.ldd, n, t.s, lay.ldn, 1, t.v, lay.ldd, t.product, lay.ldd);
-    for (int64_t i = 0; i < n; ++i) {
-      if (t.pixel[i] < 0) continue;  // padding is cropped
-      T* out = a.out + t.pixel[i] * c + h * d;
-      const T* o = t.product + i * lay.ldd;
-      const T inv = t.row_values[i];
-      for (int64_t e = 0; e < d; ++e) out[e] = o[e] * inv;
-    }
+    for (int64_t i = 0; i < n; ++i)  // padding tokens are cropped
+      if (t.pixel[i] >= 0) __builtin_memcpy(a.out + t.pixel[i] * c, t.out + i * c, c * sizeof(T));
   }
 }
 
 // --------------------------------------------------------------------------------------------- backward
-// Rows of a GEMM product (N x d in t.product) to their place in grad_qkv, or into the pad partial sums.
-template <typename T>
-inline void scatter_rows(const Tiles<T>& t, const Layout& lay, T factor, T* grad_qkv, int64_t c3, int64_t part,
-                         T* pad_partial) {
-  for (int64_t i = 0; i < lay.n; ++i) {
-    const T* src = t.product + i * lay.ldd;
-    T* dst = t.pixel[i] >= 0 ? grad_qkv + t.pixel[i] * c3 + part : nullptr;
-    if (dst) {
-      for (int64_t e = 0; e < lay.d; ++e) dst[e] = src[e] * factor;
-    } else {
-      for (int64_t e = 0; e < lay.d; ++e) pad_partial[part + e] += src[e] * factor;
-    }
-  }
-}
-
 template <typename T>
 void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin, int64_t end, void* scratch) {
   const Tiles<T> t = tiles_in<T>(p, true, scratch);
   const Layout lay = layout_of<T>(p);
-  const int64_t n = lay.n, d = lay.d, heads = p.heads, c = heads * d, c3 = 3 * c;
+  const int64_t n = lay.n, d = lay.d, c = lay.c, c3 = lay.c3, heads = p.heads;
   const int64_t total = p.batch * p.grid.windows_per_image;
   const T scale = static_cast<T>(p.scale);
-  const T* pad = a.pad_qkv ? a.pad_qkv : t.zero_row;
   for (int64_t chunk = begin; chunk < end; ++chunk) {
     T* grad_bias = a.grad_bias_partials + chunk * heads * n * n;
     T* grad_pad = a.grad_pad_partials + chunk * c3;
@@ -369,41 +409,30 @@ void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin
     const int64_t last = first + a.windows_per_chunk < total ? first + a.windows_per_chunk : total;
     for (int64_t bw = first; bw < last; ++bw) {
       const bool masked = load_window(p.grid, bw, t);
+      stage_rows(t, n, a.qkv, c3, a.pad_qkv, t.qkv);
+      stage_rows(t, n, a.grad_out, c, static_cast<const T*>(nullptr), t.dout);  // padding is cropped: dO = 0
+      stage_rows(t, n, a.out, c, static_cast<const T*>(nullptr), t.out);
       for (int64_t h = 0; h < heads; ++h) {
-        for (int64_t i = 0; i < n; ++i) {
-          const T* row = (t.pixel[i] >= 0 ? a.qkv + t.pixel[i] * c3 : pad) + h * d;
-          T* q = t.q + i * lay.ldd;
-          T* k = t.k + i * lay.ldd;
-          T* g = t.dout + i * lay.ldd;
-          for (int64_t e = 0; e < d; ++e) q[e] = row[e] * scale;
-          for (int64_t e = 0; e < d; ++e) k[e] = row[c + e];
-          for (int64_t e = 0; e < d; ++e) t.kt[e * lay.ldn + i] = row[c + e];
-          for (int64_t e = 0; e < d; ++e) t.vt[e * lay.ldn + i] = row[2 * c + e];
-          T dot = T(0);
-          if (t.pixel[i] >= 0) {  // padded tokens are cropped: no gradient reaches them
-            const T* go = a.grad_out + t.pixel[i] * c + h * d;
-            const T* o = a.out + t.pixel[i] * c + h * d;
-            for (int64_t e = 0; e < d; ++e) g[e] = go[e];
-            for (int64_t e = 0; e < d; ++e) dot += go[e] * o[e];
-          } else {
-            for (int64_t e = 0; e < d; ++e) g[e] = T(0);
-          }
-          t.row_values[i] = dot;
-        }
-        // P = exp(S - lse), recomputed.
-        gemm<T>(n, lay.ldn, d, t.q, lay.ldd, 1, t.kt, lay.ldn, t.s, lay.ldn);
+        const T* q = t.qkv + h * d;
+        const T* k = t.qkv + c + h * d;
+        const T* dout = t.dout + h * d;
+        transpose_head(k, c3, n, d, t.kt, lay.ldn);
+        transpose_head(t.qkv + 2 * c + h * d, c3, n, d, t.vt, lay.ldn);
+        for (int64_t i = 0; i < n; ++i) t.row_values[i] = dot_product(dout + i * c, t.out + i * c + h * d, d);
+        // P = exp(S - lse), recomputed
+        gemm<T>(n, lay.ldn, d, q, c3, 1, t.kt, lay.ldn, t.s, lay.ldn);
         const T* bias = a.bias ? a.bias + h * n * n : nullptr;
         const T* lse = a.lse + (bw * heads + h) * n;
         for (int64_t i = 0; i < n; ++i) {
           T* row = t.s + i * lay.ldn;
-          finish_scores_row(row, n, lay.ldn, bias ? bias + i * n : nullptr, t.regions, masked, t.regions[i]);
+          finish_scores_row(row, n, lay.ldn, scale, bias ? bias + i * n : nullptr, t.regions, masked, t.regions[i]);
           exp_row(row, lay.ldn, lse[i]);
         }
         // dV = P^T dO
-        gemm<T>(n, lay.ldd, n, t.s, 1, lay.ldn, t.dout, lay.ldd, t.product, lay.ldd);
-        scatter_rows(t, lay, T(1), a.grad_qkv, c3, 2 * c + h * d, grad_pad);
+        gemm<T>(n, lay.ldd, n, t.s, 1, lay.ldn, dout, c, t.product, lay.ldd);
+        store_head(t.product, lay.ldd, n, d, static_cast<const T*>(nullptr), T(1), t.grad + 2 * c + h * d, c3);
         // dP = dO V^T, then dS = P (dP - D) in place; grad_bias += dS
-        gemm<T>(n, lay.ldn, d, t.dout, lay.ldd, 1, t.vt, lay.ldn, t.ds, lay.ldn);
+        gemm<T>(n, lay.ldn, d, dout, c, 1, t.vt, lay.ldn, t.ds, lay.ldn);
         T* gb = grad_bias + h * n * n;
         for (int64_t i = 0; i < n; ++i) {
           T* ds = t.ds + i * lay.ldn;
@@ -412,11 +441,19 @@ void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin
           for (int64_t j = 0; j < lay.ldn; ++j) ds[j] = pr[j] * (ds[j] - di);
           for (int64_t j = 0; j < n; ++j) gb[i * n + j] += ds[j];
         }
-        // dQ = dS K * scale, dK = dS^T (Q * scale)
-        gemm<T>(n, lay.ldd, n, t.ds, lay.ldn, 1, t.k, lay.ldd, t.product, lay.ldd);
-        scatter_rows(t, lay, scale, a.grad_qkv, c3, h * d, grad_pad);
-        gemm<T>(n, lay.ldd, n, t.ds, 1, lay.ldn, t.q, lay.ldd, t.product, lay.ldd);
-        scatter_rows(t, lay, T(1), a.grad_qkv, c3, c + h * d, grad_pad);
+        // dQ = dS K * scale, dK = dS^T Q * scale
+        gemm<T>(n, lay.ldd, n, t.ds, lay.ldn, 1, k, c3, t.product, lay.ldd);
+        store_head(t.product, lay.ldd, n, d, static_cast<const T*>(nullptr), scale, t.grad + h * d, c3);
+        gemm<T>(n, lay.ldd, n, t.ds, 1, lay.ldn, q, c3, t.product, lay.ldd);
+        store_head(t.product, lay.ldd, n, d, static_cast<const T*>(nullptr), scale, t.grad + c + h * d, c3);
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        const T* g = t.grad + i * c3;
+        if (t.pixel[i] >= 0) {
+          __builtin_memcpy(a.grad_qkv + t.pixel[i] * c3, g, c3 * sizeof(T));
+        } else {  // a padded token's q/k/v is pad_qkv: its gradient adds up there
+          for (int64_t e = 0; e < c3; ++e) grad_pad[e] += g[e];
+        }
       }
     }
   }

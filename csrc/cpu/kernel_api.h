@@ -40,7 +40,7 @@ struct BackwardArgs {
   int64_t windows_per_chunk;
 };
 
-// Forward: tasks are (window of the batch, head), task = (b*nW + w)*heads + h; runs tasks [begin, end).
+// Forward: runs windows [begin, end) of the batch (window b*nW + w), all heads.
 // Backward: runs chunks [begin, end) of windows_per_chunk consecutive windows (all heads); each chunk writes
 // its own partial sums, so the reduction order never depends on the thread count.
 // scratch: scratch_bytes(problem, backward) bytes, owned by the calling thread.

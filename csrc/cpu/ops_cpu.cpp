@@ -76,9 +76,9 @@ void parallel_with_scratch(int64_t count, int64_t scratch_bytes, const Fn& fn) {
 }
 
 template <typename T>
-void attention_forward(const AttentionProblem& p, const KernelTable& k, const ForwardArgs<T>& args, int64_t tasks) {
+void attention_forward(const AttentionProblem& p, const KernelTable& k, const ForwardArgs<T>& args, int64_t windows) {
   const int64_t bytes = k.scratch_bytes(p, false, sizeof(T) == 8);
-  parallel_with_scratch(tasks, bytes, [&](int64_t begin, int64_t end, void* scratch) {
+  parallel_with_scratch(windows, bytes, [&](int64_t begin, int64_t end, void* scratch) {
     if constexpr (sizeof(T) == 8)
       k.forward_f64(p, args, begin, end, scratch);
     else
@@ -99,11 +99,11 @@ std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, c
   if (qkv.scalar_type() == at::kDouble) {
     const ForwardArgs<double> args{qkv.data_ptr<double>(), data_or_null<double>(pad_qkv), data_or_null<double>(bias),
                                    out.data_ptr<double>(), lse.data_ptr<double>()};
-    attention_forward(p, k, args, windows * s.heads);
+    attention_forward(p, k, args, windows);
   } else {
     const ForwardArgs<float> args{qkv.data_ptr<float>(), data_or_null<float>(pad_qkv), data_or_null<float>(bias),
                                   out.data_ptr<float>(), lse.data_ptr<float>()};
-    attention_forward(p, k, args, windows * s.heads);
+    attention_forward(p, k, args, windows);
   }
   return {out, lse};
 }
