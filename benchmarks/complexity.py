@@ -130,6 +130,25 @@ def worked_example(side=112, channels=128, heads=4, window=7) -> WorkedExample:
                          omega_msa(side, side, channels) - omega_wmsa(side, side, channels, window))
 
 
+def count_crossover(channels: int, window: int) -> str:
+    """Square maps larger than one window where global MSA needs fewer multiply-adds than W-MSA (padding counted)."""
+    official, fused = [], []
+    for side in range(window + 1, 8 * window):
+        padded = side + (-side) % window
+        msa = omega_msa(side, side, channels)
+        if msa < omega_wmsa(padded, padded, channels, window):
+            official.append(side)
+        if msa < 4 * side**2 * channels**2 + 2 * window**2 * padded**2 * channels:
+            fused.append(side)
+
+    def sides(found):
+        return ", ".join(f"{s}²" for s in found) if found else "no size"
+
+    return (f"global MSA needs fewer multiply-adds than the official W-MSA on {sides(official)} "
+            f"and than FusedWindowAttention on {sides(fused)} (maps whose padding to a multiple of M costs more "
+            f"than the windows save); at every other size above {window}² W-MSA needs fewer")
+
+
 # ------------------------------------------------------------------------------------------- measurements
 @dataclass
 class Series:
@@ -159,6 +178,7 @@ class ComplexityResult:
     series: list[Series]
     fits: list[Fit]
     crossovers: dict[str, str]  # W-MSA series name -> sentence
+    count_crossover: str
     threads: int
     plots: dict[str, str] = field(default_factory=dict)  # title -> file name
 
@@ -260,7 +280,7 @@ def run(full: bool = False, progress: Progress = None, plot_dir=None) -> Complex
     msa = series[0]
     crossovers = {s.name: crossover(msa, s) for s in series[1:]}
     result = ComplexityResult(channels, heads, window, batch, flops, example, series, fits, crossovers,
-                              torch.get_num_threads())
+                              count_crossover(channels, window), torch.get_num_threads())
     if plot_dir is not None:
         from .plots import complexity_plots
 

@@ -1,0 +1,146 @@
+"""make demo: check every backend here against the reference, compare speed and memory, study complexity.
+
+    python -m benchmarks.demo [--full] [--out results] [--threads N]
+
+Default (a few minutes on a 2-core CPU): the Swin-T stage-1 call (B=8, 56x56, C=96, 3 heads, M=7, shifted and
+unshifted) for every contender, forward and forward+backward; the complexity study up to 70x70 maps. --full:
+every Swin-T/S and Swin-B stage shape (plus 384² and 800x1216 on a GPU), the backward pass alone too, and maps
+up to 112x112. Writes <out>/REPORT.md, the plots beside it and
+<out>/results.json, and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import traceback
+from pathlib import Path
+
+import torch
+
+from . import complexity
+from .comparison import run_comparison
+from .correctness import check_all
+from .machine import load_average, machine_info
+from .progress import Progress
+from .report import checks_section, comparison_section, comparison_table, complexity_section, machine_section
+from .workload import LEVEL_TITLES, LEVELS, PASSES
+from .shapes import bench_device, dtypes_for, standard_shapes, swin_t_stage1
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def end_to_end_section(full: bool, progress) -> str:
+    """The integration benchmarks' own section (benchmarks/end_to_end.py), or a line saying why it is absent."""
+    try:
+        module = importlib.import_module("benchmarks.end_to_end")
+    except ModuleNotFoundError as error:
+        if error.name != "benchmarks.end_to_end":
+            raise
+        return "## End-to-end\n\n_benchmarks/end_to_end.py is missing, so there is no end-to-end section._"
+    try:
+        return module.report_section(full=full, progress=progress)
+    except Exception:  # one failing section must not lose the rest of the report
+        last = traceback.format_exc().strip().splitlines()[-1]
+        return f"## End-to-end\n\n**The end-to-end section failed:** `{last}`"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="every stage shape and larger maps (long)")
+    parser.add_argument("--out", type=Path, default=REPO / "results", help="directory for REPORT.md and plots")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds of timed rounds per comparison group (default 2, --full 4)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    progress = Progress()
+    device = bench_device()
+    info = machine_info()
+    progress(f"swin-kernels demo on {info['CPU']} ({info['cores']} cores, {info['torch CPU threads']} torch threads), "
+             f"GPU: {info['GPU']}, torch {info['torch']}")
+
+    checks = check_all(progress=progress)
+    ran = [c for c in checks if not c.skipped]
+    failed = [c for c in ran if not c.passed]
+    for backend in dict.fromkeys(c.backend for c in ran):
+        mine = [c for c in ran if c.backend == backend]
+        worst = {dtype: max(c.relative_error for c in mine if c.dtype == dtype) for dtype in (torch.float32, torch.float64)}
+        progress(f"  {backend}: {sum(c.passed for c in mine)}/{len(mine)} checks pass; largest relative error "
+                 f"fp32 {worst[torch.float32]:.1e}, fp64 {worst[torch.float64]:.1e}")
+
+    shapes = standard_shapes(device) if args.full else swin_t_stage1()
+    failures = []
+
+    def on_failure(result, message):
+        failures.append(message)
+        progress(f"  WRONG RESULT: {message}")
+
+    budget = args.budget or (4.0 if args.full else 2.0)
+    passes = PASSES if args.full else ("forward", "forward+backward")
+    results = run_comparison(shapes, dtypes_for(device), device, passes, budget_s=budget, progress=progress,
+                             on_failure=on_failure)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    study = complexity.run(full=args.full, progress=progress, plot_dir=args.out)
+    progress("end-to-end section")
+    e2e = end_to_end_section(args.full, progress)
+
+    info["load average (1/5/15 min) at the end"] = load_average()
+    sections = [
+        "# swin-kernels benchmark report",
+        f"Produced by `python -m benchmarks.demo{' --full' if args.full else ''}` (`make demo`) in "
+        f"{progress.elapsed / 60:.1f} min. Numbers are from this one run on the machine below; ratios between "
+        "contenders measured side by side are the figures to trust, absolute times depend on the machine and its load.",
+        machine_section(info), checks_section(checks), comparison_section(results, torch.get_num_threads()),
+        complexity_section(study), e2e,
+    ]
+    (args.out / "REPORT.md").write_text("\n\n".join(sections) + "\n")
+    write_json(args.out / "results.json", info, results, study)
+
+    print_summary(results, study, failed, failures, args.out)
+    return 1 if failed or failures else 0
+
+
+def write_json(path: Path, info, results, study) -> None:
+    rows = [{"contender": r.contender, "level": r.level, "shape": r.shape.label, "dtype": str(r.dtype),
+             "pass": r.pass_name, "median_s": r.timing.median_s if r.timing else None,
+             "repeats": r.timing.repeats if r.timing else None, "peak_bytes": r.peak_bytes,
+             "relative_error": r.error, "skipped": r.skipped} for r in results]
+    fits = [vars(f) for f in study.fits]
+    series = [vars(s) for s in study.series]
+    path.write_text(json.dumps({"machine": info, "comparison": rows, "complexity": {"fits": fits, "series": series,
+                                "crossovers": study.crossovers}}, indent=1))
+
+
+def print_summary(results, study, failed_checks, wrong, out: Path) -> None:
+    print("\n=== Summary ===")
+    print("backend checks: " + ("all pass" if not failed_checks else f"{len(failed_checks)} FAILED"))
+    for level in LEVELS:
+        if any(r.level == level for r in results):
+            print(f"\n{LEVEL_TITLES[level]}:")
+            print(comparison_table(results, level)[0])
+    if wrong:
+        print("\nWRONG RESULTS (not timed):")
+        for message in wrong:
+            print("  " + message)
+    print("\ncomplexity slopes (time / memory, formula) over maps >= "
+          f"{study.fits[0].fit_from_tokens if study.fits else '?'} tokens:")
+    for f in study.fits:
+        print(f"  {f.name:34s} {f.time_slope:5.2f} / {f.memory_slope:5.2f}   (formula {f.flop_slope:.2f})")
+    ok = all(row.matches for row in study.flops)
+    print(f"FLOP counts vs formulas: {'exact everywhere' if ok else 'MISMATCH'}; worked example saving "
+          f"{study.example.counted_saving_macs:.3e} multiply-adds (formula {study.example.formula_saving_macs:.3e})")
+    for name, sentence in study.crossovers.items():
+        print(f"  crossover, {name}: {sentence}")
+    print(f"\nreport: {out / 'REPORT.md'}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
