@@ -1,0 +1,226 @@
+"""The "cpp" backend (the compiled library's CPU kernels) against the PyTorch reference.
+
+When the extension is not built these tests fail with the load error, unless the build skipped it on purpose
+(SWIN_KERNELS_SKIP_EXTENSION=1), in which case they are skipped with that reason.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import swin_kernels
+from swin_kernels import FusedWindowAttention
+from swin_kernels.backends import BackendUnavailableError
+from swin_kernels.ops import _ext
+
+from backend_checks import (
+    ATTENTION_CASES,
+    PARTITION_CASES,
+    AttentionCase,
+    attention_inputs,
+    check_attention,
+    check_bias_grad_deterministic,
+    check_partition,
+    run_attention,
+)
+
+BACKEND = "cpp"
+
+if _ext.unavailable_reason() is not None and os.environ.get("SWIN_KERNELS_SKIP_EXTENSION") == "1":
+    pytest.skip("the C++ extension was not built (SWIN_KERNELS_SKIP_EXTENSION=1)", allow_module_level=True)
+
+
+@pytest.fixture(autouse=True)
+def extension_loaded():
+    reason = swin_kernels.backends.unavailable_reason(BACKEND)
+    assert reason is None, f"the cpp backend cannot run: {reason}"
+
+
+def cpu_isas() -> list[str]:
+    """The instruction-set builds of the kernels this CPU can run (each is selectable by environment)."""
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    isas = ["generic"]
+    if " avx2 " in flags and " fma " in flags:
+        isas.append("avx2")
+    if all(f" {f} " in flags for f in ("avx512f", "avx512vl", "avx512dq")):
+        isas.append("avx512")
+    return isas
+
+
+# ------------------------------------------------------------------------------------ shared backend checks
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("case", ATTENTION_CASES, ids=str)
+def test_attention_matches_reference(case, dtype):
+    check_attention(BACKEND, case, dtype)  # forward + every gradient, outputs poisoned with NaN first
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", PARTITION_CASES, ids=str)
+def test_partition_and_reverse_are_exact(case, dtype):
+    check_partition(BACKEND, *case, dtype=dtype)
+
+
+@pytest.mark.parametrize("isa", cpu_isas())
+def test_every_instruction_set_build_matches_reference(isa, monkeypatch):
+    monkeypatch.setenv("SWIN_KERNELS_CPU_ISA", isa)
+    for case in (ATTENTION_CASES[2], ATTENTION_CASES[4], ATTENTION_CASES[7]):
+        check_attention(BACKEND, case, torch.float32)
+    check_attention(BACKEND, ATTENTION_CASES[1], torch.float64)
+
+
+def test_attention_without_pad_vector_or_bias():
+    case = AttentionCase(2, 9, 11, 2, 16, 4, 2)
+    inputs = attention_inputs(case, torch.float64)
+    qkv = inputs["qkv"]
+    out = swin_kernels.shifted_window_attention(qkv, case.heads, case.window, case.shift, backend=BACKEND)
+    expected = swin_kernels.shifted_window_attention(qkv, case.heads, case.window, case.shift, backend="reference")
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
+    grad = torch.randn_like(out)
+    (ours,) = torch.autograd.grad(out, qkv, grad)
+    (theirs,) = torch.autograd.grad(expected, qkv, grad)
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------- determinism
+MANY_WINDOWS = AttentionCase(3, 56, 49, 3, 32, 7, 3)  # 168 windows: more than the 128 partial-sum chunks
+
+
+def test_gradients_are_bit_identical_across_runs():
+    check_bias_grad_deterministic(BACKEND, MANY_WINDOWS)
+
+
+def test_gradients_are_bit_identical_across_thread_counts():
+    grad_out = torch.randn(3, 56, 49, 96, generator=torch.Generator().manual_seed(5))
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            results.append(run_attention(BACKEND, MANY_WINDOWS, attention_inputs(MANY_WINDOWS, torch.float32), grad_out))
+    finally:
+        torch.set_num_threads(threads)
+    (out, grads), others = results[0], results[1:]
+    for other_out, other_grads in others:
+        assert torch.equal(out, other_out)
+        for name in grads:
+            assert torch.equal(grads[name], other_grads[name]), f"d{name} depends on the thread count"
+
+
+# ------------------------------------------------------------------------------------ op registration
+def opcheck_inputs(dtype=torch.float64):
+    case = AttentionCase(2, 5, 7, 2, 8, 3, 1)
+    inputs = attention_inputs(case, dtype)
+    return case, inputs["qkv"], inputs["pad_qkv"], inputs["bias"]
+
+
+@pytest.mark.parametrize("optional", ["all", "no_pad", "no_bias"])
+def test_opcheck_attention_forward(optional):
+    case, qkv, pad, bias = opcheck_inputs()
+    pad = None if optional == "no_pad" else pad
+    bias = None if optional == "no_bias" else bias
+    args = (qkv, pad, bias, case.heads, case.window, case.shift, 0.5)
+    torch.library.opcheck(torch.ops.swin_kernels.window_attention_fwd.default, args)
+
+
+def test_opcheck_attention_backward():
+    case, qkv, pad, bias = opcheck_inputs()
+    out, lse = torch.ops.swin_kernels.window_attention_fwd(qkv, pad, bias, case.heads, case.window, case.shift, 0.5)
+    args = (torch.randn_like(out), qkv.detach(), pad.detach(), bias.detach(), out.detach(), lse, case.heads,
+            case.window, case.shift, 0.5)
+    torch.library.opcheck(torch.ops.swin_kernels.window_attention_bwd.default, args)
+
+
+def test_opcheck_partition_and_reverse():
+    x = torch.randn(2, 5, 7, 3, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.swin_kernels.window_partition.default, (x, 3, 1))
+    windows = torch.randn(2 * 6, 9, 3, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.swin_kernels.window_reverse.default, (windows, 3, 5, 7, 1))
+
+
+def test_torch_compile_traces_without_graph_breaks():
+    case, qkv, pad, bias = opcheck_inputs(torch.float32)
+
+    def block(qkv, pad, bias):
+        out = swin_kernels.shifted_window_attention(qkv, case.heads, case.window, case.shift, pad_qkv=pad, bias=bias,
+                                                    backend=BACKEND)
+        windows = swin_kernels.window_partition(out, case.window, case.shift, backend=BACKEND)
+        return swin_kernels.window_reverse(windows * 2, case.window, case.height, case.width, case.shift,
+                                           backend=BACKEND)
+
+    compiled = torch.compile(block, backend="aot_eager", fullgraph=True)
+    actual = compiled(qkv, pad, bias)
+    expected = block(qkv, pad, bias)
+    assert torch.equal(actual, expected)
+    grads = torch.autograd.grad(actual.square().sum(), (qkv, pad, bias))
+    expected_grads = torch.autograd.grad(expected.square().sum(), (qkv, pad, bias))
+    for ours, theirs in zip(grads, expected_grads):
+        assert torch.equal(ours, theirs)
+
+
+def test_direct_op_calls_check_their_arguments():
+    qkv = torch.randn(1, 7, 7, 24)
+    ops = torch.ops.swin_kernels
+    with pytest.raises(RuntimeError, match="must be contiguous"):
+        ops.window_attention_fwd(qkv.transpose(1, 2), None, None, 2, 7, 0, 0.5)
+    with pytest.raises(RuntimeError, match="not 3 \\* num_heads \\* head_dim"):
+        ops.window_attention_fwd(qkv, None, None, 5, 7, 0, 0.5)
+    with pytest.raises(RuntimeError, match="shift must satisfy"):
+        ops.window_attention_fwd(qkv, None, None, 2, 7, 7, 0.5)
+    with pytest.raises(RuntimeError, match="bias must have shape"):
+        ops.window_attention_fwd(qkv, None, torch.randn(2, 48, 49), 2, 7, 0, 0.5)
+    with pytest.raises(RuntimeError, match="float32 and float64"):
+        ops.window_attention_fwd(qkv.half(), None, None, 2, 7, 0, 0.5)
+    with pytest.raises(RuntimeError, match="do not tile"):
+        ops.window_reverse(torch.randn(3, 49, 4), 7, 14, 7, 0)
+
+
+# ------------------------------------------------------------------------------------------ backend level
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_fused_window_attention_end_to_end(dtype):
+    torch.manual_seed(0)
+    reference = FusedWindowAttention(32, 2, window_size=7, shift_size=3, backend="reference").to(dtype)
+    fused = FusedWindowAttention(32, 2, window_size=7, shift_size=3, backend=BACKEND).to(dtype)
+    fused.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 15, 17, 32, dtype=dtype)  # padded on both sides, H != W
+    grad = torch.randn(2, 15, 17, 32, dtype=dtype)
+    rtol = 1e-10 if dtype == torch.float64 else 1e-5
+    outputs = {}
+    for name, module in (("reference", reference), ("fused", fused)):
+        xi = x.clone().requires_grad_()
+        out = module(xi)
+        out.backward(grad)
+        outputs[name] = [out, xi.grad] + [p.grad for p in module.parameters()]
+    for ours, theirs in zip(outputs["fused"], outputs["reference"]):
+        scale = theirs.abs().max().item()
+        assert (ours - theirs).abs().max().item() <= rtol * scale
+
+
+def test_unsupported_calls_say_why():
+    x = torch.randn(1, 7, 7, 24, dtype=torch.bfloat16)
+    with pytest.raises(BackendUnavailableError, match="cpp: .*float32 and float64"):
+        swin_kernels.shifted_window_attention(x, 2, 7, backend=BACKEND)
+    with pytest.raises(BackendUnavailableError, match="cpp: .*dropout"):
+        swin_kernels.shifted_window_attention(x.float(), 2, 7, dropout_p=0.1, backend=BACKEND)
+
+
+def test_missing_extension_is_reported_and_the_package_still_works():
+    script = """
+import torch, swin_kernels
+from swin_kernels.backends import BackendUnavailableError
+x = torch.randn(1, 7, 7, 24)
+out = swin_kernels.shifted_window_attention(x, 2, 7)  # "auto" falls back to the reference
+assert out.shape == (1, 7, 7, 8)
+try:
+    swin_kernels.shifted_window_attention(x, 2, 7, backend="cpp")
+except BackendUnavailableError as error:
+    print(error)
+else:
+    raise SystemExit("cpp ran without its extension")
+"""
+    env = dict(os.environ, SWIN_KERNELS_DISABLE_EXTENSION="1")
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "cpp: " in result.stdout and "swin_kernels._C" in result.stdout and "pip install" in result.stdout
