@@ -22,7 +22,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import swin_kernels
+from swin_kernels import backends
 from swin_kernels import reference as ref
+from swin_kernels.backends import Request
 from swin_kernels.reference_model import SwinTransformerBlock
 
 from .memory import peak_bytes
@@ -218,8 +220,9 @@ def measure_sweep(sides: list[int], channels: int, heads: int, window: int, batc
     msa = GlobalAttention(channels, heads).to(device, dtype)
     models = {"MSA (global, eager)": msa}
     for backend in swin_kernels.available_backends():
-        if backend == "triton" and device.type != "cuda":
-            continue  # the interpreter's speed means nothing
+        request = Request("attention", device, dtype, window, channels // heads)
+        if backends.explain(request)[backend] is not None or (backend == "triton" and device.type != "cuda"):
+            continue  # cannot run here, or only under the Triton interpreter, whose speed means nothing
         name = f"W-MSA swin_kernels[{backend}]"
         models[name] = swin_kernels.FusedWindowAttention(channels, heads, window, 0, backend=backend).to(device, dtype)
     series = {name: Series(name) for name in models}
@@ -235,7 +238,7 @@ def measure_sweep(sides: list[int], channels: int, heads: int, window: int, batc
         for model in models.values():  # warm-up
             call(model)
         estimate = sum(time_once(call, (m,), device) for m in models.values())
-        rounds = max(3, min(20, int(budget_s / max(estimate, 1e-9))))
+        rounds = max(5, min(30, int(budget_s / max(estimate, 1e-9))))
         samples = {name: [] for name in models}
         names = list(models)
         for r in range(rounds):
@@ -274,7 +277,7 @@ def run(full: bool = False, progress: Progress = None, plot_dir=None) -> Complex
     flops = [flop_row(side, channels, heads, window) for side in flop_sides]
     example = worked_example()
     sides = [7, 10, 14, 21, 28, 35, 42, 56, 70] + ([84, 98, 112] if full else [])
-    series = measure_sweep(sides, channels, heads, window, batch, budget_s=2.0 if full else 0.6, progress=progress)
+    series = measure_sweep(sides, channels, heads, window, batch, budget_s=2.0 if full else 1.0, progress=progress)
     fit_from = 28 * 28
     fits = fits_for(series, channels, window, fit_from)
     msa = series[0]

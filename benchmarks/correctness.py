@@ -39,6 +39,7 @@ class CheckResult:
     relative_error: float
     passed: bool
     skipped: str | None = None
+    device: str = "cpu"
 
 
 def _relative(actual: torch.Tensor, expected: torch.Tensor) -> tuple[float, float]:
@@ -56,7 +57,7 @@ def check_core(backend: str, case, dtype: torch.dtype, device) -> CheckResult:
     label = f"B{b} {h}x{w} h{heads} d{d} M{m} s{s}"
     reason = backends.explain(Request("attention", torch.device(device), dtype, m, d))[backend]
     if reason is not None:
-        return CheckResult(backend, "core", label, dtype, float("nan"), float("nan"), False, reason)
+        return CheckResult(backend, "core", label, dtype, float("nan"), float("nan"), False, reason, str(device))
     gen = torch.Generator().manual_seed(0)
     c3 = 3 * heads * d
     base = {"qkv": torch.randn(b, h, w, c3, generator=gen, dtype=torch.float64),
@@ -75,7 +76,8 @@ def check_core(backend: str, case, dtype: torch.dtype, device) -> CheckResult:
     expected = run("reference", base)
     actual = run(backend, {k: v.to(dtype) for k, v in base.items()})
     worst_abs, worst_rel = _worst(zip(actual, expected))
-    return CheckResult(backend, "core", label, dtype, worst_abs, worst_rel, worst_rel <= TOLERANCE[dtype])
+    return CheckResult(backend, "core", label, dtype, worst_abs, worst_rel, worst_rel <= TOLERANCE[dtype],
+                       device=str(device))
 
 
 def check_module(backend: str, case, dtype: torch.dtype, device) -> CheckResult:
@@ -93,21 +95,26 @@ def check_module(backend: str, case, dtype: torch.dtype, device) -> CheckResult:
         expected = block.attention_branch(x64)
         actual = fused(xd)
     except swin_kernels.BackendUnavailableError as error:
-        return CheckResult(backend, "module", label, dtype, float("nan"), float("nan"), False, str(error))
+        return CheckResult(backend, "module", label, dtype, float("nan"), float("nan"), False, str(error), str(device))
     pairs = [(actual, expected),
              (torch.autograd.grad(actual, xd, grad_out.to(dtype))[0], torch.autograd.grad(expected, x64, grad_out)[0])]
     worst_abs, worst_rel = _worst(pairs)
-    return CheckResult(backend, "module", label, dtype, worst_abs, worst_rel, worst_rel <= TOLERANCE[dtype])
+    return CheckResult(backend, "module", label, dtype, worst_abs, worst_rel, worst_rel <= TOLERANCE[dtype],
+                       device=str(device))
 
 
-def check_all(device=None, progress=None) -> list[CheckResult]:
-    """Every available backend, fp32 and fp64 (where it supports them), on every case."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+def check_all(progress=None) -> list[CheckResult]:
+    """Every available backend on every device it runs on here, fp32 and fp64 (where supported), every case."""
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     results = []
     for backend in swin_kernels.available_backends():
-        for dtype in (torch.float32, torch.float64):
-            if progress:
-                progress(f"checking backend {backend} ({str(dtype).removeprefix('torch.')}) against the reference")
-            results += [check_core(backend, case, dtype, device) for case in CORE_CASES]
-            results += [check_module(backend, case, dtype, device) for case in MODULE_CASES]
+        for device in devices:
+            if backends.explain(Request("attention", torch.device(device), torch.float32, 7, 32))[backend]:
+                continue  # e.g. a CPU backend asked about GPU tensors
+            for dtype in (torch.float32, torch.float64):
+                if progress:
+                    progress(f"checking backend {backend} on {device} ({str(dtype).removeprefix('torch.')}) "
+                             "against the reference")
+                results += [check_core(backend, case, dtype, device) for case in CORE_CASES]
+                results += [check_module(backend, case, dtype, device) for case in MODULE_CASES]
     return results

@@ -71,9 +71,9 @@ def main(argv=None) -> int:
     failed = [c for c in ran if not c.passed]
     for backend in dict.fromkeys(c.backend for c in ran):
         mine = [c for c in ran if c.backend == backend]
-        worst = {dtype: max(c.relative_error for c in mine if c.dtype == dtype) for dtype in (torch.float32, torch.float64)}
-        progress(f"  {backend}: {sum(c.passed for c in mine)}/{len(mine)} checks pass; largest relative error "
-                 f"fp32 {worst[torch.float32]:.1e}, fp64 {worst[torch.float64]:.1e}")
+        worst = ", ".join(f"{str(dtype).removeprefix('torch.')} {max(c.relative_error for c in mine if c.dtype == dtype):.1e}"
+                          for dtype in dict.fromkeys(c.dtype for c in mine))
+        progress(f"  {backend}: {sum(c.passed for c in mine)}/{len(mine)} checks pass; largest relative error {worst}")
 
     shapes = standard_shapes(device) if args.full else swin_t_stage1()
     failures = []

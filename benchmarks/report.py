@@ -22,17 +22,18 @@ def checks_section(results) -> str:
     rows, failed = [], 0
     for r in results:
         if r.skipped:
-            rows.append([r.backend, r.what, r.case, str(r.dtype).removeprefix("torch."), "—", "—", f"skipped: {r.skipped}"])
+            rows.append([r.backend, r.device, r.what, r.case, str(r.dtype).removeprefix("torch."), "—", "—",
+                         f"skipped: {r.skipped}"])
             continue
         failed += not r.passed
-        rows.append([r.backend, r.what, r.case, str(r.dtype).removeprefix("torch."), f"{r.max_abs_error:.2e}",
+        rows.append([r.backend, r.device, r.what, r.case, str(r.dtype).removeprefix("torch."), f"{r.max_abs_error:.2e}",
                      f"{r.relative_error:.2e}", "ok" if r.passed else "**FAILED**"])
     ran = sum(1 for r in results if not r.skipped)
     head = (f"## Backends against the fp64 reference\n\nForward output and every input gradient (`qkv`, `pad_qkv`, "
             f"`bias` for the core; `x` for the module) against the PyTorch reference in float64; the error is the "
             f"largest over output and gradients. {ran - failed}/{ran} checks pass (tolerance: 1e-5 relative "
-            f"in fp32, 1e-10 in fp64).\n\n")
-    return head + table(["backend", "entry", "case", "dtype", "max abs error", "relative", "result"], rows)
+            f"in fp32, 1e-10 in fp64). The reference's own fp32 rows show PyTorch's rounding error for scale.\n\n")
+    return head + table(["backend", "device", "entry", "case", "dtype", "max abs error", "relative", "result"], rows)
 
 
 def _ms(seconds: float) -> str:
@@ -49,7 +50,7 @@ def _shape_text(r) -> str:
 def comparison_table(results: list[PassResult], level: str) -> tuple[str, dict[str, str]]:
     """One row per (shape, contender), for each pass its time (x vs reference) and peak memory (x vs reference).
 
-    Returns the markdown table and {"contender (pass)": reason} for what could not run.
+    Returns the markdown table and {"contender (passes)": reason} for what could not run.
     """
     passes = [p for p in PASSES if any(r.pass_name == p and r.level == level for r in results)]
     baseline = {r.key: r for r in results if r.contender == BASELINE and r.timing}
@@ -60,7 +61,7 @@ def comparison_table(results: list[PassResult], level: str) -> tuple[str, dict[s
             continue
         row = cells.setdefault((_shape_text(r), r.contender), {})
         if r.skipped:
-            skips.setdefault(f"{CONTENDERS[r.contender].label} ({r.pass_name})", r.skipped)
+            skips.setdefault((CONTENDERS[r.contender].label, r.skipped), []).append(r.pass_name)
             continue
         ref = baseline.get(r.key)
         time_text = _ms(r.timing.median_s)
@@ -85,7 +86,9 @@ def comparison_table(results: list[PassResult], level: str) -> tuple[str, dict[s
             line += list(row.get(p, ("—", "—")))
         line.append(f"{row['error']:.1e}" if "error" in row else ("reference" if key == BASELINE else "—"))
         rows.append(line)
-    return table(header, rows), skips
+    reasons = {f"{label} ({', '.join(dict.fromkeys(passes_skipped))})": why
+               for (label, why), passes_skipped in skips.items()}
+    return table(header, rows), reasons
 
 
 def comparison_section(results: list[PassResult], threads: int) -> str:
