@@ -2,7 +2,8 @@
 
 Environment knobs:
   SWIN_KERNELS_SKIP_CUDA=1           build the CPU part only, even with a CUDA build of torch
-  SWIN_KERNELS_CUDA_ARCHS="80;90"    compute capabilities the CUDA kernels are built for (default: 80;90)
+  SWIN_KERNELS_CUDA_ARCHS="80;90"    compute capabilities the CUDA kernels are built for (default: 80;90; sm_80 or
+                                     newer: the bf16 tensor-core path needs it)
   SWIN_KERNELS_SKIP_EXTENSION=1      build no extension at all (the reference and triton backends still work)
   SWIN_KERNELS_REQUIRE_EXTENSION=1   fail the install when the extension does not build (default: warn and go on,
                                      the "cpp"/"cuda" backends then report what is missing)
@@ -58,6 +59,7 @@ def _extension_build() -> dict:
     options = dict(py_limited_api=True)
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu", root_dir=ROOT))
+        sources += sorted(glob.glob("csrc/cuda/*.cpp", root_dir=ROOT))  # the torch-facing host code
         nvcc = ["-O3", "-lineinfo", *_cuda_arch_flags()]
         extension = CUDAExtension("swin_kernels._C", sources, extra_compile_args={"cxx": cxx, "nvcc": nvcc}, **options)
     else:

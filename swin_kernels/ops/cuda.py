@@ -7,7 +7,8 @@ import torch
 from . import _ext
 
 _ATTENTION_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-MAX_WINDOW = 8  # N = M*M <= 64 tokens: one window's scores stay in shared memory
+MAX_WINDOW = 8  # N = M*M <= 64 tokens: one window's scores stay in shared memory (csrc/cuda/launch_api.h)
+MAX_HEAD_DIM = 64  # and a multiple of 16, the tensor-core tile
 
 
 def unavailable_reason() -> str | None:
@@ -31,6 +32,10 @@ def unsupported_reason(request) -> str | None:
         return f"the cuda attention kernels support float32, float16 and bfloat16, got {request.dtype}"
     if request.window > MAX_WINDOW:
         return f"the cuda attention kernels support windows up to {MAX_WINDOW} (N <= 64 tokens), got {request.window}"
+    if request.head_dim is not None and (request.head_dim % 16 or request.head_dim > MAX_HEAD_DIM):
+        return f"the cuda attention kernels need head_dim a multiple of 16 up to {MAX_HEAD_DIM}, got {request.head_dim}"
+    if request.dtype == torch.bfloat16 and torch.cuda.get_device_capability(request.device) < (8, 0):
+        return "the cuda bf16 attention kernels need compute capability 8.0 or newer"
     if request.dropout:
         return "attention dropout is not implemented in the cuda backend (use dropout_p=0 / eval mode, or 'triton')"
     return None

@@ -1,0 +1,70 @@
+// Host interface of the CUDA kernels: plain pointers, sizes and a stream, so the kernel files (.cu) include no
+// torch header and ops_cuda.cpp (the torch-facing ops) includes no CUDA device code.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+#include "../index_maps.h"
+
+namespace swin_kernels {
+namespace cuda {
+
+enum class DType { kFloat32, kFloat16, kBFloat16 };
+
+// Limits of the attention kernels: one window's N <= 64 tokens (padded to 64 for the tensor cores) and a head
+// dimension that is a multiple of 16 up to 64 (the wmma tile).
+constexpr int kMaxTokens = 64;
+constexpr int kMaxHeadDim = 64;
+inline bool attention_supported(int64_t window, int64_t head_dim) {
+  return window * window <= kMaxTokens && head_dim % 16 == 0 && head_dim <= kMaxHeadDim;
+}
+
+struct AttentionForwardArgs {
+  DType dtype;
+  const void* qkv;      // (B, H, W, 3C)
+  const void* pad_qkv;  // (3C,) or null for zeros
+  const void* bias;     // (heads, N, N) or null
+  void* out;            // (B, H, W, C)
+  float* lse;           // (B*nW, heads, N)
+  int64_t batch;
+  int32_t heads, head_dim;
+  float scale;
+  maps::WindowGrid grid;
+};
+
+struct AttentionBackwardArgs {
+  DType dtype;
+  const void* grad_out;  // (B, H, W, C)
+  const void* qkv;
+  const void* pad_qkv;
+  const void* bias;
+  const void* out;
+  const float* lse;
+  void* grad_qkv;        // (B, H, W, 3C)
+  void* grad_pad;        // (3C,)
+  void* grad_bias;       // (heads, N, N)
+  float* pad_partials;   // (chunks, 3C) workspace
+  float* bias_partials;  // (chunks, heads, N, N) workspace
+  int64_t batch;
+  int32_t heads, head_dim;
+  float scale;
+  maps::WindowGrid grid;
+  int64_t windows_per_chunk, chunks;
+};
+
+// The backward cuts the windows into chunks; each (chunk, head) block writes its own partial sums of grad_bias and
+// grad_pad_qkv, which a second kernel adds up in chunk order: deterministic, no atomics.
+inline int64_t backward_windows_per_chunk(int64_t windows) { return (windows + 1023) / 1024; }
+
+cudaError_t launch_attention_forward(const AttentionForwardArgs& args, cudaStream_t stream);
+cudaError_t launch_attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream);
+
+// Pure data movement of rows of row_bytes bytes (any dtype).
+cudaError_t launch_window_partition(const void* x, void* windows, int64_t batch, int64_t row_bytes,
+                                    const maps::WindowGrid& grid, cudaStream_t stream);
+cudaError_t launch_window_reverse(const void* windows, void* x, int64_t batch, int64_t row_bytes,
+                                  const maps::WindowGrid& grid, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace swin_kernels
