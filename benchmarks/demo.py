@@ -5,8 +5,8 @@
 Default (a few minutes on a 2-core CPU): the Swin-T stage-1 call (B=8, 56x56, C=96, 3 heads, M=7, shifted and
 unshifted) for every contender, forward and forward+backward; the complexity study up to 70x70 maps. --full:
 every Swin-T/S and Swin-B stage shape (plus 384² and 800x1216 on a GPU), the backward pass alone too, and maps
-up to 112x112. Writes <out>/REPORT.md, the plots beside it and
-<out>/results.json, and prints a summary.
+up to 112x112. Writes <out>/REPORT.md, the plots beside it and <out>/results.json, and prints a summary.
+Exits with 1 when a swin_kernels backend fails a check or gives a wrong result (peers' problems are reported only).
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ from pathlib import Path
 
 import torch
 
+from swin_kernels.backends import BACKEND_NAMES
+
 from . import complexity
 from .comparison import run_comparison
 from .correctness import check_all
-from .machine import load_average, machine_info
+from .machine import busy_warning, load_average, machine_info
 from .progress import Progress
 from .report import checks_section, comparison_section, comparison_table, complexity_section, machine_section
-from .workload import LEVEL_TITLES, LEVELS, PASSES
 from .shapes import bench_device, dtypes_for, standard_shapes, swin_t_stage1
+from .workload import LEVEL_TITLES, LEVELS, PASSES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,6 +68,10 @@ def main(argv=None) -> int:
     progress(f"swin-kernels demo on {info['CPU']} ({info['cores']} cores, {info['torch CPU threads']} torch threads), "
              f"GPU: {info['GPU']}, torch {info['torch']}")
 
+    busy = busy_warning()
+    if busy:
+        progress(f"WARNING: {busy}")
+
     checks = check_all(progress=progress)
     ran = [c for c in checks if not c.skipped]
     failed = [c for c in ran if not c.passed]
@@ -76,11 +82,11 @@ def main(argv=None) -> int:
         progress(f"  {backend}: {sum(c.passed for c in mine)}/{len(mine)} checks pass; largest relative error {worst}")
 
     shapes = standard_shapes(device) if args.full else swin_t_stage1()
-    failures = []
+    failures = []  # (contender key, message)
 
     def on_failure(result, message):
-        failures.append(message)
-        progress(f"  WRONG RESULT: {message}")
+        failures.append((result.contender, message))
+        progress(f"  PROBLEM: {message}")
 
     budget = args.budget or (4.0 if args.full else 2.0)
     passes = PASSES if args.full else ("forward", "forward+backward")
@@ -97,15 +103,16 @@ def main(argv=None) -> int:
         "# swin-kernels benchmark report",
         f"Produced by `python -m benchmarks.demo{' --full' if args.full else ''}` (`make demo`) in "
         f"{progress.elapsed / 60:.1f} min. Numbers are from this one run on the machine below; ratios between "
-        "contenders measured side by side are the figures to trust, absolute times depend on the machine and its load.",
+        "contenders measured side by side are the figures to trust, absolute times depend on the machine and its load."
+        + (f"\n\n**Warning:** {busy}." if busy else ""),
         machine_section(info), checks_section(checks), comparison_section(results, torch.get_num_threads()),
         complexity_section(study), e2e,
     ]
     (args.out / "REPORT.md").write_text("\n\n".join(sections) + "\n")
     write_json(args.out / "results.json", info, results, study)
 
-    print_summary(results, study, failed, failures, args.out)
-    return 1 if failed or failures else 0
+    print_summary(results, study, failed, [message for _, message in failures], args.out)
+    return 1 if failed or any(key in BACKEND_NAMES for key, _ in failures) else 0
 
 
 def write_json(path: Path, info, results, study) -> None:
@@ -127,7 +134,7 @@ def print_summary(results, study, failed_checks, wrong, out: Path) -> None:
             print(f"\n{LEVEL_TITLES[level]}:")
             print(comparison_table(results, level)[0])
     if wrong:
-        print("\nWRONG RESULTS (not timed):")
+        print("\nPROBLEMS (wrong results or crashes, not timed):")
         for message in wrong:
             print("  " + message)
     print("\ncomplexity slopes (time / memory, formula) over maps >= "

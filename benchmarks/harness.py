@@ -11,11 +11,14 @@ import torch
 from .contenders import BASELINE, PreparedCache, Unsupported
 from .memory import peak_bytes
 from .shapes import BenchShape
-from .timing import Timing, time_once
+from .timing import Timing, rounds_for, time_once
 from .workload import pass_callables
 
 # Largest error accepted against the reference, relative to the reference's largest magnitude.
 RELATIVE_TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 5e-2}
+
+
+PROBLEM_PREFIXES = ("WRONG RESULT:", "FAILED:")  # how run_group marks contenders that misbehaved
 
 
 class WrongResult(AssertionError):
@@ -112,7 +115,7 @@ def run_group(cache: PreparedCache, keys: list[str], level: str, shape: BenchSha
         begin = time.perf_counter()
         result.peak_bytes = peak_bytes(target, setup(), cache.device)
         estimate += time.perf_counter() - begin
-    rounds = max(min_rounds, min(max_rounds, int(budget_s / max(estimate, 1e-9))))
+    rounds = rounds_for(estimate, min_rounds=min_rounds, max_rounds=max_rounds, budget_s=budget_s)
     samples = {id(result): [] for result, _, _ in runnable}
     for r in range(rounds):
         for result, target, setup in runnable[r % len(runnable):] + runnable[:r % len(runnable)]:

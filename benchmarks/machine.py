@@ -47,3 +47,18 @@ def machine_info() -> dict[str, str]:
         "load average (1/5/15 min) at start": load_average(),
     }
     return info
+
+
+def busy_warning() -> str | None:
+    """A sentence when other work already occupies a good part of the CPU, None otherwise."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    cores = os.cpu_count() or 1
+    if load < 0.5 * cores:
+        return None
+    return (f"the machine was busy when the run started (1-minute load average {load:.1f} on {cores} cores): "
+            "absolute times are inflated and noisy; ratios from the interleaved rounds hold up better. With several "
+            "torch threads, one descheduled thread stalls every parallel operation: `--threads 1` gives steadier "
+            "numbers on a shared machine")

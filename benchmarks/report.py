@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .contenders import BASELINE, CONTENDERS
-from .harness import PassResult
+from .harness import PROBLEM_PREFIXES, PassResult
 from .memory import format_bytes
 from .workload import LEVEL_TITLES, LEVELS, PASSES
 
@@ -109,8 +109,12 @@ def comparison_section(results: list[PassResult], threads: int) -> str:
         parts.append(f"\n### {LEVEL_TITLES[level]}\n")
         parts.append(text)
         if skips:
+            problems = {who: why for who, why in skips.items() if why.startswith(PROBLEM_PREFIXES)}
+            if problems:
+                parts.append("\n**Problems** (checked against the reference before timing, so not timed):\n")
+                parts += [f"- **{who}**: {why}" for who, why in problems.items()]
             parts.append("\nNot run here:\n")
-            parts += [f"- {who}: {why}" for who, why in skips.items()]
+            parts += [f"- {who}: {why}" for who, why in skips.items() if who not in problems]
     return "\n".join(parts)
 
 
