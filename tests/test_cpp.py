@@ -5,8 +5,10 @@ When the extension is not built these tests fail with the load error, unless the
 """
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,6 +84,19 @@ def test_attention_without_pad_vector_or_bias():
     (ours,) = torch.autograd.grad(out, qkv, grad)
     (theirs,) = torch.autograd.grad(expected, qkv, grad)
     torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="no C++ compiler to build the test")
+def test_index_maps_agree_with_brute_force(tmp_path):
+    """The C++ unit test of csrc/index_maps.h (also run by CTest): the maps the CPU and CUDA kernels share."""
+    source = Path(__file__).resolve().parent.parent / "csrc" / "tests" / "test_index_maps.cpp"
+    binary = tmp_path / "test_index_maps"
+    build = subprocess.run([os.environ.get("CXX", "g++"), "-std=c++20", "-O1", str(source), "-o", str(binary)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "agree with brute force" in run.stdout
 
 
 # ------------------------------------------------------------------------------------------- determinism

@@ -106,3 +106,21 @@ def test_cuda_partition_and_reverse_are_exact(case):
 def test_cuda_gradients_are_deterministic():
     require_cuda_backend()
     check_bias_grad_deterministic(BACKEND, CUDA_CASES[1], device="cuda")
+
+
+def test_cuda_opcheck():
+    require_cuda_backend()
+    gen = torch.Generator().manual_seed(0)
+    qkv = torch.randn(2, 5, 7, 96, generator=gen).cuda().requires_grad_()  # 2 heads of 16
+    pad = torch.randn(96, generator=gen).cuda().requires_grad_()
+    bias = torch.randn(2, 9, 9, generator=gen).cuda().requires_grad_()
+    ops = torch.ops.swin_kernels
+    torch.library.opcheck(ops.window_attention_fwd.default, (qkv, pad, bias, 2, 3, 1, 0.25))
+    out, lse = ops.window_attention_fwd(qkv, pad, bias, 2, 3, 1, 0.25)
+    torch.library.opcheck(ops.window_attention_bwd.default,
+                          (torch.randn_like(out), qkv.detach(), pad.detach(), bias.detach(), out.detach(), lse, 2, 3,
+                           1, 0.25))
+    x = torch.randn(2, 5, 7, 3, device="cuda", requires_grad=True)
+    torch.library.opcheck(ops.window_partition.default, (x, 3, 1))
+    torch.library.opcheck(ops.window_reverse.default, (ops.window_partition(x, 3, 1).detach().requires_grad_(), 3, 5,
+                                                       7, 1))
