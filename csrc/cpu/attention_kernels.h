@@ -113,24 +113,42 @@ void gemm(int64_t rows, int64_t cols, int64_t depth, const T* a, int64_t a_row, 
 }
 
 // ---------------------------------------------------------------------------------------------- softmax
-// Sum / max across the lanes of one vector as a balanced tree (short dependency chains, a fixed order).
+// Sum / max across the lanes of one vector: halve the vector until two lanes are left (a fixed order).
+template <typename T, int Bytes>
+struct VectorOf {
+  typedef T type __attribute__((vector_size(Bytes)));
+};
+template <typename T, int Bytes>
+inline T lane_sum_of(typename VectorOf<T, Bytes>::type v) {
+  if constexpr (Bytes == 2 * sizeof(T)) {
+    return v[0] + v[1];
+  } else {
+    typedef typename VectorOf<T, Bytes / 2>::type Half;
+    Half low, high;
+    __builtin_memcpy(&low, &v, sizeof(Half));
+    __builtin_memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof(Half), sizeof(Half));
+    return lane_sum_of<T, Bytes / 2>(low + high);
+  }
+}
+template <typename T, int Bytes>
+inline T lane_max_of(typename VectorOf<T, Bytes>::type v) {
+  if constexpr (Bytes == 2 * sizeof(T)) {
+    return v[0] > v[1] ? v[0] : v[1];
+  } else {
+    typedef typename VectorOf<T, Bytes / 2>::type Half;
+    Half low, high;
+    __builtin_memcpy(&low, &v, sizeof(Half));
+    __builtin_memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof(Half), sizeof(Half));
+    return lane_max_of<T, Bytes / 2>(high > low ? high : low);
+  }
+}
 template <typename T>
 inline T lane_sum(typename Simd<T>::V v) {
-  constexpr int L = Simd<T>::lanes;
-  T x[L];
-  __builtin_memcpy(x, &v, sizeof(v));
-  for (int width = L / 2; width >= 1; width /= 2)
-    for (int l = 0; l < width; ++l) x[l] += x[l + width];
-  return x[0];
+  return lane_sum_of<T, SWIN_VECTOR_BYTES>(v);
 }
 template <typename T>
 inline T lane_max(typename Simd<T>::V v) {
-  constexpr int L = Simd<T>::lanes;
-  T x[L];
-  __builtin_memcpy(x, &v, sizeof(v));
-  for (int width = L / 2; width >= 1; width /= 2)
-    for (int l = 0; l < width; ++l) x[l] = x[l + width] > x[l] ? x[l + width] : x[l];
-  return x[0];
+  return lane_max_of<T, SWIN_VECTOR_BYTES>(v);
 }
 
 // exp on a float vector for x <= ~88 (the callers pass x - rowmax <= 0): x = n ln2 + r with n = round(x / ln2)
@@ -250,8 +268,8 @@ Layout layout_of(const AttentionProblem& p) {
   return lay;
 }
 
-// Per-thread buffers, zeroed once: rows/columns past n or d are never written, so they stay zero.
-// Stages have `rows` rows plus a row of slack, because a GEMM operand read from a stage spans ldd >= d columns.
+// Per-thread buffers, zeroed once (prepare_scratch): rows/columns past n or d are never written, so they stay zero.
+// Stages have max(rows, ldn) + 1 rows (see carve).
 template <typename T>
 struct Tiles {
   T* qkv;      // stage: rows x 3C, the window's q|k|v rows
@@ -277,7 +295,9 @@ int64_t carve(const AttentionProblem& p, bool backward, char* base, Tiles<T>* ti
     offset += maps::round_up(count * static_cast<int64_t>(sizeof(T)), kAlign);
     return at;
   };
-  const int64_t stage_rows = lay.rows + 1, square = lay.rows * lay.ldn + lay.rows;
+  // stages: rows for the row tiles and the transposes (ldn), plus one: GEMM operands read ldd >= d columns
+  const int64_t stage_rows = (lay.rows > lay.ldn ? lay.rows : lay.ldn) + 1;
+  const int64_t square = lay.rows * lay.ldn + lay.rows;
   Tiles<T> t{};
   t.qkv = take(stage_rows * lay.c3);
   t.out = take(stage_rows * lay.c);
@@ -303,13 +323,17 @@ Tiles<T> tiles_in(const AttentionProblem& p, bool backward, void* scratch) {
   const int64_t address = reinterpret_cast<int64_t>(scratch);
   char* base = static_cast<char*>(scratch) + (maps::round_up(address, kAlign) - address);
   Tiles<T> t;
-  const int64_t bytes = carve<T>(p, backward, base, &t);
-  __builtin_memset(base, 0, bytes - kAlign);
+  carve<T>(p, backward, base, &t);
   return t;
 }
 
 int64_t scratch_bytes(const AttentionProblem& p, bool backward, bool is_double) {
   return is_double ? carve<double>(p, backward, nullptr, nullptr) : carve<float>(p, backward, nullptr, nullptr);
+}
+
+// Zero once: the tiles' padding rows and columns are never written afterwards.
+void prepare_scratch(const AttentionProblem& p, bool backward, bool is_double, void* scratch) {
+  __builtin_memset(scratch, 0, scratch_bytes(p, backward, is_double));
 }
 
 // Pixels and region ids of window bw (= b * nW + w) of the batch; true when its tokens span several regions.
@@ -338,13 +362,63 @@ inline void stage_rows(const Tiles<T>& t, int64_t n, const T* src, int64_t width
   }
 }
 
-// kt[e, i] = stage[i, offset + e]: one head's k (or v) transposed, the B operand of the N x N GEMMs.
+// In-register transpose of an L x L block (L = SIMD lanes): stage S exchanges bit S of the row and column
+// indices by swapping the off-diagonal S x S sub-blocks of every 2S x 2S block; after all stages row and column
+// have traded every bit.
+template <int... Is>
+struct Indices {};
+template <int N, int... Is>
+struct MakeIndices : MakeIndices<N - 1, N - 1, Is...> {};
+template <int... Is>
+struct MakeIndices<0, Is...> {
+  using type = Indices<Is...>;
+};
+
+template <int S, int L>
+constexpr int swap_low(int l) {  // row r (bit S clear): lanes with bit S set come from row r + S
+  return (l & S) == 0 ? l : L + l - S;
+}
+template <int S, int L>
+constexpr int swap_high(int l) {  // row r + S: lanes with bit S clear come from row r
+  return (l & S) == 0 ? l + S : L + l;
+}
+
+template <int S, typename V, int... Is>
+inline void swap_sub_blocks(V& a, V& b, Indices<Is...>) {
+  constexpr int L = sizeof...(Is);
+  const V low = __builtin_shufflevector(a, b, swap_low<S, L>(Is)...);
+  const V high = __builtin_shufflevector(a, b, swap_high<S, L>(Is)...);
+  a = low;
+  b = high;
+}
+
+template <typename T, int S = Simd<T>::lanes / 2>
+inline void transpose_block(typename Simd<T>::V* v) {
+  constexpr int L = Simd<T>::lanes;
+  if constexpr (S >= 1) {
+    for (int r = 0; r < L; ++r)
+      if ((r & S) == 0) swap_sub_blocks<S>(v[r], v[r + S], typename MakeIndices<L>::type{});
+    transpose_block<T, S / 2>(v);
+  }
+}
+
+// kt[e, i] = stage[i, e] for e < d, i < ldn: one head's k (or v) transposed, the B operand of the N x N GEMMs.
+// The stage has ldn rows (zero past n), so the padding columns of kt come out zero.
 template <typename T>
 inline void transpose_head(const T* stage, int64_t stride, int64_t n, int64_t d, T* dst, int64_t ldn) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T* src = stage + i * stride;
-    for (int64_t e = 0; e < d; ++e) dst[e * ldn + i] = src[e];
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
+  int64_t e0 = 0;
+  for (; e0 + L <= d; e0 += L) {
+    for (int64_t i0 = 0; i0 < ldn; i0 += L) {
+      V block[L];
+      for (int r = 0; r < L; ++r) block[r] = load<V>(stage + (i0 + r) * stride + e0);
+      transpose_block<T>(block);
+      for (int r = 0; r < L; ++r) store(dst + (e0 + r) * ldn + i0, block[r]);
+    }
   }
+  for (int64_t i = 0; i < n; ++i)  // columns past the last full block (d not a multiple of L)
+    for (int64_t e = e0; e < d; ++e) dst[e * ldn + i] = stage[i * stride + e];
 }
 
 // stage[i, offset + e] = product[i, e] * factor (factor: per row when rows_factor, else the scalar).
@@ -475,8 +549,8 @@ void backward_f64(const AttentionProblem& p, const BackwardArgs<double>& a, int6
 }  // namespace
 
 // Constant-initialised data (no code runs), so naming the table is safe on any CPU.
-extern const KernelTable SWIN_KERNEL_TABLE = {SWIN_ISA_NAME, scratch_bytes, forward_f32, forward_f64, backward_f32,
-                                             backward_f64};
+extern const KernelTable SWIN_KERNEL_TABLE = {SWIN_ISA_NAME, scratch_bytes, prepare_scratch, forward_f32,
+                                             forward_f64,   backward_f32,  backward_f64};
 
 }  // namespace cpu
 }  // namespace swin_kernels

@@ -43,10 +43,12 @@ struct BackwardArgs {
 // Forward: runs windows [begin, end) of the batch (window b*nW + w), all heads.
 // Backward: runs chunks [begin, end) of windows_per_chunk consecutive windows (all heads); each chunk writes
 // its own partial sums, so the reduction order never depends on the thread count.
-// scratch: scratch_bytes(problem, backward) bytes, owned by the calling thread.
+// scratch: scratch_bytes(...) bytes owned by the calling thread, set up once by prepare_scratch(...) and then
+// reused by any number of forward/backward calls of the same problem.
 struct KernelTable {
   const char* isa;
   int64_t (*scratch_bytes)(const AttentionProblem&, bool backward, bool is_double);
+  void (*prepare_scratch)(const AttentionProblem&, bool backward, bool is_double, void* scratch);
   void (*forward_f32)(const AttentionProblem&, const ForwardArgs<float>&, int64_t begin, int64_t end, void* scratch);
   void (*forward_f64)(const AttentionProblem&, const ForwardArgs<double>&, int64_t begin, int64_t end, void* scratch);
   void (*backward_f32)(const AttentionProblem&, const BackwardArgs<float>&, int64_t begin, int64_t end,

@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -66,19 +68,27 @@ const T* data_or_null(const std::optional<at::Tensor>& t) {
   return t.has_value() ? t->data_ptr<T>() : nullptr;
 }
 
-// Runs fn(begin, end, scratch) over [0, count) on the intra-op thread pool, one scratch buffer per range.
+// Runs fn(begin, end, scratch) over [0, count) on the intra-op threads, each with its own scratch. The range is
+// handed out in pieces from a shared counter, so a thread that gets descheduled (a busy machine) just takes fewer
+// pieces instead of holding up the others. Which thread runs a piece never changes the piece's result.
 template <typename Fn>
-void parallel_with_scratch(int64_t count, int64_t scratch_bytes, const Fn& fn) {
-  at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<char[]> scratch(new char[scratch_bytes]);
-    fn(begin, end, scratch.get());
+void parallel_pieces(const AttentionProblem& p, const KernelTable& k, bool backward, bool is_double, int64_t count,
+                     const Fn& fn) {
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), count));
+  const int64_t piece = std::max<int64_t>(1, count / (threads * 8));
+  const int64_t bytes = k.scratch_bytes(p, backward, is_double);
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    std::unique_ptr<char[]> scratch(new char[bytes]);
+    k.prepare_scratch(p, backward, is_double, scratch.get());
+    for (int64_t begin = next.fetch_add(piece); begin < count; begin = next.fetch_add(piece))
+      fn(begin, std::min(begin + piece, count), scratch.get());
   });
 }
 
 template <typename T>
 void attention_forward(const AttentionProblem& p, const KernelTable& k, const ForwardArgs<T>& args, int64_t windows) {
-  const int64_t bytes = k.scratch_bytes(p, false, sizeof(T) == 8);
-  parallel_with_scratch(windows, bytes, [&](int64_t begin, int64_t end, void* scratch) {
+  parallel_pieces(p, k, false, sizeof(T) == 8, windows, [&](int64_t begin, int64_t end, void* scratch) {
     if constexpr (sizeof(T) == 8)
       k.forward_f64(p, args, begin, end, scratch);
     else
@@ -129,8 +139,7 @@ void attention_backward(const AttentionProblem& p, const KernelTable& k, Backwar
                         at::Tensor& grad_bias) {
   args.grad_pad_partials = pad_partials.data_ptr<T>();
   args.grad_bias_partials = bias_partials.data_ptr<T>();
-  const int64_t bytes = k.scratch_bytes(p, true, sizeof(T) == 8);
-  parallel_with_scratch(chunks, bytes, [&](int64_t begin, int64_t end, void* scratch) {
+  parallel_pieces(p, k, true, sizeof(T) == 8, chunks, [&](int64_t begin, int64_t end, void* scratch) {
     if constexpr (sizeof(T) == 8)
       k.backward_f64(p, args, begin, end, scratch);
     else
