@@ -19,7 +19,7 @@ from swin_kernels import reference as ref
 from swin_kernels.backends import BACKEND_NAMES, Request
 
 from . import peers
-from .workload import Prepared, Workload
+from .workload import Prepared, Workload, make_workload
 
 BASELINE = "reference"
 
@@ -151,8 +151,6 @@ class PreparedCache:
     def workload(self, shape, dtype) -> Workload:
         key = (shape, dtype)
         if key not in self._workloads:
-            from .workload import make_workload
-
             self._workloads[key] = make_workload(shape, self.device, dtype)
         return self._workloads[key]
 

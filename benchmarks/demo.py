@@ -52,7 +52,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="every stage shape and larger maps (long)")
     parser.add_argument("--out", type=Path, default=REPO / "results", help="directory for REPORT.md and plots")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice, or 1 when the machine is already busy)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds of timed rounds per comparison group (default 2, --full 4)")
     return parser.parse_args(argv)
@@ -60,15 +61,17 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    busy = busy_warning()
     if args.threads:
         torch.set_num_threads(args.threads)
+    elif busy and not torch.cuda.is_available():  # GPU timings do not depend on the CPU threads
+        torch.set_num_threads(1)
+        busy += "; this run therefore used 1 torch thread (choose with --threads)"
     progress = Progress()
     device = bench_device()
     info = machine_info()
     progress(f"swin-kernels demo on {info['CPU']} ({info['cores']} cores, {info['torch CPU threads']} torch threads), "
              f"GPU: {info['GPU']}, torch {info['torch']}")
-
-    busy = busy_warning()
     if busy:
         progress(f"WARNING: {busy}")
 
