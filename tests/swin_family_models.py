@@ -8,11 +8,26 @@ smaller side equals the window).
 
 from __future__ import annotations
 
+import copy
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 import transformers as tf
+
+import swin_kernels
+
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+def _emulated(backend: str) -> bool:
+    """Triton kernels run by the interpreter on the CPU: correct but far too slow for every model."""
+    return backend == "triton" and os.environ.get("TRITON_INTERPRET") == "1" and not torch.cuda.is_available()
+
+
+NATIVE_BACKENDS = [b for b in swin_kernels.available_backends() if not _emulated(b)]
+EMULATED_BACKENDS = [b for b in swin_kernels.available_backends() if _emulated(b)]
 
 WINDOW = 4
 # A 68x52 image with 4x4 patches gives maps 17x13 -> 9x7 -> 5x4: padded in every stage, and the last stage's
@@ -123,3 +138,76 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """Largest absolute difference over the largest magnitude of the expected tensor."""
     scale = expected.detach().double().abs().max().item()
     return (actual.detach().double() - expected.detach().double()).abs().max().item() / max(scale, 1e-300)
+
+
+# ------------------------------------------------------------------------------------------- comparisons
+def run(model, inputs, grad: bool):
+    """Outputs of a forward (and, with grad, the input and parameter gradients of a fixed random loss)."""
+    inputs = {k: v.clone().requires_grad_(grad and v.is_floating_point()) for k, v in inputs.items()}
+    model.zero_grad(set_to_none=True)
+    outputs = output_tensors(model(**inputs))
+    if not grad:
+        return outputs, None
+    gen = torch.Generator().manual_seed(7)
+    loss = sum((t * torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.dtype)).sum() for t in outputs)
+    loss.backward()
+    grads = {"pixel_values": inputs["pixel_values"].grad}
+    grads.update({name: p.grad for name, p in model.named_parameters() if p.grad is not None})
+    return outputs, grads
+
+
+def assert_close(actual, expected, dtype, what):
+    """Outputs: largest difference over the largest expected magnitude, per tensor."""
+    tol = TOLERANCE[dtype]
+    assert len(actual) == len(expected), f"{what}: {len(actual)} tensors, expected {len(expected)}"
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        assert a.shape == e.shape, f"{what}[{i}]: shape {tuple(a.shape)}, expected {tuple(e.shape)}"
+        error = relative_error(a, e)
+        assert error <= tol, f"{what}[{i}]: relative error {error:.2e} > {tol:.0e}"
+
+
+def _normwise(a, e) -> float:
+    return ((a.double() - e.double()).norm() / e.double().norm().clamp_min(1e-300)).item()
+
+
+# Gradients that are zero in exact arithmetic: a key bias adds the same q·b to every score of a softmax row.
+ZERO_GRADIENTS = ("k_proj.bias", "attention.self.key.bias")
+
+
+def assert_grads_close(grads, expected, dtype, what, truth=None):
+    """Gradients: norm-wise relative error per tensor <= the dtype's tolerance.
+
+    fp32 gradients that are sums over every token (biases, logit scales) cancel heavily, so two fp32
+    implementations may differ by more than 1e-5 without either being wrong. With ``truth`` (the same model and
+    inputs in fp64) a gradient also passes when its error against the truth is at most twice the unpatched
+    model's own. Zero gradients (ZERO_GRADIENTS) must stay at rounding level in both.
+    """
+    tol = TOLERANCE[dtype]
+    assert grads.keys() == expected.keys()
+    largest = max(g.abs().max().item() for g in expected.values())
+    for name, e in expected.items():
+        a = grads[name]
+        if name.endswith(ZERO_GRADIENTS):
+            assert max(a.abs().max().item(), e.abs().max().item()) <= tol * largest, f"{what}: {name} not ~0"
+            continue
+        error = _normwise(a, e)
+        if error <= tol:
+            continue
+        assert truth is not None, f"{what}: grad of {name}: relative error {error:.2e} > {tol:.0e}"
+        own, ours = _normwise(e, truth[name]), _normwise(a, truth[name])
+        assert ours <= 2 * own, (f"{what}: grad of {name}: relative error {error:.2e} > {tol:.0e}, and against "
+                                 f"fp64 {ours:.2e} > twice the unpatched model's own {own:.2e}")
+
+
+def compare_with_unpatched(case, backend, dtype, train=True):
+    model = case.model(dtype).train(train)
+    patched = swin_kernels.patch(copy.deepcopy(model), backend=backend)
+    inputs = case.inputs(dtype)
+    expected, expected_grads = run(model, inputs, grad=True)
+    actual, grads = run(patched, inputs, grad=True)
+    assert_close(actual, expected, dtype, f"{case} outputs")
+    truth = None
+    if dtype == torch.float32:
+        truth = run(copy.deepcopy(model).double(), {k: v.double() if v.is_floating_point() else v
+                                                    for k, v in inputs.items()}, grad=True)[1]
+    assert_grads_close(grads, expected_grads, dtype, str(case), truth)
