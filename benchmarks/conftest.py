@@ -3,7 +3,8 @@
 Shape sets (``--bench-shapes`` or SWIN_BENCH_SHAPES): ``standard`` (Swin-T/S and Swin-B stages 1-4; on a GPU
 also 384² / window 12 and 800x1216), ``stage1`` (Swin-T stage 1, unshifted and shifted) and ``quick`` (one
 small real call). Under ``--benchmark-disable`` (what CI runs: every benchmark once, so none can rot) the
-default is ``quick``. SWIN_BENCH_THREADS sets torch's CPU thread count.
+default is ``quick``. SWIN_BENCH_THREADS sets torch's CPU thread count (default: torch's choice, or 1 when the
+machine is already busy as the run starts).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from .contenders import BASELINE, CONTENDERS, PreparedCache
+from .machine import busy_warning
 from .memory import format_bytes
 from .shapes import bench_device, dtypes_for, quick_shapes, standard_shapes, swin_t_stage1
 from .workload import LEVELS, PASSES
@@ -39,6 +41,14 @@ def pytest_configure(config):
     threads = os.environ.get("SWIN_BENCH_THREADS")
     if threads:
         torch.set_num_threads(int(threads))
+    elif busy_warning() and not torch.cuda.is_available() and not config.getoption("benchmark_disable", False):
+        torch.set_num_threads(1)  # see busy_warning: several threads stall on a shared CPU
+
+
+def pytest_report_header(config):
+    busy = busy_warning()
+    return [f"swin-kernels benchmarks: shape set {shape_set(config)!r}, device {bench_device()}, "
+            f"torch threads {torch.get_num_threads()}"] + ([f"warning: {busy}"] if busy else [])
 
 
 def shape_set(config) -> str:

@@ -67,6 +67,8 @@ def main(argv=None) -> int:
     elif busy and not torch.cuda.is_available():  # GPU timings do not depend on the CPU threads
         torch.set_num_threads(1)
         busy += "; this run therefore used 1 torch thread (choose with --threads)"
+    if busy:
+        busy += ". Ratios between contenders, timed in interleaved rounds, hold up better than absolute times"
     progress = Progress()
     device = bench_device()
     info = machine_info()

@@ -59,6 +59,5 @@ def busy_warning() -> str | None:
     if load < 0.5 * cores:
         return None
     return (f"the machine was busy when the run started (1-minute load average {load:.1f} on {cores} cores): "
-            "absolute times are inflated and noisy; ratios from the interleaved rounds hold up better. With several "
-            "torch threads, one descheduled thread stalls every parallel operation, so one thread gives steadier "
-            "numbers on a shared machine")
+            "absolute times are inflated and noisy. With several torch threads, one descheduled thread stalls every "
+            "parallel operation, so one thread gives steadier numbers on a shared machine")

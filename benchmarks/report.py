@@ -165,6 +165,8 @@ def complexity_section(result) -> str:
         parts.append(table(["series", "time slope", "memory slope", "formula FLOPs slope"],
                            [[f.name, f"{f.time_slope:.2f}", f"{f.memory_slope:.2f}", f"{f.flop_slope:.2f}"]
                             for f in r.fits]))
+        parts.append("\nA time slope above the formula's means each FLOP got dearer as the map grew (for instance "
+                     "once a tensor outgrows the caches); below it, fixed costs still weigh at the small end.")
     parts.append("\nCrossover (measured):\n")
     parts += [f"- {name}: {sentence}" for name, sentence in r.crossovers.items()]
     parts.append(f"\nBy the formulas, W-MSA is cheaper whenever hw > M² = {r.window**2} (a map larger than one window); "
