@@ -175,52 +175,131 @@ inline Simd<float>::V exp_vector(Simd<float>::V x) {
   return x < lowest ? V{} : result;
 }
 
-// row[j] <- exp(row[j] - shift) for j < ldn (-inf -> 0); returns the row sum (fixed summation order).
-inline float exp_row(float* row, int64_t ldn, float shift) {
+// log on a float vector for x > 0 (normal): x = 2^e m with m in [sqrt(1/2), sqrt(2)), log(m) = f - f^2/2 + f^3 P(f)
+// for f = m - 1 (degree-8 P), plus e ln2 (split in two parts). Relative error ~1e-7.
+inline Simd<float>::V log_vector(Simd<float>::V x) {
+  using V = Simd<float>::V;
+  using I = Simd<float>::I;
+  const I bits = (I)x;
+  V e = __builtin_convertvector(((bits >> 23) & 0xff) - 127, V);
+  V m = (V)((bits & 0x7fffff) | 0x3f800000);  // [1, 2)
+  const auto big = m > 1.41421356237f;
+  m = big ? m * 0.5f : m;
+  e = big ? e + 1.0f : e;
+  const V f = m - 1.0f, z = f * f;
+  V y = broadcast<V>(7.0376836292e-2f);
+  y = y * f - 1.1514610310e-1f;
+  y = y * f + 1.1676998740e-1f;
+  y = y * f - 1.2420140846e-1f;
+  y = y * f + 1.4249322787e-1f;
+  y = y * f - 1.6668057665e-1f;
+  y = y * f + 2.0000714765e-1f;
+  y = y * f - 2.4999993993e-1f;
+  y = y * f + 3.3333331174e-1f;
+  y = y * f * z;
+  y = y + e * -2.12194440e-4f - 0.5f * z;
+  return f + y + e * 0.693359375f;
+}
+
+// lse[i] = max[i] + log(sum[i]), inv[i] = 1 / sum[i] for i < n (the arrays hold n rounded up to the SIMD width).
+inline void finish_rows(const float* max, const float* sum, int64_t n, float* lse, float* inv) {
   using V = Simd<float>::V;
   constexpr int L = Simd<float>::lanes;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    const V l = load<V>(sum + i);
+    store(lse + i, load<V>(max + i) + log_vector(l));
+    store(inv + i, 1.0f / l);
+  }
+  for (; i < n; ++i) {
+    lse[i] = max[i] + __builtin_logf(sum[i]);
+    inv[i] = 1.0f / sum[i];
+  }
+}
+inline void finish_rows(const double* max, const double* sum, int64_t n, double* lse, double* inv) {
+  for (int64_t i = 0; i < n; ++i) {
+    lse[i] = max[i] + __builtin_log(sum[i]);
+    inv[i] = 1.0 / sum[i];
+  }
+}
+
+// Padded bias of every head: table[h, i, j] = bias[h, i, j] (0 without bias) for j < n, -inf for n <= j < ldn,
+// so a scores row needs no tail handling and its padding columns come out of the exp as 0.
+template <typename T>
+void build_bias_table(int64_t heads, int64_t n, int64_t ldn, const T* bias, T* table) {
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t i = 0; i < n; ++i) {
+      T* row = table + (h * n + i) * ldn;
+      for (int64_t j = 0; j < n; ++j) row[j] = bias ? bias[(h * n + i) * n + j] : T(0);
+      for (int64_t j = n; j < ldn; ++j) row[j] = -__builtin_inf();
+    }
+}
+
+// One scores row s = q.k: x = s * scale + table + (region[j] != region_i ? -100 : 0), in place.
+template <typename T>
+inline typename Simd<T>::V biased_scores(T* row, int64_t j, T scale, const T* table_row, const T* regions,
+                                         bool masked, T region_i) {
+  using V = typename Simd<T>::V;
+  V x = load<V>(row + j) * scale + load<V>(table_row + j);
+  if (masked) x = load<V>(regions + j) != broadcast<V>(region_i) ? x + static_cast<T>(maps::kShiftMaskValue) : x;
+  return x;
+}
+
+// Forward row: row <- exp(x - max(x)); returns the row sum, *row_max gets max(x). Two passes over the row (L1).
+inline float softmax_row(float* row, int64_t ldn, float scale, const float* table_row, const float* regions,
+                         bool masked, float region_i, float* row_max) {
+  using V = Simd<float>::V;
+  constexpr int L = Simd<float>::lanes;
+  V m = broadcast<V>(-__builtin_inff());
+  for (int64_t j = 0; j < ldn; j += L) {
+    const V x = biased_scores(row, j, scale, table_row, regions, masked, region_i);
+    store(row + j, x);
+    m = x > m ? x : m;
+  }
+  const float shift = lane_max<float>(m);
   V sum{};
   for (int64_t j = 0; j < ldn; j += L) {
     const V e = exp_vector(load<V>(row + j) - shift);
     store(row + j, e);
     sum += e;
   }
+  *row_max = shift;
   return lane_sum<float>(sum);
 }
-inline double exp_row(double* row, int64_t ldn, double shift) {
-  double total = 0.0;
+inline double softmax_row(double* row, int64_t ldn, double scale, const double* table_row, const double* regions,
+                          bool masked, double region_i, double* row_max) {
+  using V = Simd<double>::V;
+  constexpr int L = Simd<double>::lanes;
+  V m = broadcast<V>(-__builtin_inf());
+  for (int64_t j = 0; j < ldn; j += L) {
+    const V x = biased_scores(row, j, scale, table_row, regions, masked, region_i);
+    store(row + j, x);
+    m = x > m ? x : m;
+  }
+  const double shift = lane_max<double>(m);
+  double sum = 0.0;
   for (int64_t j = 0; j < ldn; ++j) {
-    const double e = __builtin_exp(row[j] - shift);
-    row[j] = e;
-    total += e;
+    row[j] = __builtin_exp(row[j] - shift);
+    sum += row[j];
   }
-  return total;
+  *row_max = shift;
+  return sum;
 }
-inline float log_scalar(float x) { return __builtin_logf(x); }
-inline double log_scalar(double x) { return __builtin_log(x); }
 
-// Scores row i from q.k: row[j] = row[j] * scale + bias[j] + (region[j] != region_i ? -100 : 0) for j < n,
-// -inf for n <= j < ldn.
-template <typename T>
-inline void finish_scores_row(T* row, int64_t n, int64_t ldn, T scale, const T* bias_row, const T* regions,
-                              bool masked, T region_i) {
-  using V = typename Simd<T>::V;
-  constexpr int L = Simd<T>::lanes;
-  const T mask = static_cast<T>(maps::kShiftMaskValue);
-  int64_t j = 0;
-  for (; j + L <= n; j += L) {
-    V s = load<V>(row + j) * scale;
-    if (bias_row) s += load<V>(bias_row + j);
-    if (masked) s = load<V>(regions + j) != broadcast<V>(region_i) ? s + mask : s;
-    store(row + j, s);
+// Backward row: row <- exp(x - lse), the probabilities the forward normalised.
+inline void probabilities_row(float* row, int64_t ldn, float scale, const float* table_row, const float* regions,
+                              bool masked, float region_i, float lse) {
+  constexpr int L = Simd<float>::lanes;
+  for (int64_t j = 0; j < ldn; j += L)
+    store(row + j, exp_vector(biased_scores(row, j, scale, table_row, regions, masked, region_i) - lse));
+}
+inline void probabilities_row(double* row, int64_t ldn, double scale, const double* table_row, const double* regions,
+                              bool masked, double region_i, double lse) {
+  constexpr int L = Simd<double>::lanes;
+  for (int64_t j = 0; j < ldn; j += L) {
+    const Simd<double>::V x = biased_scores(row, j, scale, table_row, regions, masked, region_i);
+    for (int l = 0; l < L; ++l) row[j + l] = __builtin_exp(x[l] - lse);
   }
-  for (; j < n; ++j) {
-    T s = row[j] * scale;
-    if (bias_row) s += bias_row[j];
-    if (masked && regions[j] != region_i) s += mask;
-    row[j] = s;
-  }
-  for (; j < ldn; ++j) row[j] = -__builtin_inf();
 }
 
 // sum_e a[e] b[e] in SIMD lanes (a fixed order, so deterministic), then across lanes.
@@ -234,18 +313,6 @@ inline T dot_product(const T* a, const T* b, int64_t count) {
   T total = lane_sum<T>(acc);
   for (; e < count; ++e) total += a[e] * b[e];
   return total;
-}
-
-template <typename T>
-inline T row_max(const T* row, int64_t ldn) {
-  using V = typename Simd<T>::V;
-  constexpr int L = Simd<T>::lanes;
-  V m = load<V>(row);
-  for (int64_t j = L; j < ldn; j += L) {
-    const V x = load<V>(row + j);
-    m = x > m ? x : m;
-  }
-  return lane_max<T>(m);
 }
 
 // ------------------------------------------------------------------------------------------ scratch tiles
@@ -283,6 +350,10 @@ struct Tiles {
   T* product;  // rows x ldd: output of the N x d GEMMs
   T* regions;  // ldn region ids of the window's tokens
   T* row_values;   // rows: 1/l (forward) or D (backward)
+  T* row_max;      // rows: max of the row's scores (forward)
+  T* row_sum;      // rows: sum of the row's exps (forward)
+  T* bias_table;   // heads x n x ldn: build_bias_table, once per call (bias_ready)
+  int64_t* bias_ready;
   int64_t* pixel;  // n: the token's pixel (b*H*W + y*W + x), -1 for padding
 };
 
@@ -306,6 +377,9 @@ int64_t carve(const AttentionProblem& p, bool backward, char* base, Tiles<T>* ti
   t.product = take(lay.rows * lay.ldd);
   t.regions = take(lay.ldn);
   t.row_values = take(lay.rows);
+  t.row_max = take(lay.rows);
+  t.row_sum = take(lay.rows);
+  t.bias_table = take(static_cast<int64_t>(p.heads) * lay.n * lay.ldn);
   if (backward) {
     t.dout = take(stage_rows * lay.c);
     t.grad = take(stage_rows * lay.c3);
@@ -314,6 +388,8 @@ int64_t carve(const AttentionProblem& p, bool backward, char* base, Tiles<T>* ti
   }
   t.pixel = base ? reinterpret_cast<int64_t*>(base + offset) : nullptr;
   offset += maps::round_up(lay.n * static_cast<int64_t>(sizeof(int64_t)), kAlign);
+  t.bias_ready = base ? reinterpret_cast<int64_t*>(base + offset) : nullptr;
+  offset += kAlign;
   if (tiles) *tiles = t;
   return offset + kAlign;  // room to align the base
 }
@@ -440,6 +516,7 @@ void forward(const AttentionProblem& p, const ForwardArgs<T>& a, int64_t begin, 
   const Layout lay = layout_of<T>(p);
   const int64_t n = lay.n, d = lay.d, c = lay.c, c3 = lay.c3, heads = p.heads;
   const T scale = static_cast<T>(p.scale);
+  if (!*t.bias_ready) build_bias_table(heads, n, lay.ldn, a.bias, t.bias_table), *t.bias_ready = 1;
   for (int64_t bw = begin; bw < end; ++bw) {
     const bool masked = load_window(p.grid, bw, t);
     stage_rows(t, n, a.qkv, c3, a.pad_qkv, t.qkv);
@@ -448,16 +525,11 @@ void forward(const AttentionProblem& p, const ForwardArgs<T>& a, int64_t begin, 
       const T* v = t.qkv + 2 * c + h * d;
       transpose_head(t.qkv + c + h * d, c3, n, d, t.kt, lay.ldn);
       gemm<T>(n, lay.ldn, d, q, c3, 1, t.kt, lay.ldn, t.s, lay.ldn);  // S = q k^T
-      const T* bias = a.bias ? a.bias + h * n * n : nullptr;
-      T* lse = a.lse + (bw * heads + h) * n;
-      for (int64_t i = 0; i < n; ++i) {
-        T* row = t.s + i * lay.ldn;
-        finish_scores_row(row, n, lay.ldn, scale, bias ? bias + i * n : nullptr, t.regions, masked, t.regions[i]);
-        const T m = row_max(row, lay.ldn);
-        const T l = exp_row(row, lay.ldn, m);
-        lse[i] = m + log_scalar(l);
-        t.row_values[i] = T(1) / l;
-      }
+      const T* table = t.bias_table + h * n * lay.ldn;
+      for (int64_t i = 0; i < n; ++i)
+        t.row_sum[i] = softmax_row(t.s + i * lay.ldn, lay.ldn, scale, table + i * lay.ldn, t.regions, masked,
+                                   t.regions[i], t.row_max + i);
+      finish_rows(t.row_max, t.row_sum, n, a.lse + (bw * heads + h) * n, t.row_values);
       gemm<T>(n, lay.ldd, n, t.s, lay.ldn, 1, v, c3, t.product, lay.ldd);  // P v
       store_head(t.product, lay.ldd, n, d, t.row_values, T(1), t.out + h * d, c);
     }
@@ -474,6 +546,7 @@ void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin
   const int64_t n = lay.n, d = lay.d, c = lay.c, c3 = lay.c3, heads = p.heads;
   const int64_t total = p.batch * p.grid.windows_per_image;
   const T scale = static_cast<T>(p.scale);
+  if (!*t.bias_ready) build_bias_table(heads, n, lay.ldn, a.bias, t.bias_table), *t.bias_ready = 1;
   for (int64_t chunk = begin; chunk < end; ++chunk) {
     T* grad_bias = a.grad_bias_partials + chunk * heads * n * n;
     T* grad_pad = a.grad_pad_partials + chunk * c3;
@@ -495,13 +568,11 @@ void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin
         for (int64_t i = 0; i < n; ++i) t.row_values[i] = dot_product(dout + i * c, t.out + i * c + h * d, d);
         // P = exp(S - lse), recomputed
         gemm<T>(n, lay.ldn, d, q, c3, 1, t.kt, lay.ldn, t.s, lay.ldn);
-        const T* bias = a.bias ? a.bias + h * n * n : nullptr;
+        const T* table = t.bias_table + h * n * lay.ldn;
         const T* lse = a.lse + (bw * heads + h) * n;
-        for (int64_t i = 0; i < n; ++i) {
-          T* row = t.s + i * lay.ldn;
-          finish_scores_row(row, n, lay.ldn, scale, bias ? bias + i * n : nullptr, t.regions, masked, t.regions[i]);
-          exp_row(row, lay.ldn, lse[i]);
-        }
+        for (int64_t i = 0; i < n; ++i)
+          probabilities_row(t.s + i * lay.ldn, lay.ldn, scale, table + i * lay.ldn, t.regions, masked, t.regions[i],
+                            lse[i]);
         // dV = P^T dO
         gemm<T>(n, lay.ldd, n, t.s, 1, lay.ldn, dout, c, t.product, lay.ldd);
         store_head(t.product, lay.ldd, n, d, static_cast<const T*>(nullptr), T(1), t.grad + 2 * c + h * d, c3);
