@@ -72,11 +72,9 @@ inline AttentionSizes check_attention_args(const at::Tensor& qkv, const std::opt
 }
 
 inline void check_attention_backward_args(const AttentionSizes& s, const at::Tensor& qkv, const at::Tensor& grad_out,
-                                          const at::Tensor& out, const at::Tensor& lse,
-                                          at::ScalarType lse_dtype) {
+                                          const at::Tensor& lse, at::ScalarType lse_dtype) {
   const int64_t windows = s.batch * s.grid.windows_per_image;
   check_like(grad_out, qkv, "grad_out", {s.batch, s.height, s.width, s.channels});
-  check_like(out, qkv, "out", {s.batch, s.height, s.width, s.channels});
   TORCH_CHECK(lse.scalar_type() == lse_dtype, "swin_kernels: lse must be ", lse_dtype, ", got ", lse.scalar_type());
   TORCH_CHECK(lse.device() == qkv.device() && lse.is_contiguous(), "swin_kernels: lse must be contiguous on ",
               qkv.device());

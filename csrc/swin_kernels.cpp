@@ -21,9 +21,10 @@ TORCH_LIBRARY(swin_kernels, m) {
   m.def(
       "window_attention_fwd(Tensor qkv, Tensor? pad_qkv, Tensor? bias, int num_heads, int window, int shift, "
       "float scale) -> (Tensor, Tensor)");
-  // Gradients of qkv (B, H, W, 3C), pad_qkv (3C,) and bias (heads, N, N), each always returned.
+  // Gradients of qkv (B, H, W, 3C), pad_qkv (3C,) and bias (heads, N, N), each always returned. Recomputes the
+  // probabilities from qkv and lse; D_i = dO_i . O_i comes from them too, so the output is not needed.
   m.def(
-      "window_attention_bwd(Tensor grad_out, Tensor qkv, Tensor? pad_qkv, Tensor? bias, Tensor out, Tensor lse, "
+      "window_attention_bwd(Tensor grad_out, Tensor qkv, Tensor? pad_qkv, Tensor? bias, Tensor lse, "
       "int num_heads, int window, int shift, float scale) -> (Tensor, Tensor, Tensor)");
   // pad -> roll(-shift) -> partition: (B, H, W, C) -> (B*nW, N, C).
   m.def("window_partition(Tensor x, int window, int shift) -> Tensor");

@@ -14,7 +14,8 @@
 //   P = exp(S - max)              row sums give 1/l and lse = max + log(l)
 //   O = P v / l                   into the output stage, whose rows go to (B, H, W, C) at the tokens' pixels
 //                                 (padding tokens are cropped)
-// The backward stages qkv, dO and O the same way, recomputes P = exp(S - lse) and, with D_i = dO_i . O_i:
+// The backward stages qkv and dO the same way, recomputes P = exp(S - lse) and, with D_i = sum_j P_ij dP_ij
+// (= dO_i . O_i, so the output need not be read back):
 //   dV = P^T dO,  dP = dO V^T,  dS = P * (dP - D),  dQ = dS K * scale,  dK = dS^T Q * scale,
 // collects dq/dk/dv rows in a gradient stage written to (B, H, W, 3C) (each real token once), and adds padded
 // tokens' rows and dS into the chunk's own partial sums of grad_pad_qkv and grad_bias.
@@ -340,7 +341,7 @@ Layout layout_of(const AttentionProblem& p) {
 template <typename T>
 struct Tiles {
   T* qkv;      // stage: rows x 3C, the window's q|k|v rows
-  T* out;      // stage: rows x C, O (forward) / the saved output (backward)
+  T* out;      // stage: rows x C, O (forward)
   T* dout;     // stage: rows x C, dO (backward)
   T* grad;     // stage: rows x 3C, dq|dk|dv (backward)
   T* kt;       // d x ldn: k transposed (B operand of S)
@@ -349,7 +350,7 @@ struct Tiles {
   T* ds;       // rows x ldn (+ slack): dP, then dS (backward)
   T* product;  // rows x ldd: output of the N x d GEMMs
   T* regions;  // ldn region ids of the window's tokens
-  T* row_values;   // rows: 1/l (forward) or D (backward)
+  T* row_values;   // rows: 1/l (forward)
   T* row_max;      // rows: max of the row's scores (forward)
   T* row_sum;      // rows: sum of the row's exps (forward)
   T* bias_table;   // heads x n x ldn: build_bias_table, once per call (bias_ready)
@@ -371,7 +372,7 @@ int64_t carve(const AttentionProblem& p, bool backward, char* base, Tiles<T>* ti
   const int64_t square = lay.rows * lay.ldn + lay.rows;
   Tiles<T> t{};
   t.qkv = take(stage_rows * lay.c3);
-  t.out = take(stage_rows * lay.c);
+  if (!backward) t.out = take(stage_rows * lay.c);
   t.kt = take(lay.d * lay.ldn);
   t.s = take(square);
   t.product = take(lay.rows * lay.ldd);
@@ -558,14 +559,12 @@ void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin
       const bool masked = load_window(p.grid, bw, t);
       stage_rows(t, n, a.qkv, c3, a.pad_qkv, t.qkv);
       stage_rows(t, n, a.grad_out, c, static_cast<const T*>(nullptr), t.dout);  // padding is cropped: dO = 0
-      stage_rows(t, n, a.out, c, static_cast<const T*>(nullptr), t.out);
       for (int64_t h = 0; h < heads; ++h) {
         const T* q = t.qkv + h * d;
         const T* k = t.qkv + c + h * d;
         const T* dout = t.dout + h * d;
         transpose_head(k, c3, n, d, t.kt, lay.ldn);
         transpose_head(t.qkv + 2 * c + h * d, c3, n, d, t.vt, lay.ldn);
-        for (int64_t i = 0; i < n; ++i) t.row_values[i] = dot_product(dout + i * c, t.out + i * c + h * d, d);
         // P = exp(S - lse), recomputed
         gemm<T>(n, lay.ldn, d, q, c3, 1, t.kt, lay.ldn, t.s, lay.ldn);
         const T* table = t.bias_table + h * n * lay.ldn;
@@ -576,13 +575,13 @@ void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin
         // dV = P^T dO
         gemm<T>(n, lay.ldd, n, t.s, 1, lay.ldn, dout, c, t.product, lay.ldd);
         store_head(t.product, lay.ldd, n, d, static_cast<const T*>(nullptr), T(1), t.grad + 2 * c + h * d, c3);
-        // dP = dO V^T, then dS = P (dP - D) in place; grad_bias += dS
+        // dP = dO V^T, then dS = P (dP - D) in place with D_i = sum_j P_ij dP_ij (= dO_i . O_i); grad_bias += dS
         gemm<T>(n, lay.ldn, d, dout, c, 1, t.vt, lay.ldn, t.ds, lay.ldn);
         T* gb = grad_bias + h * n * n;
         for (int64_t i = 0; i < n; ++i) {
           T* ds = t.ds + i * lay.ldn;
           const T* pr = t.s + i * lay.ldn;
-          const T di = t.row_values[i];
+          const T di = dot_product(pr, ds, lay.ldn);
           for (int64_t j = 0; j < lay.ldn; ++j) ds[j] = pr[j] * (ds[j] - di);
           for (int64_t j = 0; j < n; ++j) gb[i * n + j] += ds[j];
         }

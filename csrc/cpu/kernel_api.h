@@ -32,7 +32,6 @@ struct BackwardArgs {
   const T* qkv;
   const T* pad_qkv;
   const T* bias;
-  const T* out;
   const T* lse;
   T* grad_qkv;            // (B, H, W, 3C), every element written
   T* grad_pad_partials;   // (chunks, 3C): chunk c's sum over its padded tokens

@@ -151,11 +151,11 @@ void attention_backward(const AttentionProblem& p, const KernelTable& k, Backwar
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
     const at::Tensor& grad_out, const at::Tensor& qkv, const std::optional<at::Tensor>& pad_qkv,
-    const std::optional<at::Tensor>& bias, const at::Tensor& out, const at::Tensor& lse, int64_t num_heads,
+    const std::optional<at::Tensor>& bias, const at::Tensor& lse, int64_t num_heads,
     int64_t window, int64_t shift, double scale) {
   check_cpu_float(qkv);
   const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift);
-  check_attention_backward_args(s, qkv, grad_out, out, lse, qkv.scalar_type());
+  check_attention_backward_args(s, qkv, grad_out, lse, qkv.scalar_type());
   const AttentionProblem p = problem_of(s, scale);
   const int64_t n = s.grid.tokens, windows = s.batch * s.grid.windows_per_image;
   const int64_t per_chunk = (windows + kMaxBackwardChunks - 1) / kMaxBackwardChunks;
@@ -168,12 +168,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
   const KernelTable& k = kernels();
   if (qkv.scalar_type() == at::kDouble) {
     BackwardArgs<double> args{grad_out.data_ptr<double>(), qkv.data_ptr<double>(), data_or_null<double>(pad_qkv),
-                              data_or_null<double>(bias), out.data_ptr<double>(), lse.data_ptr<double>(),
+                              data_or_null<double>(bias), lse.data_ptr<double>(),
                               grad_qkv.data_ptr<double>(), nullptr, nullptr, per_chunk};
     attention_backward(p, k, args, chunks, pad_partials, bias_partials, grad_pad, grad_bias);
   } else {
     BackwardArgs<float> args{grad_out.data_ptr<float>(), qkv.data_ptr<float>(), data_or_null<float>(pad_qkv),
-                             data_or_null<float>(bias), out.data_ptr<float>(), lse.data_ptr<float>(),
+                             data_or_null<float>(bias), lse.data_ptr<float>(),
                              grad_qkv.data_ptr<float>(), nullptr, nullptr, per_chunk};
     attention_backward(p, k, args, chunks, pad_partials, bias_partials, grad_pad, grad_bias);
   }

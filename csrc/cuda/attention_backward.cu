@@ -1,8 +1,9 @@
 // Backward of (shifted) window attention on CUDA: one block per (chunk of windows, head), 128 threads.
 //
-// Per window the block gathers q (scaled), k, v and dO (zero for cropped padding tokens), D_i = dO_i . O_i and
-// lse_i, recomputes P = exp(S + bias + mask - lse) and then
-//   dV = P^T dO,  dP = dO V^T,  dS = P (dP - D),  dQ = dS K * scale,  dK = dS^T (Q * scale)
+// Per window the block gathers q (scaled), k, v, dO (zero for cropped padding tokens) and lse_i, recomputes
+// P = exp(S + bias + mask - lse) and then
+//   dV = P^T dO,  dP = dO V^T,  D_i = sum_j P_ij dP_ij (= dO_i . O_i),  dS = P (dP - D),
+//   dQ = dS K * scale,  dK = dS^T (Q * scale)
 // (tensor cores for fp16/bf16), writing dq/dk/dv to (B, H, W, 3C) at the tokens' pixels. Padded tokens' rows and
 // dS are summed in shared memory (each entry by one thread) over the chunk's windows in a fixed order and written as the chunk's
 // partial sums; reduce_partials adds the chunks up in order. No atomics: results are bit-identical run to run.
@@ -61,7 +62,6 @@ __global__ void __launch_bounds__(kThreads, 2) attention_backward_kernel(const A
   const T* pad = static_cast<const T*>(args.pad_qkv);
   const T* bias = static_cast<const T*>(args.bias);
   const T* grad_out = static_cast<const T*>(args.grad_out);
-  const T* out = static_cast<const T*>(args.out);
   T* grad_qkv = static_cast<T*>(args.grad_qkv);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
@@ -81,18 +81,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_backward_kernel(const A
       v[idx] = row ? row[2 * c + at] : from_float<T>(0.0f);
       dout[idx] = p >= 0 ? grad_out[p * c + at] : from_float<T>(0.0f);  // padding is cropped: no gradient
     }
-    for (int t = warp; t < kTile; t += kWarps) {  // D_t = dO_t . O_t, one warp per token
-      const int64_t p = pixel[t];
-      float dot = 0.0f;
-      if (p >= 0)
-        for (int e = lane; e < d; e += 32)
-          dot += to_float(grad_out[p * c + static_cast<int64_t>(h) * d + e]) * to_float(out[p * c + static_cast<int64_t>(h) * d + e]);
-      dot = warp_sum(dot);
-      if (lane == 0) {
-        row_d[t] = dot;
-        row_lse[t] = t < n ? args.lse[(bw * heads + h) * n + t] : 0.0f;
-      }
-    }
+    for (int t = threadIdx.x; t < kTile; t += kThreads) row_lse[t] = t < n ? args.lse[(bw * heads + h) * n + t] : 0.0f;
     __syncthreads();
 
     block_gemm<RowMajor, ColMajor>(kTile, kTile, d, q, d, k, d, scores, kTile);  // S = q k^T
@@ -113,6 +102,12 @@ __global__ void __launch_bounds__(kThreads, 2) attention_backward_kernel(const A
     __syncthreads();
 
     block_gemm<RowMajor, ColMajor>(kTile, kTile, d, dout, d, v, d, dscores, kTile);  // dP = dO V^T
+    __syncthreads();
+    for (int i = warp; i < kTile; i += kWarps) {  // D_i = sum_j P_ij dP_ij, one warp per row
+      const float dot = warp_sum(scores[i * kTile + lane] * dscores[i * kTile + lane] +
+                                 scores[i * kTile + lane + 32] * dscores[i * kTile + lane + 32]);
+      if (lane == 0) row_d[i] = dot;
+    }
     __syncthreads();
     for (int idx = threadIdx.x; idx < kTile * kTile; idx += kThreads) {  // dS = P (dP - D); grad_bias += dS
       const float ds = scores[idx] * (dscores[idx] - row_d[idx / kTile]);

@@ -39,7 +39,6 @@ struct AttentionBackwardArgs {
   const void* qkv;
   const void* pad_qkv;
   const void* bias;
-  const void* out;
   const float* lse;
   void* grad_qkv;        // (B, H, W, 3C)
   void* grad_pad;        // (3C,)

@@ -56,11 +56,11 @@ std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, c
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
     const at::Tensor& grad_out, const at::Tensor& qkv, const std::optional<at::Tensor>& pad_qkv,
-    const std::optional<at::Tensor>& bias, const at::Tensor& out, const at::Tensor& lse, int64_t num_heads,
+    const std::optional<at::Tensor>& bias, const at::Tensor& lse, int64_t num_heads,
     int64_t window, int64_t shift, double scale) {
   const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift);
   check_cuda_attention(qkv, s);
-  check_attention_backward_args(s, qkv, grad_out, out, lse, at::kFloat);
+  check_attention_backward_args(s, qkv, grad_out, lse, at::kFloat);
   const c10::cuda::CUDAGuard guard(qkv.device());
   const int64_t n = s.grid.tokens, windows = s.batch * s.grid.windows_per_image;
   const int64_t per_chunk = backward_windows_per_chunk(windows), chunks = (windows + per_chunk - 1) / per_chunk;
@@ -74,7 +74,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
                              qkv.data_ptr(),
                              data_or_null(pad_qkv),
                              data_or_null(bias),
-                             out.data_ptr(),
                              lse.data_ptr<float>(),
                              grad_qkv.data_ptr(),
                              grad_pad.data_ptr(),

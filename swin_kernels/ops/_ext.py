@@ -62,7 +62,7 @@ def _fake_attention_fwd(qkv, pad_qkv, bias, num_heads, window, shift, scale):
     return out, lse
 
 
-def _fake_attention_bwd(grad_out, qkv, pad_qkv, bias, out, lse, num_heads, window, shift, scale):
+def _fake_attention_bwd(grad_out, qkv, pad_qkv, bias, lse, num_heads, window, shift, scale):
     n = window * window
     return torch.empty_like(qkv), qkv.new_empty((qkv.shape[-1],)), qkv.new_empty((num_heads, n, n))
 
@@ -81,14 +81,14 @@ def _attention_setup(ctx, inputs, output):
     qkv, pad_qkv, bias, num_heads, window, shift, scale = inputs
     out, lse = output
     ctx.mark_non_differentiable(lse)
-    ctx.save_for_backward(qkv, pad_qkv, bias, out, lse)
+    ctx.save_for_backward(qkv, pad_qkv, bias, lse)  # not out: the backward recomputes what it needs
     ctx.params = (num_heads, window, shift, scale)
 
 
 def _attention_backward(ctx, grad_out, _grad_lse):
-    qkv, pad_qkv, bias, out, lse = ctx.saved_tensors
+    qkv, pad_qkv, bias, lse = ctx.saved_tensors
     grad_qkv, grad_pad, grad_bias = torch.ops.swin_kernels.window_attention_bwd(
-        grad_out.contiguous(), qkv, pad_qkv, bias, out, lse, *ctx.params)
+        grad_out.contiguous(), qkv, pad_qkv, bias, lse, *ctx.params)
     return (grad_qkv, None if pad_qkv is None else grad_pad, None if bias is None else grad_bias,
             None, None, None, None)
 
