@@ -36,6 +36,6 @@ def test_end_to_end(benchmark, pass_name, contender):
     call = ready.calls[contender]
     benchmark.extra_info.update(contender=contender, batch=ready.batch,
                                 peak_bytes=peak_bytes(call, ready.args, setting.device))
-    benchmark.pedantic(call, args=ready.args, rounds=setting.rounds, iterations=1)
+    benchmark.pedantic(call, args=ready.args, rounds=setting.rounds[pass_name], iterations=1)
     if benchmark.enabled:
         benchmark.extra_info["images_per_s"] = ready.batch / benchmark.stats.stats.median

@@ -30,15 +30,14 @@ class ConcatenatedParameters:
         self.clear()
 
     def __call__(self, tensors) -> torch.Tensor:
-        present = next(t for t in tensors if t is not None)
-        tensors = [torch.zeros_like(present) if t is None else t for t in tensors]
-        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
-            return torch.cat(tensors)
+        present = [t for t in tensors if t is not None]
+        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and any(t.requires_grad for t in present)):
+            return _cat_filled(tensors)
         key = self._key_of(tensors)
         if key != self._key or any(ref.expired() for ref in self._refs):
             with torch.no_grad():
-                self._value = torch.cat(tensors)
-            self._refs = [StorageWeakRef(t.untyped_storage()) for t in tensors]
+                self._value = _cat_filled(tensors)
+            self._refs = [StorageWeakRef(t.untyped_storage()) for t in present]
             self._key = key
         return self._value
 
@@ -46,8 +45,9 @@ class ConcatenatedParameters:
     def _key_of(tensors):
         # data_ptr and version catch moves and in-place updates; the weak storage refs (checked above) catch a
         # new storage landing at a freed address. Inference-mode tensors must not leak into autograd calls.
-        return (torch.is_inference_mode_enabled(),
-                tuple((t.untyped_storage().data_ptr(), t.data_ptr(), t._version, t.dtype, t.device) for t in tensors))
+        return (torch.is_inference_mode_enabled(), tuple(
+            None if t is None else (t.untyped_storage().data_ptr(), t.data_ptr(), t._version, t.dtype, t.device)
+            for t in tensors))
 
     def clear(self) -> None:
         self._key = self._value = None
@@ -62,6 +62,11 @@ class ConcatenatedParameters:
 
     def __setstate__(self, state) -> None:
         self.__init__()
+
+
+def _cat_filled(tensors) -> torch.Tensor:
+    present = next(t for t in tensors if t is not None)
+    return torch.cat([torch.zeros_like(present) if t is None else t for t in tensors])
 
 
 def window_attention_branch(x, qkv_weight, qkv_bias, bias, num_heads: int, window: int, shift: int, scale: float,

@@ -35,8 +35,8 @@ def cosine_qkv(qkv: torch.Tensor, num_heads: int, logit_scale: torch.Tensor) -> 
     channels = qkv.shape[-1] // 3
     q, k, v = qkv.split(channels, dim=-1)
     scale = torch.clamp(logit_scale, max=MAX_LOGIT_SCALE).exp().reshape(num_heads, 1).to(qkv.dtype)
-    q = F.normalize(q.unflatten(-1, (num_heads, -1)), dim=-1) * scale
-    k = F.normalize(k.unflatten(-1, (num_heads, -1)), dim=-1)
+    q = (F.normalize(q.unflatten(-1, (num_heads, -1)), dim=-1) * scale).to(qkv.dtype)  # autocast may widen
+    k = F.normalize(k.unflatten(-1, (num_heads, -1)), dim=-1).to(qkv.dtype)
     return torch.cat([q.flatten(-2), k.flatten(-2), v], dim=-1)
 
 

@@ -40,6 +40,13 @@ def _looks_like_swin_block(module: nn.Module) -> bool:
     return has_attention and hasattr(module, "window_size") and hasattr(module, "shift_size")
 
 
+def _unknown_block_reason(module: nn.Module) -> str:
+    if type(module).__module__.startswith("timm."):
+        return ("timm's Swin blocks are not patched by this version (timm rolls the map before padding it, "
+                "the fused op pads first; they agree only on maps that need no padding)")
+    return "not a Swin block class this version of swin_kernels knows"
+
+
 def _extra_arg_names(module: nn.Module) -> tuple[str, ...]:
     """Names of the positional parameters the class forward takes after (hidden_states, input_dimensions)."""
     parameters = list(inspect.signature(type(module).forward).parameters.values())[3:]
@@ -65,8 +72,7 @@ def patch(model: nn.Module, backend: str = "auto") -> nn.Module:
         family = _family(module)
         if family is None:
             if _looks_like_swin_block(module):
-                reason = "not a Swin block class this version of swin_kernels knows"
-                skipped[(type(module).__name__, reason)].append(path)
+                skipped[(type(module).__name__, _unknown_block_reason(module))].append(path)
             continue
         reason = family.unsupported_reason(module)
         if reason is None and "forward" in vars(module) and not is_patched(module):

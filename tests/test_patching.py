@@ -224,6 +224,20 @@ def test_inference_cache_follows_weight_changes():
     assert all(is_patched(b) for b in swin_blocks(check_copy))
 
 
+@pytest.mark.parametrize("case", ["SwinModel", "DonutSwinModel", "Swinv2Model"])
+def test_inference_reuses_the_qkv_concatenation(case):
+    case = BY_NAME[case]
+    model = swin_kernels.patch(case.model(torch.float32).eval(), backend="reference")
+    inputs = case.inputs(torch.float32)
+    caches = [(b._swin_kernels_qkv_weight, b._swin_kernels_qkv_bias) for b in swin_blocks(model)]
+    with torch.no_grad():
+        model(**inputs)
+        first = [(w._value, b._value) for w, b in caches]
+        model(**inputs)
+    assert all(w._value is fw and b._value is fb and fw is not None and fb is not None
+               for (w, b), (fw, fb) in zip(caches, first))
+
+
 def test_frozen_weights_still_get_input_gradients():
     case = BY_NAME["SwinForImageClassification"]
     model = case.model(torch.float64)
@@ -296,8 +310,16 @@ def test_patch_rejects_unknown_backend_names():
 
 
 # ------------------------------------------------------------------------------------------------------ timm
-def test_timm_swin_transformer():
+def test_timm_swin_transformer_is_left_alone_with_a_warning():
     timm = pytest.importorskip("timm", reason="timm is not importable here (it needs torchvision, which has no "
                                               "build for this CPU torch)")
-    del timm
-    pytest.skip("timm is importable, but its SwinTransformer is not patched by this version")
+    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=56, embed_dim=16,
+                              depths=(2, 2), num_heads=(2, 4), num_classes=3).eval()
+    x = torch.randn(2, 3, 56, 56)
+    with torch.no_grad():
+        expected = model(x)
+        messages = _warnings_of(model)
+        actual = model(x)
+    assert any("SwinTransformerBlock block(s) unchanged" in m and "timm rolls the map before padding" in m
+               for m in messages)
+    assert torch.equal(actual, expected)
