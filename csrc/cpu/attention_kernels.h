@@ -246,27 +246,43 @@ inline typename Simd<T>::V biased_scores(T* row, int64_t j, T scale, const T* ta
   return x;
 }
 
-// Forward row: row <- exp(x - max(x)); returns the row sum, *row_max gets max(x). Two passes over the row (L1).
-inline float softmax_row(float* row, int64_t ldn, float scale, const float* table_row, const float* regions,
-                         bool masked, float region_i, float* row_max) {
+// Forward rows i0 .. i0+RB-1: row <- exp(x - max(x)), row_max[i] = max(x), row_sum[i] = sum(exp). Two passes over
+// the rows (L1); RB rows at a time so their max/sum reductions overlap instead of waiting on each other.
+template <int RB>
+inline void softmax_rows(float* s, int64_t ldn, int64_t i0, float scale, const float* table, const float* regions,
+                         bool masked, float* row_max, float* row_sum) {
   using V = Simd<float>::V;
   constexpr int L = Simd<float>::lanes;
-  V m = broadcast<V>(-__builtin_inff());
-  for (int64_t j = 0; j < ldn; j += L) {
-    const V x = biased_scores(row, j, scale, table_row, regions, masked, region_i);
-    store(row + j, x);
-    m = x > m ? x : m;
-  }
-  const float shift = lane_max<float>(m);
-  V sum{};
-  for (int64_t j = 0; j < ldn; j += L) {
-    const V e = exp_vector(load<V>(row + j) - shift);
-    store(row + j, e);
-    sum += e;
-  }
-  *row_max = shift;
-  return lane_sum<float>(sum);
+  V m[RB];
+  for (int r = 0; r < RB; ++r) m[r] = broadcast<V>(-__builtin_inff());
+  for (int64_t j = 0; j < ldn; j += L)
+    for (int r = 0; r < RB; ++r) {
+      float* row = s + (i0 + r) * ldn;
+      const V x = biased_scores(row, j, scale, table + (i0 + r) * ldn, regions, masked, regions[i0 + r]);
+      store(row + j, x);
+      m[r] = x > m[r] ? x : m[r];
+    }
+  float shift[RB];
+  V sum[RB];
+  for (int r = 0; r < RB; ++r) shift[r] = lane_max<float>(m[r]), sum[r] = V{};
+  for (int64_t j = 0; j < ldn; j += L)
+    for (int r = 0; r < RB; ++r) {
+      float* row = s + (i0 + r) * ldn;
+      const V e = exp_vector(load<V>(row + j) - shift[r]);
+      store(row + j, e);
+      sum[r] += e;
+    }
+  for (int r = 0; r < RB; ++r) row_max[i0 + r] = shift[r], row_sum[i0 + r] = lane_sum<float>(sum[r]);
 }
+
+// All n rows of a float scores tile.
+inline void softmax_tile(float* s, int64_t n, int64_t ldn, float scale, const float* table, const float* regions,
+                         bool masked, float* row_max, float* row_sum) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) softmax_rows<4>(s, ldn, i, scale, table, regions, masked, row_max, row_sum);
+  for (; i < n; ++i) softmax_rows<1>(s, ldn, i, scale, table, regions, masked, row_max, row_sum);
+}
+
 inline double softmax_row(double* row, int64_t ldn, double scale, const double* table_row, const double* regions,
                           bool masked, double region_i, double* row_max) {
   using V = Simd<double>::V;
@@ -287,6 +303,12 @@ inline double softmax_row(double* row, int64_t ldn, double scale, const double* 
   return sum;
 }
 
+inline void softmax_tile(double* s, int64_t n, int64_t ldn, double scale, const double* table, const double* regions,
+                         bool masked, double* row_max, double* row_sum) {
+  for (int64_t i = 0; i < n; ++i)
+    row_sum[i] = softmax_row(s + i * ldn, ldn, scale, table + i * ldn, regions, masked, regions[i], row_max + i);
+}
+
 // Backward row: row <- exp(x - lse), the probabilities the forward normalised.
 inline void probabilities_row(float* row, int64_t ldn, float scale, const float* table_row, const float* regions,
                               bool masked, float region_i, float lse) {
@@ -301,6 +323,33 @@ inline void probabilities_row(double* row, int64_t ldn, double scale, const doub
     const Simd<double>::V x = biased_scores(row, j, scale, table_row, regions, masked, region_i);
     for (int l = 0; l < L; ++l) row[j + l] = __builtin_exp(x[l] - lse);
   }
+}
+
+// Backward rows i0 .. i0+RB-1 of the softmax gradient, in place in ds (holding dP):
+//   D_i = sum_j P_ij dP_ij,  dS_ij = P_ij (dP_ij - D_i),  grad_bias[i, j] += dS_ij (j < n).
+template <typename T, int RB>
+inline void softmax_grad_rows(const T* p, T* ds, int64_t n, int64_t ldn, int64_t i0, T* grad_bias) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
+  V acc[RB];
+  for (int r = 0; r < RB; ++r) acc[r] = V{};
+  for (int64_t j = 0; j < ldn; j += L)
+    for (int r = 0; r < RB; ++r) acc[r] += load<V>(p + (i0 + r) * ldn + j) * load<V>(ds + (i0 + r) * ldn + j);
+  for (int r = 0; r < RB; ++r) {
+    const T di = lane_sum<T>(acc[r]);
+    const T* pr = p + (i0 + r) * ldn;
+    T* dr = ds + (i0 + r) * ldn;
+    for (int64_t j = 0; j < ldn; j += L) store(dr + j, load<V>(pr + j) * (load<V>(dr + j) - di));
+    T* gb = grad_bias + (i0 + r) * n;
+    for (int64_t j = 0; j < n; ++j) gb[j] += dr[j];
+  }
+}
+
+template <typename T>
+inline void softmax_grad_tile(const T* p, T* ds, int64_t n, int64_t ldn, T* grad_bias) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) softmax_grad_rows<T, 4>(p, ds, n, ldn, i, grad_bias);
+  for (; i < n; ++i) softmax_grad_rows<T, 1>(p, ds, n, ldn, i, grad_bias);
 }
 
 // sum_e a[e] b[e] in SIMD lanes (a fixed order, so deterministic), then across lanes.
@@ -527,9 +576,7 @@ void forward(const AttentionProblem& p, const ForwardArgs<T>& a, int64_t begin, 
       transpose_head(t.qkv + c + h * d, c3, n, d, t.kt, lay.ldn);
       gemm<T>(n, lay.ldn, d, q, c3, 1, t.kt, lay.ldn, t.s, lay.ldn);  // S = q k^T
       const T* table = t.bias_table + h * n * lay.ldn;
-      for (int64_t i = 0; i < n; ++i)
-        t.row_sum[i] = softmax_row(t.s + i * lay.ldn, lay.ldn, scale, table + i * lay.ldn, t.regions, masked,
-                                   t.regions[i], t.row_max + i);
+      softmax_tile(t.s, n, lay.ldn, scale, table, t.regions, masked, t.row_max, t.row_sum);
       finish_rows(t.row_max, t.row_sum, n, a.lse + (bw * heads + h) * n, t.row_values);
       gemm<T>(n, lay.ldd, n, t.s, lay.ldn, 1, v, c3, t.product, lay.ldd);  // P v
       store_head(t.product, lay.ldd, n, d, t.row_values, T(1), t.out + h * d, c);
@@ -577,14 +624,7 @@ void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin
         store_head(t.product, lay.ldd, n, d, static_cast<const T*>(nullptr), T(1), t.grad + 2 * c + h * d, c3);
         // dP = dO V^T, then dS = P (dP - D) in place with D_i = sum_j P_ij dP_ij (= dO_i . O_i); grad_bias += dS
         gemm<T>(n, lay.ldn, d, dout, c, 1, t.vt, lay.ldn, t.ds, lay.ldn);
-        T* gb = grad_bias + h * n * n;
-        for (int64_t i = 0; i < n; ++i) {
-          T* ds = t.ds + i * lay.ldn;
-          const T* pr = t.s + i * lay.ldn;
-          const T di = dot_product(pr, ds, lay.ldn);
-          for (int64_t j = 0; j < lay.ldn; ++j) ds[j] = pr[j] * (ds[j] - di);
-          for (int64_t j = 0; j < n; ++j) gb[i * n + j] += ds[j];
-        }
+        softmax_grad_tile(t.s, t.ds, n, lay.ldn, grad_bias + h * n * n);
         // dQ = dS K * scale, dK = dS^T Q * scale
         gemm<T>(n, lay.ldd, n, t.ds, lay.ldn, 1, k, c3, t.product, lay.ldd);
         store_head(t.product, lay.ldd, n, d, static_cast<const T*>(nullptr), scale, t.grad + h * d, c3);
