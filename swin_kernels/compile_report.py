@@ -1,0 +1,218 @@
+"""Ahead-of-time compile report of every Triton kernel for sm_80 and sm_90 (no GPU needed).
+
+    python -m swin_kernels.compile_report [--jobs N] [--quick]
+
+Compiles each kernel with triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32)) for the shipped
+launch configurations, dtypes (fp16, bf16, fp32) and representative windows / head dims, then runs the ptxas
+that ships with Triton (-v) on the PTX for registers and spills. Prints one row per compile: kernel, target,
+dtype, window/head_dim, config, registers, spill bytes, shared memory, tensor-core instructions in the PTX
+(mma.sync; wgmma.mma_async on sm_90). Exits 1 if any kernel fails to compile or spills.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.pop("TRITON_INTERPRET", None)  # real compilation: must be decided before triton is imported
+
+import argparse  # noqa: E402
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+TARGETS = (80, 90)
+DTYPES = ("fp16", "bf16", "fp32")
+TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+# (window, head_dim): Swin-T/S/B window 7 at head_dim 32 and 64, and the 384² window 12 (N = 144, 3 blocks)
+PLANS = ((7, 32), (7, 64), (12, 32))
+QUICK_PLANS = ((7, 32),)
+
+
+@dataclass(frozen=True)
+class Job:
+    kernel: str  # key of KERNELS
+    arch: int
+    dtype: str
+    plan: str  # human-readable shape, e.g. "M7 d32"
+    constexprs: tuple  # sorted (name, value) pairs
+    num_warps: int
+    num_stages: int
+    maxnreg: int | None = None
+    meta: str = ""  # the config's own meta-parameters, for the table
+    pointer_types: tuple = field(default=())  # (name, triton type) of pointer / float arguments
+
+
+def _kernel(name: str):
+    from swin_kernels.ops.triton import attention_backward, attention_forward, partition, score_table, slot_sums
+
+    return {
+        "attention_fwd": attention_forward.window_attention_fwd_kernel,
+        "attention_dkdv": attention_backward.window_attention_dkdv_kernel,
+        "attention_dq": attention_backward.window_attention_dq_kernel,
+        "score_table": score_table.score_table_kernel,
+        "sum_slots": slot_sums.sum_slots_kernel,
+        "window_partition": partition.window_partition_kernel,
+        "window_reverse": partition.window_reverse_kernel,
+    }[name]
+
+
+def _attention_jobs(plans, dropout_too: bool) -> list[Job]:
+    import torch
+
+    from swin_kernels.ops.triton import configs
+
+    jobs = []
+    for index, (window, head_dim) in enumerate(plans):
+        for dtype in DTYPES:
+            # fp32 as torch defaults (allow_tf32 off): exact products, the FMA plan
+            plan = configs.attention_plan(window, head_dim, getattr(torch, TORCH_DTYPES[dtype]))
+            sub_dkdv, sub_dq = plan.backward_sub_blocks
+            common = dict(WINDOW=window, HEAD_DIM=head_dim, BLOCK_D=plan.block_d, HAS_PAD=True, HAS_SHIFT=True,
+                          DOT_UPCAST=False)
+            data = {n: f"*{dtype}" for n in ("qkv_ptr", "pad_ptr", "out_ptr", "dout_ptr", "dqkv_ptr")}
+            acc = {n: "*fp32" for n in ("table_ptr", "lse_ptr", "params_ptr", "dbias_part_ptr", "dpad_part_ptr")}
+            pointers = tuple(sorted({**data, **acc, "p_drop": "fp32"}.items()))
+            for dropout in (False, True) if dropout_too and index == 0 and dtype == "bf16" else (False,):
+                flags = dict(common, DROPOUT=dropout, INPUT_PRECISION=plan.input_precision)
+                label = f"M{window} d{head_dim} {plan.num_blocks}x{plan.block}" + (" dropout" if dropout else "")
+                for config in configs.forward_configs(plan):
+                    jobs += [_job("attention_fwd", arch, dtype, label, dict(flags, BLOCK_N=plan.block,
+                                  NUM_KEY_BLOCKS=plan.num_blocks, **config.kwargs), config, pointers)
+                             for arch in TARGETS]
+                backward = dict(flags, BLOCK=plan.block, NUM_BLOCKS=plan.num_blocks)
+                for config in configs.backward_configs(plan, "dkdv"):
+                    jobs += [_job("attention_dkdv", arch, dtype, label, dict(backward, SUB=sub_dkdv, NEED_DPAD=True),
+                                  config, pointers) for arch in TARGETS]
+                for config in configs.backward_configs(plan, "dq"):
+                    jobs += [_job("attention_dq", arch, dtype, label, dict(backward, SUB=sub_dq, NEED_DBIAS=True),
+                                  config, pointers) for arch in TARGETS]
+    return jobs
+
+
+def _small_jobs(plans) -> list[Job]:
+    import triton
+
+    from swin_kernels.ops.triton import configs
+
+    jobs = []
+    for window, head_dim in plans[:1]:
+        plan = configs.AttentionPlan(window, head_dim)  # the tensor-core plan
+        for arch in TARGETS:
+            jobs.append(_job("score_table", arch, "fp32", f"M{window}",
+                             dict(WINDOW=window, PADDED=plan.padded, BLOCK_I=16,
+                                  BLOCK_J=triton.next_power_of_2(plan.padded), HAS_BIAS=True),
+                             triton.Config({}, num_warps=4, num_stages=1),
+                             (("bias_ptr", "*fp32"), ("params_ptr", "*fp32"), ("table_ptr", "*fp32"))))
+            jobs.append(_job("sum_slots", arch, "fp32", f"M{window}", dict(BLOCK_C=64, **configs.REDUCE_CONFIG.kwargs),
+                             configs.REDUCE_CONFIG, (("part_ptr", "*fp32"), ("out_ptr", "*fp32"))))
+    for kernel, names in (("window_partition", ("x_ptr", "out_ptr")), ("window_reverse", ("windows_ptr", "out_ptr"))):
+        for dtype in DTYPES:
+            for arch in TARGETS:
+                jobs.append(_job(kernel, arch, dtype, "M7", dict(WINDOW=7, **configs.PARTITION_CONFIG.kwargs),
+                                 configs.PARTITION_CONFIG, tuple((n, f"*{dtype}") for n in names)))
+    return jobs
+
+
+def _job(kernel, arch, dtype, plan, constexprs, config, pointers) -> Job:
+    meta = ",".join(f"{k}={v}" for k, v in config.kwargs.items())
+    return Job(kernel, arch, dtype, plan, tuple(sorted(constexprs.items())), config.num_warps, config.num_stages,
+               config.maxnreg, meta, tuple(pointers))
+
+
+def _ptxas() -> str:
+    import triton
+
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+
+
+def compile_job(job: Job) -> dict:
+    """Compile one job; registers/spills from ptxas -v, shared memory from the metadata, mma count from the PTX."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    fn = _kernel(job.kernel)
+    constexprs = dict(job.constexprs)
+    pointers = dict(job.pointer_types)
+    signature = {name: "constexpr" if name in constexprs else pointers.get(name, "i32") for name in fn.arg_names}
+    # pointers are 16-byte aligned, as the launcher specializes them at run time
+    attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n, t in signature.items() if t.startswith("*")}
+    row = {"job": job, "error": None}
+    start = time.time()
+    try:
+        options = {"num_warps": job.num_warps, "num_stages": job.num_stages}
+        if job.maxnreg is not None:
+            options["maxnreg"] = job.maxnreg
+        compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=GPUTarget("cuda", job.arch, 32),
+                                  options=options)
+        ptx = compiled.asm["ptx"]
+        arch = "sm_90a" if job.arch == 90 else f"sm_{job.arch}"
+        with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+            f.write(ptx)
+        try:
+            # the flags Triton itself compiles the cubin with, so the numbers are the shipped binary's
+            result = subprocess.run([_ptxas(), "-lineinfo", "-v", "--regAllocOptLevel=2", f"--gpu-name={arch}", f.name,
+                                     "-o", os.devnull], capture_output=True, text=True, check=True)
+        finally:
+            os.unlink(f.name)
+        registers = re.search(r"Used (\d+) registers", result.stderr)
+        spills = [int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", result.stderr)]
+        row.update(registers=int(registers.group(1)) if registers else -1, spills=max(spills, default=0),
+                   shared=compiled.metadata.shared, mma=len(re.findall(r"\bmma\.sync\.aligned", ptx)),
+                   wgmma=len(re.findall(r"\bwgmma\.mma_async", ptx)))
+    except Exception as error:  # reported in the table, and the run fails
+        row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:160]
+    row["seconds"] = time.time() - start
+    return row
+
+
+def _format(rows: list[dict]) -> str:
+    header = ("kernel", "target", "dtype", "shape", "config", "regs", "spills", "smem", "tensor-core instr", "status")
+    lines = []
+    for r in rows:
+        job = r["job"]
+        config = f"w{job.num_warps} s{job.num_stages}" + (f" maxnreg={job.maxnreg}" if job.maxnreg else "")
+        config += f" {job.meta}" if job.meta else ""
+        if r["error"]:
+            lines.append((job.kernel, f"sm_{job.arch}", job.dtype, job.plan, config, "-", "-", "-", "-", r["error"]))
+            continue
+        cores = f"mma x{r['mma']}" if r["mma"] else ""
+        cores += (" " if cores else "") + (f"wgmma x{r['wgmma']}" if r["wgmma"] else "")
+        status = "ok" if r["spills"] == 0 else "SPILLS"
+        lines.append((job.kernel, f"sm_{job.arch}", job.dtype, job.plan, config, str(r["registers"]),
+                      str(r["spills"]), str(r["shared"]), cores or "none", status))
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    out = [" | ".join(h.ljust(w) for h, w in zip(header, widths)), "-+-".join("-" * w for w in widths)]
+    out += [" | ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compile processes")
+    parser.add_argument("--quick", action="store_true", help="window 7, head_dim 32 only")
+    args = parser.parse_args(argv)
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        print("compile report: triton is not installed", file=sys.stderr)
+        return 1
+    plans = QUICK_PLANS if args.quick else PLANS
+    jobs = _attention_jobs(plans, dropout_too=True) + _small_jobs(plans)
+    start = time.time()
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        rows = list(pool.map(compile_job, jobs))
+    print(_format(rows))
+    failed = [r for r in rows if r["error"]]
+    spilled = [r for r in rows if not r["error"] and r["spills"]]
+    print(f"\n{len(rows)} compiles in {time.time() - start:.0f} s with {args.jobs} processes: "
+          f"{len(failed)} failed, {len(spilled)} spill registers")
+    return 1 if failed or spilled else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

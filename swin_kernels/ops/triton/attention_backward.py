@@ -1,0 +1,256 @@
+"""Backward of the single-pass window attention, flash style, with deterministic d_bias / d_pad_qkv sums.
+
+Both kernels recompute P = exp2(S - lse) from q, k and the saved log-sum-exp, with D = rowsum(dO ∘ O):
+    dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ∘ (dP - D),   dK = dSᵀ Q·scale,   dQ = dS K·scale,   d_bias = Σ_windows dS
+(dropout: P -> P∘Z/(1-p) in dV and dP -> dP∘Z/(1-p); D already holds the dropped P). The dK/dV kernel walks
+keys, the dQ/d_bias kernel queries: one fused kernel holding both needs ~255 registers and spills on sm_80.
+Each program (slot, head) walks a fixed, contiguous run of windows. dQ, dK, dV are stored into dqkv (B, H, W, 3C)
+at each real token's place, once each (the windows tile the map). Padding tokens' dK, dV are summed per program
+(their dQ is 0: their output is cropped, so their dO is 0), d_bias per program in window order (in registers,
+or in the program's own slot in memory for multi-block windows); slot_sums.py then adds the slots in order.
+No atomics: the same bits on every run, whatever the launch configuration.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..outputs import new_output
+from . import configs
+from .attention_forward import attention_params, geometry_args
+from .index_map import window_class, window_token_map
+from .slot_sums import sum_slots
+from .tiles import dropout_keep, load_token_cols, load_token_rows, matmul, score_block
+
+
+@triton.jit
+def _add_to_chunk(acc0, acc1, acc2, acc3, x, chunk):
+    """acc<chunk> += x (chunk may be a run-time loop index)."""
+    if chunk == 0:
+        acc0 += x
+    elif chunk == 1:
+        acc1 += x
+    elif chunk == 2:
+        acc2 += x
+    else:
+        acc3 += x
+    return acc0, acc1, acc2, acc3
+
+
+@triton.jit
+def window_attention_dkdv_kernel(
+    qkv_ptr, pad_ptr, table_ptr, out_ptr, dout_ptr, lse_ptr, params_ptr, dqkv_ptr, dpad_part_ptr, seed, p_drop,
+    total_windows, windows_per_slot, num_heads, height, width, padded_h, padded_w, shift, windows_per_row,
+    windows_per_image, sub_steps,
+    WINDOW: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK: tl.constexpr,
+    NUM_BLOCKS: tl.constexpr, SUB: tl.constexpr, HAS_PAD: tl.constexpr, HAS_SHIFT: tl.constexpr,
+    NEED_DPAD: tl.constexpr, DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
+):
+    """dK, dV of BLOCK keys at a time, against SUB queries per step, in the transposed (key, query) orientation.
+
+    The keys are the mma's A operand (split over warps); the narrow query side, its B operand, is held whole
+    by every warp, so keeping it narrow keeps registers low. ``sub_steps`` = PADDED // SUB at run time (a
+    rolled loop: unrolled steps would all be hoisted into registers at once).
+    """
+    N: tl.constexpr = WINDOW * WINDOW
+    PADDED: tl.constexpr = NUM_BLOCKS * BLOCK
+    slot = tl.program_id(0)
+    head = tl.program_id(1)
+    channels = num_heads * HEAD_DIM
+    acc_ty = lse_ptr.dtype.element_ty
+    qk_scale = tl.load(params_ptr)
+    keep_scale = tl.load(params_ptr + 2)
+    scale = tl.load(params_ptr + 3)
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < HEAD_DIM
+    q_col0 = head * HEAD_DIM
+    k_col0 = channels + head * HEAD_DIM
+    first_window = slot * windows_per_slot
+    last_window = tl.minimum(first_window + windows_per_slot, total_windows)
+    dpad_k = tl.zeros([BLOCK_D], acc_ty)
+    dpad_v = tl.zeros([BLOCK_D], acc_ty)
+    for window in range(first_window, last_window):
+        pair = window * num_heads + head
+        table = table_ptr + (window_class(window, windows_per_row, windows_per_image, HAS_SHIFT) * num_heads
+                             + head) * (PADDED * PADDED)
+        for kb in tl.static_range(NUM_BLOCKS):
+            keys = kb * BLOCK + tl.arange(0, BLOCK)
+            k_row, k_real, k_pad = window_token_map(
+                keys, window, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image, WINDOW)
+            k = load_token_rows(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, k_col0, d, d_ok, HAS_PAD)
+            v = load_token_rows(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, k_col0 + channels, d, d_ok,
+                                HAS_PAD)
+            dk = tl.zeros([BLOCK, BLOCK_D], acc_ty)
+            dv = tl.zeros([BLOCK, BLOCK_D], acc_ty)
+            for step in range(sub_steps):
+                queries = step * SUB + tl.arange(0, SUB)
+                q_row, q_real, q_pad = window_token_map(
+                    queries, window, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image,
+                    WINDOW)
+                qt = load_token_cols(qkv_ptr, pad_ptr, q_row, q_real, q_pad, 3 * channels, q_col0, d, d_ok, HAS_PAD)
+                out_offsets = q_row[:, None] * channels + q_col0 + d[None, :]
+                out_mask = q_real[:, None] & d_ok[None, :]
+                do = tl.load(dout_ptr + out_offsets, mask=out_mask, other=0.0)
+                delta = tl.sum(do.to(acc_ty) * tl.load(out_ptr + out_offsets, mask=out_mask, other=0.0).to(acc_ty), 1)
+                lse = tl.load(lse_ptr + pair.to(tl.int64) * PADDED + queries, mask=queries < N, other=0.0)
+                st = score_block(k, qt, keys, queries, table, qk_scale, PADDED, True, INPUT_PRECISION, DOT_UPCAST)
+                pt = tl.exp2(st - lse[None, :])
+                dpt = matmul(v, tl.trans(do), INPUT_PRECISION, DOT_UPCAST)
+                if DROPOUT:
+                    keep = dropout_keep(seed, pair, queries, keys, p_drop, N, True)
+                    dv += matmul(tl.where(keep, pt * keep_scale, 0.0).to(do.dtype), do, INPUT_PRECISION, DOT_UPCAST)
+                    dpt = tl.where(keep, dpt * keep_scale, 0.0)
+                else:
+                    dv += matmul(pt.to(do.dtype), do, INPUT_PRECISION, DOT_UPCAST)
+                dst = pt * (dpt - delta[None, :])
+                dk += matmul(dst.to(qt.dtype), tl.trans(qt), INPUT_PRECISION, DOT_UPCAST)
+            dk = dk * scale
+            k_offsets = k_row[:, None] * (3 * channels) + k_col0 + d[None, :]
+            k_mask = k_real[:, None] & d_ok[None, :]
+            tl.store(dqkv_ptr + k_offsets, dk.to(dqkv_ptr.dtype.element_ty), mask=k_mask)
+            tl.store(dqkv_ptr + k_offsets + channels, dv.to(dqkv_ptr.dtype.element_ty), mask=k_mask)
+            if NEED_DPAD:
+                dpad_k += tl.sum(tl.where(k_pad[:, None], dk, 0.0), 0)
+                dpad_v += tl.sum(tl.where(k_pad[:, None], dv, 0.0), 0)
+    if NEED_DPAD:
+        dpad = dpad_part_ptr + (slot.to(tl.int64) * num_heads + head) * (2 * BLOCK_D) + d
+        tl.store(dpad, dpad_k)
+        tl.store(dpad + BLOCK_D, dpad_v)
+
+
+@triton.jit
+def window_attention_dq_kernel(
+    qkv_ptr, pad_ptr, table_ptr, out_ptr, dout_ptr, lse_ptr, params_ptr, dqkv_ptr, dbias_part_ptr, seed, p_drop,
+    total_windows, windows_per_slot, num_heads, height, width, padded_h, padded_w, shift, windows_per_row,
+    windows_per_image, sub_steps,
+    WINDOW: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK: tl.constexpr,
+    NUM_BLOCKS: tl.constexpr, SUB: tl.constexpr, HAS_PAD: tl.constexpr, HAS_SHIFT: tl.constexpr,
+    NEED_DBIAS: tl.constexpr, DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
+):
+    """dQ of BLOCK queries at a time against SUB keys per step, and d_bias = Σ_windows dS in window order.
+
+    One-block windows keep d_bias in up to 4 register chunks of (BLOCK, SUB); larger windows add into this
+    program's own (PADDED, PADDED) slot in memory, which no other program touches.
+    """
+    N: tl.constexpr = WINDOW * WINDOW
+    PADDED: tl.constexpr = NUM_BLOCKS * BLOCK
+    DBIAS_IN_REGISTERS: tl.constexpr = NUM_BLOCKS == 1 and PADDED // SUB <= 4
+    slot = tl.program_id(0)
+    head = tl.program_id(1)
+    channels = num_heads * HEAD_DIM
+    acc_ty = lse_ptr.dtype.element_ty
+    qk_scale = tl.load(params_ptr)
+    keep_scale = tl.load(params_ptr + 2)
+    scale = tl.load(params_ptr + 3)
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < HEAD_DIM
+    q_col0 = head * HEAD_DIM
+    k_col0 = channels + head * HEAD_DIM
+    first_window = slot * windows_per_slot
+    last_window = tl.minimum(first_window + windows_per_slot, total_windows)
+    dbias_part = dbias_part_ptr + (slot.to(tl.int64) * num_heads + head) * (PADDED * PADDED)
+    dbias0 = tl.zeros([BLOCK, SUB], acc_ty)
+    dbias1 = tl.zeros([BLOCK, SUB], acc_ty)
+    dbias2 = tl.zeros([BLOCK, SUB], acc_ty)
+    dbias3 = tl.zeros([BLOCK, SUB], acc_ty)
+    for window in range(first_window, last_window):
+        pair = window * num_heads + head
+        table = table_ptr + (window_class(window, windows_per_row, windows_per_image, HAS_SHIFT) * num_heads
+                             + head) * (PADDED * PADDED)
+        for qb in tl.static_range(NUM_BLOCKS):
+            queries = qb * BLOCK + tl.arange(0, BLOCK)
+            q_row, q_real, q_pad = window_token_map(
+                queries, window, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image, WINDOW)
+            q = load_token_rows(qkv_ptr, pad_ptr, q_row, q_real, q_pad, 3 * channels, q_col0, d, d_ok, HAS_PAD)
+            out_offsets = q_row[:, None] * channels + q_col0 + d[None, :]
+            out_mask = q_real[:, None] & d_ok[None, :]
+            do = tl.load(dout_ptr + out_offsets, mask=out_mask, other=0.0)
+            delta = tl.sum(do.to(acc_ty) * tl.load(out_ptr + out_offsets, mask=out_mask, other=0.0).to(acc_ty), 1)
+            lse = tl.load(lse_ptr + pair.to(tl.int64) * PADDED + queries, mask=queries < N, other=0.0)
+            dq = tl.zeros([BLOCK, BLOCK_D], acc_ty)
+            for step in range(sub_steps):
+                keys = step * SUB + tl.arange(0, SUB)
+                k_row, k_real, k_pad = window_token_map(
+                    keys, window, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image,
+                    WINDOW)
+                kt = load_token_cols(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, k_col0, d, d_ok, HAS_PAD)
+                vt = load_token_cols(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, k_col0 + channels, d,
+                                     d_ok, HAS_PAD)
+                s = score_block(q, kt, queries, keys, table, qk_scale, PADDED, False, INPUT_PRECISION, DOT_UPCAST)
+                p = tl.exp2(s - lse[:, None])
+                dp = matmul(do, vt, INPUT_PRECISION, DOT_UPCAST)
+                if DROPOUT:
+                    keep = dropout_keep(seed, pair, queries, keys, p_drop, N, False)
+                    dp = tl.where(keep, dp * keep_scale, 0.0)
+                ds = p * (dp - delta[:, None])
+                dq += matmul(ds.to(kt.dtype), tl.trans(kt), INPUT_PRECISION, DOT_UPCAST)
+                if NEED_DBIAS:
+                    if DBIAS_IN_REGISTERS:
+                        dbias0, dbias1, dbias2, dbias3 = _add_to_chunk(dbias0, dbias1, dbias2, dbias3, ds, step)
+                    else:
+                        ptrs = dbias_part + queries[:, None] * PADDED + keys[None, :]
+                        previous = tl.load(ptrs, mask=(window > first_window) & (queries[:, None] >= 0), other=0.0)
+                        tl.store(ptrs, previous + ds)
+            tl.store(dqkv_ptr + q_row[:, None] * (3 * channels) + q_col0 + d[None, :],
+                     (dq * scale).to(dqkv_ptr.dtype.element_ty), mask=out_mask)
+        if NEED_DBIAS and not DBIAS_IN_REGISTERS:
+            tl.debug_barrier()  # the next window's read-modify-write of the slot sees this one's stores
+    if NEED_DBIAS and DBIAS_IN_REGISTERS:
+        chunk = dbias_part + tl.arange(0, BLOCK)[:, None] * PADDED + tl.arange(0, SUB)[None, :]
+        tl.store(chunk, dbias0)
+        if PADDED // SUB > 1:
+            tl.store(chunk + SUB, dbias1)
+        if PADDED // SUB > 2:
+            tl.store(chunk + 2 * SUB, dbias2)
+        if PADDED // SUB > 3:
+            tl.store(chunk + 3 * SUB, dbias3)
+
+
+def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, num_heads, window, shift, scale, dropout_p,
+                              seed, plan, need_dpad: bool, need_dbias: bool):
+    """(dqkv, d_pad_qkv or None, d_bias or None); ``plan`` is the forward's."""
+    batch, _, _, c3 = qkv.shape
+    channels = c3 // 3
+    head_dim = channels // num_heads
+    geo = geometry_args(qkv, window, shift)
+    total_windows = batch * geo[-1]
+    acc_dtype = configs.accumulator_dtype(qkv.dtype)
+    slots, per_slot = configs.backward_slots(total_windows, num_heads, plan, acc_dtype)
+    need_dpad = need_dpad and pad_qkv is not None
+    need_dbias = need_dbias and bias is not None
+    dqkv = new_output(qkv.shape, qkv)
+    dbias_part = (torch.empty((slots, num_heads, plan.padded, plan.padded), dtype=acc_dtype, device=qkv.device)
+                  if need_dbias else lse)
+    dpad_part = (torch.empty((slots, num_heads, 2, plan.block_d), dtype=acc_dtype, device=qkv.device)
+                 if need_dpad else lse)
+    params = attention_params(scale, dropout_p, acc_dtype, qkv.device)
+    sub_dkdv, sub_dq = plan.backward_sub_blocks
+    common = (seed, dropout_p, total_windows, per_slot, num_heads, *geo)
+    meta = dict(WINDOW=window, HEAD_DIM=head_dim, BLOCK_D=plan.block_d, BLOCK=plan.block, NUM_BLOCKS=plan.num_blocks,
+                HAS_PAD=pad_qkv is not None, HAS_SHIFT=shift > 0, DROPOUT=dropout_p > 0.0,
+                INPUT_PRECISION=plan.input_precision, DOT_UPCAST=configs.dot_upcast(qkv.dtype))
+    key = ["total_windows", "num_heads", "WINDOW", "HEAD_DIM", "DROPOUT"]
+    pad = qkv if pad_qkv is None else pad_qkv
+    configs.launch(
+        window_attention_dkdv_kernel, configs.backward_configs(plan, "dkdv"), key + ["NEED_DPAD"],
+        lambda _: (slots, num_heads),
+        qkv, pad, table, out, dout, lse, params, dqkv, dpad_part, *common, plan.padded // sub_dkdv,
+        SUB=sub_dkdv, NEED_DPAD=need_dpad, **meta)
+    configs.launch(
+        window_attention_dq_kernel, configs.backward_configs(plan, "dq"), key + ["NEED_DBIAS"],
+        lambda _: (slots, num_heads),
+        qkv, pad, table, out, dout, lse, params, dqkv, dbias_part, *common, plan.padded // sub_dq,
+        SUB=sub_dq, NEED_DBIAS=need_dbias, **meta)
+    dbias = None
+    if need_dbias:
+        n = plan.tokens
+        dbias = new_output(bias.shape, bias)
+        sum_slots(dbias_part, dbias, 0, n * n, n, n, n)
+    dpad = None
+    if need_dpad:
+        dpad = new_output(pad_qkv.shape, pad_qkv)
+        dpad[:channels].zero_()  # padding tokens' outputs are cropped: their dO, hence dQ, is 0
+        sum_slots(dpad_part, dpad, channels, head_dim, channels, 2, head_dim)
+    return dqkv, dpad, dbias

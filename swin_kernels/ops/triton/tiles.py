@@ -1,0 +1,69 @@
+"""Tile helpers shared by the attention kernels: token rows, matmuls, score blocks, dropout masks."""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def load_token_rows(base_ptr, pad_ptr, row, real, padded, row_stride, col0, d, d_ok, HAS_PAD: tl.constexpr):
+    """(tokens, BLOCK_D) tile of channels col0 + d of each token; padding tokens take the pad vector (else 0)."""
+    x = tl.load(base_ptr + row[:, None] * row_stride + col0 + d[None, :], mask=real[:, None] & d_ok[None, :],
+                other=0.0)
+    if HAS_PAD:
+        pad = tl.load(pad_ptr + col0 + d, mask=d_ok, other=0.0)
+        x = tl.where(padded[:, None], pad[None, :], x)
+    return x
+
+
+@triton.jit
+def load_token_cols(base_ptr, pad_ptr, row, real, padded, row_stride, col0, d, d_ok, HAS_PAD: tl.constexpr):
+    """The transposed tile (BLOCK_D, tokens), read straight from memory (no register transpose)."""
+    x = tl.load(base_ptr + row[None, :] * row_stride + col0 + d[:, None], mask=real[None, :] & d_ok[:, None],
+                other=0.0)
+    if HAS_PAD:
+        pad = tl.load(pad_ptr + col0 + d, mask=d_ok, other=0.0)
+        x = tl.where(padded[None, :], pad[:, None], x)
+    return x
+
+
+@triton.jit
+def matmul(a, b, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr):
+    """a @ b with fp32 (fp64 for fp64) accumulation."""
+    if DOT_UPCAST:
+        out = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    else:
+        out = tl.dot(a, b, input_precision=INPUT_PRECISION)
+    return out
+
+
+@triton.jit
+def score_block(a, b, rows, cols, table, qk_scale, PADDED: tl.constexpr, TRANSPOSED: tl.constexpr,
+                INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr):
+    """log2-scaled scores q kᵀ·scale·log2(e) + table of a block: (queries, keys), or (keys, queries) if TRANSPOSED.
+
+    ``table`` points at the window class's (PADDED, PADDED) score table (bias, shift mask, -inf pad keys).
+    """
+    s = matmul(a, b, INPUT_PRECISION, DOT_UPCAST) * qk_scale
+    if TRANSPOSED:
+        offsets = cols[None, :] * PADDED + rows[:, None]
+    else:
+        offsets = rows[:, None] * PADDED + cols[None, :]
+    return s + tl.load(table + offsets)
+
+
+@triton.jit
+def dropout_keep(seed, window_head, queries, keys, p_drop, N: tl.constexpr, TRANSPOSED: tl.constexpr):
+    """Keep mask of attention element (i, j) of one window-head: Philox at counter (i·N + j, window_head).
+
+    A (queries, keys) block, or (keys, queries) when TRANSPOSED; the forward and both backward passes agree.
+    """
+    if TRANSPOSED:
+        c0 = (queries[None, :] * N + keys[:, None]).to(tl.uint32)
+    else:
+        c0 = (queries[:, None] * N + keys[None, :]).to(tl.uint32)
+    zero = tl.zeros_like(c0)
+    c1 = zero + window_head.to(tl.uint32)
+    bits, _, _, _ = tl.random.philox(seed, c0, c1, zero, zero)
+    return tl.random.uint_to_uniform_float(bits) >= p_drop
