@@ -309,19 +309,50 @@ inline void softmax_tile(double* s, int64_t n, int64_t ldn, double scale, const 
     row_sum[i] = softmax_row(s + i * ldn, ldn, scale, table + i * ldn, regions, masked, regions[i], row_max + i);
 }
 
-// Backward row: row <- exp(x - lse), the probabilities the forward normalised.
-inline void probabilities_row(float* row, int64_t ldn, float scale, const float* table_row, const float* regions,
-                              bool masked, float region_i, float lse) {
+// Backward rows i0 .. i0+RB-1: the probabilities again, P = e / sum(e) with e = exp(x - lse). lse alone would give
+// them up to a factor exp(rounding of lse) shared by the whole row; normalising by the recomputed sum makes every
+// row add up to 1 as the forward's did, so the softmax gradient's rows keep summing to zero (no systematic error).
+template <int RB>
+inline void probabilities_rows(float* s, int64_t ldn, int64_t i0, float scale, const float* table,
+                               const float* regions, bool masked, const float* lse) {
+  using V = Simd<float>::V;
   constexpr int L = Simd<float>::lanes;
+  V sum[RB];
+  for (int r = 0; r < RB; ++r) sum[r] = V{};
   for (int64_t j = 0; j < ldn; j += L)
-    store(row + j, exp_vector(biased_scores(row, j, scale, table_row, regions, masked, region_i) - lse));
+    for (int r = 0; r < RB; ++r) {
+      float* row = s + (i0 + r) * ldn;
+      const V x = biased_scores(row, j, scale, table + (i0 + r) * ldn, regions, masked, regions[i0 + r]);
+      const V e = exp_vector(x - lse[i0 + r]);
+      store(row + j, e);
+      sum[r] += e;
+    }
+  float inv[RB];
+  for (int r = 0; r < RB; ++r) inv[r] = 1.0f / lane_sum<float>(sum[r]);
+  for (int64_t j = 0; j < ldn; j += L)
+    for (int r = 0; r < RB; ++r) {
+      float* row = s + (i0 + r) * ldn;
+      store(row + j, load<V>(row + j) * inv[r]);
+    }
 }
-inline void probabilities_row(double* row, int64_t ldn, double scale, const double* table_row, const double* regions,
-                              bool masked, double region_i, double lse) {
+
+inline void probabilities_tile(float* s, int64_t n, int64_t ldn, float scale, const float* table,
+                               const float* regions, bool masked, const float* lse) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) probabilities_rows<4>(s, ldn, i, scale, table, regions, masked, lse);
+  for (; i < n; ++i) probabilities_rows<1>(s, ldn, i, scale, table, regions, masked, lse);
+}
+inline void probabilities_tile(double* s, int64_t n, int64_t ldn, double scale, const double* table,
+                               const double* regions, bool masked, const double* lse) {
   constexpr int L = Simd<double>::lanes;
-  for (int64_t j = 0; j < ldn; j += L) {
-    const Simd<double>::V x = biased_scores(row, j, scale, table_row, regions, masked, region_i);
-    for (int l = 0; l < L; ++l) row[j + l] = __builtin_exp(x[l] - lse);
+  for (int64_t i = 0; i < n; ++i) {
+    double* row = s + i * ldn;
+    double sum = 0.0;
+    for (int64_t j = 0; j < ldn; j += L) {
+      const Simd<double>::V x = biased_scores(row, j, scale, table + i * ldn, regions, masked, regions[i]);
+      for (int l = 0; l < L; ++l) sum += row[j + l] = __builtin_exp(x[l] - lse[i]);
+    }
+    for (int64_t j = 0; j < ldn; ++j) row[j] /= sum;
   }
 }
 
@@ -616,9 +647,7 @@ void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin
         gemm<T>(n, lay.ldn, d, q, c3, 1, t.kt, lay.ldn, t.s, lay.ldn);
         const T* table = t.bias_table + h * n * lay.ldn;
         const T* lse = a.lse + (bw * heads + h) * n;
-        for (int64_t i = 0; i < n; ++i)
-          probabilities_row(t.s + i * lay.ldn, lay.ldn, scale, table + i * lay.ldn, t.regions, masked, t.regions[i],
-                            lse[i]);
+        probabilities_tile(t.s, n, lay.ldn, scale, table, t.regions, masked, lse);
         // dV = P^T dO
         gemm<T>(n, lay.ldd, n, t.s, 1, lay.ldn, dout, c, t.product, lay.ldd);
         store_head(t.product, lay.ldd, n, d, static_cast<const T*>(nullptr), T(1), t.grad + 2 * c + h * d, c3);

@@ -1,7 +1,7 @@
 // Backward of (shifted) window attention on CUDA: one block per (chunk of windows, head), 128 threads.
 //
 // Per window the block gathers q (scaled), k, v, dO (zero for cropped padding tokens) and lse_i, recomputes
-// P = exp(S + bias + mask - lse) and then
+// P from exp(S + bias + mask - lse), renormalised per row, and then
 //   dV = P^T dO,  dP = dO V^T,  D_i = sum_j P_ij dP_ij (= dO_i . O_i),  dS = P (dP - D),
 //   dQ = dS K * scale,  dK = dS^T (Q * scale)
 // (tensor cores for fp16/bf16), writing dq/dk/dv to (B, H, W, 3C) at the tokens' pixels. Padded tokens' rows and
@@ -86,13 +86,25 @@ __global__ void __launch_bounds__(kThreads, 2) attention_backward_kernel(const A
 
     block_gemm<RowMajor, ColMajor>(kTile, kTile, d, q, d, k, d, scores, kTile);  // S = q k^T
     __syncthreads();
-    for (int idx = threadIdx.x; idx < kTile * kTile; idx += kThreads) {  // P = exp(S + bias + mask - lse)
-      const int i = idx / kTile, j = idx % kTile;
-      const float p = (i < n && j < n)
-                          ? softmax_exp<T>(biased_score(scores[idx], bias, h, i, j, n, region) - row_lse[i])
-                          : 0.0f;
-      scores[idx] = p;
-      probs[idx] = from_float<T>(p);
+    // P = e / sum(e), e = exp(S + bias + mask - lse), one warp per row: normalising by the recomputed sum keeps
+    // every row summing to 1 (lse alone leaves a rounding factor shared by the row), so dS rows sum to zero.
+    for (int i = warp; i < kTile; i += kWarps) {
+      float e[2];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int j = lane + 32 * half;
+        e[half] = (i < n && j < n)
+                      ? softmax_exp<T>(biased_score(scores[i * kTile + j], bias, h, i, j, n, region) - row_lse[i])
+                      : 0.0f;
+      }
+      const float sum = warp_sum(e[0] + e[1]);
+      const float inv = i < n ? 1.0f / sum : 0.0f;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int idx = i * kTile + lane + 32 * half;
+        scores[idx] = e[half] * inv;
+        probs[idx] = from_float<T>(e[half] * inv);
+      }
     }
     __syncthreads();
 
