@@ -73,6 +73,19 @@ def test_every_instruction_set_build_matches_reference(isa, monkeypatch):
     check_attention(BACKEND, ATTENTION_CASES[1], torch.float64)
 
 
+def test_softmax_gradient_rows_sum_to_zero_as_in_pytorch():
+    """Each row of dS sums to zero (softmax rows sum to one), so grad_bias rows do too: the fp32 kernel must keep that
+    as well as PyTorch does. A row-wide rounding factor in the recomputed probabilities would break it."""
+    case = AttentionCase(2, 28, 28, 3, 32, 7, 3)
+    grad_out = torch.randn(2, 28, 28, 96, generator=torch.Generator().manual_seed(1))
+    row_sums = {}
+    for backend in (BACKEND, "reference"):
+        _, grads = run_attention(backend, case, attention_inputs(case, torch.float32), grad_out)
+        row_sums[backend] = grads["bias"].sum(-1).abs().max().item()
+        scale = grads["bias"].abs().max().item()
+    assert row_sums[BACKEND] <= 4 * row_sums["reference"] + 1e-8 * scale, row_sums
+
+
 def test_attention_without_pad_vector_or_bias():
     case = AttentionCase(2, 9, 11, 2, 16, 4, 2)
     inputs = attention_inputs(case, torch.float64)
