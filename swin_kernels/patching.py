@@ -9,14 +9,13 @@ patched are left alone, with one warning per class and reason.
 from __future__ import annotations
 
 import inspect
-import types
 import warnings
 from collections import defaultdict
 
 from torch import nn
 
 from . import patch_hf_swin, patch_hf_swinv2
-from .backends import BACKEND_NAMES
+from .backends import BACKEND_NAMES, BackendUnavailableError, unavailable_reason
 
 # (module prefix of the class, class names, family module with forward / unsupported_reason / prepare)
 _FAMILIES = (
@@ -24,6 +23,22 @@ _FAMILIES = (
     ("transformers.models.", patch_hf_swinv2.CLASS_NAMES, patch_hf_swinv2),
 )
 STATE_PREFIX = "_swin_kernels_"  # every attribute a patched block gets starts with it
+
+
+class PatchedForward:
+    """The instance ``forward`` of a patched block: calls ``function(module, ...)``.
+
+    A plain object rather than a bound method, so that pickling a patched model (torch.save(model)) and copying
+    it keep the patch: a pickled bound method would be looked up again by name on unpickling, and find the
+    class's forward.
+    """
+
+    def __init__(self, module: nn.Module, function) -> None:
+        self.module = module
+        self.function = function
+
+    def __call__(self, *args, **kwargs):
+        return self.function(self.module, *args, **kwargs)
 
 
 def _family(module: nn.Module):
@@ -59,11 +74,14 @@ def patch(model: nn.Module, backend: str = "auto") -> nn.Module:
 
     Supported: Hugging Face transformers SwinLayer (5.x and 4.x layouts; SwinModel, SwinForImageClassification,
     SwinForMaskedImageModeling, SwinBackbone and every model built on them), DonutSwinLayer, MaskFormerSwinLayer
-    and Swinv2Layer. ``backend`` is the backend every patched block asks for ("auto" picks per call).
-    Patching again changes the backend. Returns ``model``.
+    and Swinv2Layer. ``backend`` is the backend every patched block asks for ("auto" picks per call; a named
+    backend that cannot run on this machine raises BackendUnavailableError here). Patching again changes the
+    backend. Returns ``model``.
     """
     if backend != "auto" and backend not in BACKEND_NAMES:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_NAMES)} or 'auto'")
+    if backend != "auto" and unavailable_reason(backend) is not None:
+        raise BackendUnavailableError(f"{backend}: {unavailable_reason(backend)}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"patch() takes a torch.nn.Module, got {type(model).__name__}")
     skipped = defaultdict(list)  # (class name, reason) -> paths
@@ -83,7 +101,7 @@ def patch(model: nn.Module, backend: str = "auto") -> nn.Module:
         if not is_patched(module):
             family.prepare(module)
             module._swin_kernels_arg_names = _extra_arg_names(module)
-            module.forward = types.MethodType(family.forward, module)
+            module.forward = PatchedForward(module, family.forward)
         module._swin_kernels_backend = backend
         patched += 1
     for (name, reason), paths in skipped.items():

@@ -8,6 +8,7 @@ fp32 <= 1e-5 relative, for every backend that can run here.
 from __future__ import annotations
 
 import copy
+import io
 import warnings
 
 import pytest
@@ -16,6 +17,7 @@ import transformers as tf
 
 import swin_kernels
 from swin_kernels import functional
+from swin_kernels.backends import BACKEND_NAMES
 from swin_kernels.patching import is_patched
 
 from swin_family_models import (
@@ -103,6 +105,21 @@ def test_patch_twice_switches_the_backend(monkeypatch):
     with torch.no_grad():
         model(**case.inputs(torch.float32))
     assert calls and set(calls) == {"auto"}
+
+
+def test_swinv2_at_the_largest_logit_scale():
+    """transformers adds V2's shift mask twice (-200), the fused op once (-100, as the official code): the results
+    still agree when every head uses the largest logit scale (100), where masked pairs weigh the most."""
+    case = BY_NAME["Swinv2Model"]
+    model = case.model(torch.float64).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("logit_scale"):
+                p.fill_(torch.log(torch.tensor(100.0)).item())
+    patched = swin_kernels.patch(copy.deepcopy(model), backend="reference")
+    inputs = case.inputs(torch.float64)
+    with torch.no_grad():
+        assert_close(output_tensors(patched(**inputs)), output_tensors(model(**inputs)), torch.float64, "V2")
 
 
 # --------------------------------------------------------------------------------------- window clamping
@@ -220,8 +237,24 @@ def test_inference_cache_follows_weight_changes():
     for m in (model, patched):
         m.load_state_dict(new_state, assign=True)
     check("after load_state_dict(assign=True)")
-    check_copy = copy.deepcopy(patched)
-    assert all(is_patched(b) for b in swin_blocks(check_copy))
+
+
+def test_copied_and_pickled_models_stay_patched(monkeypatch):
+    case = BY_NAME["SwinModel"]
+    model = case.model(torch.float32).eval()
+    patched = swin_kernels.patch(copy.deepcopy(model), backend="reference")
+    inputs = case.inputs(torch.float32)
+    buffer = io.BytesIO()
+    torch.save(patched, buffer)
+    buffer.seek(0)
+    for restored in (copy.deepcopy(patched), torch.load(buffer, weights_only=False)):
+        calls = count_fused_calls(monkeypatch)
+        with torch.no_grad():
+            actual = output_tensors(restored(**inputs))
+        assert len(calls) == len(swin_blocks(restored))
+        assert all(b.forward.module is b for b in swin_blocks(restored))
+        with torch.no_grad():
+            assert_close(actual, output_tensors(model(**inputs)), torch.float32, "restored")
 
 
 @pytest.mark.parametrize("case", ["SwinModel", "DonutSwinModel", "Swinv2Model"])
@@ -307,6 +340,16 @@ def test_unknown_swin_like_blocks_are_left_alone_with_a_warning():
 def test_patch_rejects_unknown_backend_names():
     with pytest.raises(ValueError, match="unknown backend 'fast'"):
         swin_kernels.patch(torch.nn.Linear(2, 2), backend="fast")
+
+
+def test_patch_rejects_a_backend_that_cannot_run_here():
+    missing = [name for name in BACKEND_NAMES if name not in swin_kernels.available_backends()]
+    if not missing:
+        pytest.skip("every backend can run on this machine")
+    model = BY_NAME["SwinModel"].model(torch.float32)
+    with pytest.raises(swin_kernels.BackendUnavailableError, match=f"^{missing[0]}: "):
+        swin_kernels.patch(model, backend=missing[0])
+    assert not any(is_patched(b) for b in swin_blocks(model))
 
 
 # ------------------------------------------------------------------------------------------------------ timm
