@@ -10,12 +10,12 @@
 // maps::token_pixel, into a per-thread stage (padding -> pad_qkv): whole rows, so the reads stream instead of
 // picking 3 x head_dim values out of every row once per head. Then per head, with q, k, v read from the stage:
 //   S = q k^T                     register-tiled GEMM, N x N' (N' = N rounded up to the SIMD width)
-//   S = S*scale + bias + mask     mask from region ids, padded columns -> -inf
-//   P = exp(S - max)              row sums give 1/l and lse = max + log(l)
+//   S = S*scale + bias + mask     bias from a per-call table padded with -inf columns, mask from region ids
+//   P = exp(S - max)              rows four at a time; row sums give 1/l and lse = max + log(l)
 //   O = P v / l                   into the output stage, whose rows go to (B, H, W, C) at the tokens' pixels
 //                                 (padding tokens are cropped)
-// The backward stages qkv and dO the same way, recomputes P = exp(S - lse) and, with D_i = sum_j P_ij dP_ij
-// (= dO_i . O_i, so the output need not be read back):
+// The backward stages qkv and dO the same way, recomputes P from exp(S - lse) (renormalised per row) and, with
+// D_i = sum_j P_ij dP_ij (= dO_i . O_i, so the output need not be read back):
 //   dV = P^T dO,  dP = dO V^T,  dS = P * (dP - D),  dQ = dS K * scale,  dK = dS^T Q * scale,
 // collects dq/dk/dv rows in a gradient stage written to (B, H, W, 3C) (each real token once), and adds padded
 // tokens' rows and dS into the chunk's own partial sums of grad_pad_qkv and grad_bias.
@@ -381,19 +381,6 @@ inline void softmax_grad_tile(const T* p, T* ds, int64_t n, int64_t ldn, T* grad
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) softmax_grad_rows<T, 4>(p, ds, n, ldn, i, grad_bias);
   for (; i < n; ++i) softmax_grad_rows<T, 1>(p, ds, n, ldn, i, grad_bias);
-}
-
-// sum_e a[e] b[e] in SIMD lanes (a fixed order, so deterministic), then across lanes.
-template <typename T>
-inline T dot_product(const T* a, const T* b, int64_t count) {
-  using V = typename Simd<T>::V;
-  constexpr int L = Simd<T>::lanes;
-  V acc{};
-  int64_t e = 0;
-  for (; e + L <= count; e += L) acc += load<V>(a + e) * load<V>(b + e);
-  T total = lane_sum<T>(acc);
-  for (; e < count; ++e) total += a[e] * b[e];
-  return total;
 }
 
 // ------------------------------------------------------------------------------------------ scratch tiles
