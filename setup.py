@@ -55,8 +55,13 @@ def _extension_build() -> dict:
 
     sources = ["csrc/swin_kernels.cpp", *sorted(glob.glob("csrc/cpu/*.cpp", root_dir=ROOT))]
     cxx = ["-O3", "-g0", "-ffp-contract=fast", "-fvisibility=hidden"]
+    link = []
+    if sys.platform.startswith("linux"):
+        # at::parallel_for is inline code around `#pragma omp parallel`: without OpenMP it runs on one thread.
+        cxx.append("-fopenmp")
+        link.append("-fopenmp")
     with_cuda = torch.version.cuda is not None and CUDA_HOME is not None and not _flag("SWIN_KERNELS_SKIP_CUDA")
-    options = dict(py_limited_api=True)
+    options = dict(py_limited_api=True, extra_link_args=link)
     if with_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu", root_dir=ROOT))
         sources += sorted(glob.glob("csrc/cuda/*.cpp", root_dir=ROOT))  # the torch-facing host code
