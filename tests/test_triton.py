@@ -1,0 +1,251 @@
+"""The "triton" backend against the PyTorch reference; without a GPU the kernels run in Triton's interpreter.
+
+Shapes are small on purpose (the interpreter runs each program in Python). fp32/fp64 follow the FMA plan
+(exact products; 32-token blocks, so N = 49 already takes the multi-block path), fp16/bf16 the tensor-core
+plan (64-token blocks, d_bias kept in registers): between them both backward code paths are exercised.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import swin_kernels
+from swin_kernels import backends, reference
+from swin_kernels.backends import Request
+from swin_kernels.geometry import SHIFT_MASK_VALUE, WindowGeometry
+from swin_kernels.modules import FusedWindowAttention
+
+from backend_checks import (
+    ATTENTION_CASES,
+    PARTITION_CASES,
+    AttentionCase,
+    assert_relative_close,
+    attention_inputs,
+    check_attention,
+    check_bias_grad_deterministic,
+    check_partition,
+)
+
+BACKEND = "triton"
+_REASON = backends.unavailable_reason(BACKEND)
+pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"triton backend unavailable: {_REASON}")
+
+
+def _device() -> str:
+    """CPU tensors under the interpreter, CUDA tensors on a GPU."""
+    if _REASON is not None:
+        return "cpu"
+    from swin_kernels.ops.triton.configs import INTERPRET
+
+    return "cpu" if INTERPRET else "cuda"
+
+
+DEVICE = _device()
+
+# windows 9-11 (N = 81..121), a head_dim that is not a power of two, and head_dim 128
+EXTRA_CASES = [
+    AttentionCase(1, 9, 11, 1, 24, 9, 4),
+    AttentionCase(1, 10, 10, 1, 8, 10, 0),
+    AttentionCase(1, 11, 12, 1, 128, 11, 5),
+]
+
+
+@pytest.mark.parametrize("case", ATTENTION_CASES + EXTRA_CASES, ids=str)
+def test_attention_fp32(case):
+    check_attention(BACKEND, case, torch.float32, DEVICE)
+
+
+@pytest.mark.parametrize("case", ATTENTION_CASES, ids=str)
+def test_attention_fp64(case):
+    check_attention(BACKEND, case, torch.float64, DEVICE)
+
+
+@pytest.mark.parametrize("case", ATTENTION_CASES, ids=str)
+def test_attention_bf16(case):
+    check_attention(BACKEND, case, torch.bfloat16, DEVICE)
+
+
+@pytest.mark.parametrize("case", ATTENTION_CASES[1:4] + ATTENTION_CASES[7:], ids=str)
+def test_attention_fp16(case):
+    check_attention(BACKEND, case, torch.float16, DEVICE)
+
+
+@pytest.mark.parametrize("case, dtype", [(ATTENTION_CASES[2], torch.float32), (ATTENTION_CASES[7], torch.bfloat16)],
+                         ids=str)
+def test_gradients_bit_identical_between_runs(case, dtype):
+    check_bias_grad_deterministic(BACKEND, case, dtype, DEVICE)
+
+
+def test_without_pad_vector_or_bias_and_with_scale_override():
+    case = ATTENTION_CASES[2]  # padded both ways, shifted
+    inputs = attention_inputs(case, torch.float64, DEVICE)
+    grad_out = torch.randn(case.batch, case.height, case.width, case.channels, dtype=torch.float64).to(DEVICE)
+    results = {}
+    for backend in ("reference", BACKEND):
+        out = swin_kernels.shifted_window_attention(inputs["qkv"], case.heads, case.window, case.shift, scale=0.37,
+                                                    backend=backend)
+        (grad,) = torch.autograd.grad(out, inputs["qkv"], grad_out)
+        results[backend] = out, grad
+    assert_relative_close(results[BACKEND][0], results["reference"][0], 1e-10, "output")
+    assert_relative_close(results[BACKEND][1], results["reference"][1], 1e-10, "dqkv")
+
+
+def test_gradient_of_qkv_only():
+    """bias and pad vector that need no gradient: the kernels skip their sums."""
+    case = ATTENTION_CASES[1]
+    inputs = attention_inputs(case, torch.float64, DEVICE)
+    inputs["bias"].requires_grad_(False)
+    inputs["pad_qkv"].requires_grad_(False)
+    grads = []
+    for backend in ("reference", BACKEND):
+        out = swin_kernels.shifted_window_attention(inputs["qkv"], case.heads, case.window, case.shift,
+                                                    pad_qkv=inputs["pad_qkv"], bias=inputs["bias"], backend=backend)
+        grads.append(torch.autograd.grad(out.square().sum(), inputs["qkv"])[0])
+    assert_relative_close(grads[1], grads[0], 1e-10, "dqkv")
+
+
+# ---------------------------------------------------------------------------------------------------- dropout
+DROPOUT_CASE = AttentionCase(1, 16, 16, 2, 16, 4, 2)  # N = 16 = head_dim, no padding, shifted
+
+
+def _one_hot_values(case: AttentionCase, dtype) -> dict:
+    """Random q, k; v of the token in window slot t is the one-hot e_t, so the output row i is row i of P."""
+    inputs = attention_inputs(case, dtype, DEVICE)
+    g = WindowGeometry(case.height, case.width, case.window, case.shift)
+    slots = torch.eye(g.tokens, dtype=dtype, device=DEVICE).repeat(g.num_windows * case.batch, 1, 1).repeat(1, 1, case.heads)
+    v = reference.window_reverse(slots, case.window, case.height, case.width, case.shift)
+    qkv = inputs["qkv"].detach().clone()
+    qkv[..., 2 * case.channels:] = v
+    inputs["qkv"] = qkv.requires_grad_()
+    return inputs
+
+
+def _attention_matrix(out: torch.Tensor, case: AttentionCase) -> torch.Tensor:
+    """(B·nW, heads, N, N) from the output of one-hot values."""
+    rows = reference.window_partition(out, case.window, case.shift)  # (B·nW, N, heads·N)
+    return rows.reshape(rows.shape[0], rows.shape[1], case.heads, -1).transpose(1, 2)
+
+
+def _run(case, inputs, dropout_p, seed, backend=BACKEND):
+    torch.manual_seed(seed)
+    return swin_kernels.shifted_window_attention(inputs["qkv"], case.heads, case.window, case.shift,
+                                                 pad_qkv=inputs["pad_qkv"], bias=inputs["bias"], dropout_p=dropout_p,
+                                                 backend=backend)
+
+
+def test_dropout_zero_probability_matches_reference():
+    case = DROPOUT_CASE
+    inputs = attention_inputs(case, torch.float64, DEVICE)
+    assert_relative_close(_run(case, inputs, 0.0, 0), _run(case, inputs, 0.0, 0, "reference"), 1e-10, "output")
+
+
+def test_dropout_drops_a_fraction_p_and_rescales_the_rest():
+    case, p = DROPOUT_CASE, 0.3
+    inputs = _one_hot_values(case, torch.float64)
+    probs = _attention_matrix(_run(case, inputs, 0.0, 0), case).detach()
+    dropped = _attention_matrix(_run(case, inputs, p, 1234), case).detach()
+    assert torch.allclose(probs.sum(-1), torch.ones_like(probs.sum(-1)))  # one-hot values expose P itself
+    kept = dropped != 0
+    assert torch.allclose(dropped[kept], probs[kept] / (1 - p), rtol=1e-12, atol=0)
+    n = kept.numel()
+    zero_fraction = 1 - kept.double().mean().item()
+    assert abs(zero_fraction - p) < 4 * (p * (1 - p) / n) ** 0.5, f"dropped {zero_fraction:.4f} of {n}, p = {p}"
+    # masks differ between windows and heads (the counter includes both)
+    assert not torch.equal(kept[0], kept[1]) and not torch.equal(kept[:, 0], kept[:, 1])
+
+
+def test_dropout_same_seed_same_output_and_other_seed_other_mask():
+    case = DROPOUT_CASE
+    inputs = attention_inputs(case, torch.float32, DEVICE)
+    first, again, other = (_run(case, inputs, 0.5, seed) for seed in (7, 7, 8))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def _explicit_mask_attention(case, inputs, keep, p, scale):
+    """The reference pipeline with a given keep mask (B·nW, heads, N, N) in place of random dropout."""
+    g = WindowGeometry(case.height, case.width, case.window, case.shift)
+    windows = reference.partition_windows(
+        reference.cyclic_roll(reference.pad_to_windows(inputs["qkv"], g, inputs["pad_qkv"]), -g.shift), g.window)
+    q, k, v = reference.split_heads(windows, case.heads)
+    scores = (q * scale) @ k.transpose(-2, -1) + inputs["bias"]
+    region = reference.partition_windows(reference.shift_region_ids(g, q.device)[None, :, :, None].double(),
+                                         g.window)[..., 0]
+    scores = scores + torch.where(region[:, None, :, None] != region[:, None, None, :], SHIFT_MASK_VALUE, 0.0)
+    out = reference.merge_heads((scores.softmax(-1) * keep / (1 - p)) @ v)
+    out = reference.cyclic_roll(reference.merge_windows(out, g.window, g.padded_height, g.padded_width), g.shift)
+    return out[:, :case.height, :case.width]
+
+
+def test_dropout_backward_matches_explicit_mask_reference():
+    case, p, seed = DROPOUT_CASE, 0.25, 99
+    keep = _attention_matrix(_run(case, _one_hot_values(case, torch.float64), p, seed), case).detach() != 0
+    inputs = attention_inputs(case, torch.float64, DEVICE)
+    grad_out = torch.randn(case.batch, case.height, case.width, case.channels, dtype=torch.float64).to(DEVICE)
+    ours = _run(case, inputs, p, seed)  # same seed and shapes: the same mask
+    expected = _explicit_mask_attention(case, inputs, keep, p, case.head_dim**-0.5)
+    assert_relative_close(ours, expected, 1e-10, "dropout output")
+    names = list(inputs)
+    ours_grads = torch.autograd.grad(ours, [inputs[n] for n in names], grad_out, materialize_grads=True)
+    expected_grads = torch.autograd.grad(expected, [inputs[n] for n in names], grad_out, materialize_grads=True)
+    for name, actual, wanted in zip(names, ours_grads, expected_grads):
+        assert_relative_close(actual, wanted, 1e-10, f"dropout d{name}")
+
+
+# ------------------------------------------------------------------------------------------------- the module
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+def test_fused_window_attention_module_matches_reference(train):
+    torch.manual_seed(0)
+    ours = FusedWindowAttention(32, 2, window_size=7, shift_size=3, backend=BACKEND).double().to(DEVICE).train(train)
+    theirs = FusedWindowAttention(32, 2, window_size=7, shift_size=3, backend="reference").double().to(DEVICE)
+    theirs.load_state_dict(ours.state_dict())
+    theirs.train(train)
+    x = torch.randn(2, 10, 13, 32, dtype=torch.float64, device=DEVICE)
+    outputs, grads = [], []
+    for module in (ours, theirs):
+        xi = x.clone().requires_grad_()
+        out = module(xi)
+        params = [xi] + list(module.parameters())
+        outputs.append(out)
+        grads.append(torch.autograd.grad(out, params, torch.ones_like(out)))
+    assert_relative_close(outputs[0], outputs[1], 1e-10, "module output")
+    names = ["x"] + [name for name, _ in ours.named_parameters()]
+    for name, actual, expected in zip(names, *grads):
+        assert_relative_close(actual, expected, 1e-10, f"module d{name}")
+
+
+# ----------------------------------------------------------------------------------------- partition / reverse
+@pytest.mark.parametrize("case", PARTITION_CASES, ids=lambda c: "B{}_{}x{}_C{}_M{}_s{}".format(*c))
+def test_partition_and_reverse_exact(case):
+    check_partition(BACKEND, *case, device=DEVICE)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64], ids=str)
+def test_partition_and_reverse_exact_other_dtypes(dtype):
+    check_partition(BACKEND, 2, 9, 13, 6, 4, 2, dtype=dtype, device=DEVICE)
+
+
+# ------------------------------------------------------------------------------------------------------ reasons
+def test_unsupported_calls_say_why():
+    device = torch.device(DEVICE)
+
+    def reason(**fields):
+        request = dict(op="attention", device=device, dtype=torch.float32, window=7, head_dim=32)
+        return backends.explain(Request(**{**request, **fields}))[BACKEND]
+
+    assert reason() is None
+    assert "head_dim up to 128" in reason(head_dim=256)
+    assert "windows up to 16" in reason(window=17)
+    assert "float16, bfloat16, float32 and float64" in reason(dtype=torch.int32)
+    assert reason(op="partition", window=40, dtype=torch.int64) is None  # data movement: any window and dtype
+    other = torch.device("cuda" if DEVICE == "cpu" else "cpu")
+    assert reason(device=other).startswith("triton: ")
+
+
+def test_token_indices_must_fit_int32():
+    from swin_kernels.ops.triton.configs import check_int32_indices
+
+    check_int32_indices(64, 4096, 8192 - 1)
+    with pytest.raises(ValueError, match="32-bit"):
+        check_int32_indices(64, 4096, 8192)
