@@ -42,6 +42,8 @@ def unsupported_reason(request) -> str | None:
 
 
 def window_attention(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p):
+    if dropout_p > 0.0:
+        raise ValueError(f"the cuda backend has no attention dropout (dropout_p={dropout_p})")
     out, _ = torch.ops.swin_kernels.window_attention_fwd(qkv, pad_qkv, bias, num_heads, window, shift, scale)
     return out
 
