@@ -127,7 +127,8 @@ def test_gradients_are_bit_identical_across_thread_counts():
     try:
         for count in (1, 2, 3):
             torch.set_num_threads(count)
-            results.append(run_attention(BACKEND, MANY_WINDOWS, attention_inputs(MANY_WINDOWS, torch.float32), grad_out))
+            inputs = attention_inputs(MANY_WINDOWS, torch.float32)
+            results.append(run_attention(BACKEND, MANY_WINDOWS, inputs, grad_out))
     finally:
         torch.set_num_threads(threads)
     (out, grads), others = results[0], results[1:]

@@ -5,8 +5,8 @@
 //   dV = P^T dO,  dP = dO V^T,  D_i = sum_j P_ij dP_ij (= dO_i . O_i),  dS = P (dP - D),
 //   dQ = dS K * scale,  dK = dS^T (Q * scale)
 // (tensor cores for fp16/bf16), writing dq/dk/dv to (B, H, W, 3C) at the tokens' pixels. Padded tokens' rows and
-// dS are summed in shared memory (each entry by one thread) over the chunk's windows in a fixed order and written as the chunk's
-// partial sums; reduce_partials adds the chunks up in order. No atomics: results are bit-identical run to run.
+// dS are summed in shared memory (each entry by one thread) over the chunk's windows in a fixed order and written
+// as the chunk's partial sums; reduce_partials adds the chunks up in order. No atomics: bit-identical run to run.
 #include "attention_smem.h"
 #include "block_ops.cuh"
 #include "launch_api.h"
@@ -22,7 +22,8 @@ __device__ void store_gradient(const float* product, int n, int d, int h, float 
                                const int64_t* pixel, T* grad_qkv, float* pad_acc) {
   for (int idx = threadIdx.x; idx < n * d; idx += kThreads) {
     const int t = idx / d, e = idx % d;
-    if (pixel[t] >= 0) grad_qkv[pixel[t] * c3 + part + static_cast<int64_t>(h) * d + e] = from_float<T>(product[idx] * factor);
+    if (pixel[t] >= 0)
+      grad_qkv[pixel[t] * c3 + part + static_cast<int64_t>(h) * d + e] = from_float<T>(product[idx] * factor);
   }
   for (int e = threadIdx.x; e < d; e += kThreads) {
     float sum = pad_acc[e];

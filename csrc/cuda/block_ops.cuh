@@ -130,7 +130,8 @@ __device__ __forceinline__ void load_window(const maps::WindowGrid& g, int64_t b
 
 // score + bias + shift mask of token pair (i, j) < N of head h (scores already carry the scale through q).
 template <typename T>
-__device__ __forceinline__ float biased_score(float score, const T* bias, int h, int i, int j, int n, const int* region) {
+__device__ __forceinline__ float biased_score(float score, const T* bias, int h, int i, int j, int n,
+                                              const int* region) {
   if (bias != nullptr) score += to_float(bias[(static_cast<int64_t>(h) * n + i) * n + j]);
   if (region[i] != region[j]) score += maps::kShiftMaskValue;
   return score;
