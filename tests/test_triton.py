@@ -113,7 +113,8 @@ def _one_hot_values(case: AttentionCase, dtype) -> dict:
     """Random q, k; v of the token in window slot t is the one-hot e_t, so the output row i is row i of P."""
     inputs = attention_inputs(case, dtype, DEVICE)
     g = WindowGeometry(case.height, case.width, case.window, case.shift)
-    slots = torch.eye(g.tokens, dtype=dtype, device=DEVICE).repeat(g.num_windows * case.batch, 1, 1).repeat(1, 1, case.heads)
+    one_hot = torch.eye(g.tokens, dtype=dtype, device=DEVICE)
+    slots = one_hot.repeat(g.num_windows * case.batch, 1, 1).repeat(1, 1, case.heads)  # (B·nW, N, heads·N)
     v = reference.window_reverse(slots, case.window, case.height, case.width, case.shift)
     qkv = inputs["qkv"].detach().clone()
     qkv[..., 2 * case.channels:] = v

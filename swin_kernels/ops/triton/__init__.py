@@ -19,6 +19,7 @@ ATTENTION_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _interpreting() -> bool:
+    """Whether the kernels were built for Triton's interpreter (decided when they were first imported)."""
     from .configs import INTERPRET
 
     return INTERPRET
@@ -27,8 +28,13 @@ def _interpreting() -> bool:
 def unavailable_reason() -> str | None:
     if _IMPORT_ERROR is not None:
         return _IMPORT_ERROR
-    if not _interpreting() and not torch.cuda.is_available():
+    from triton import knobs
+
+    interpret_now = bool(knobs.runtime.interpret)  # the environment as it is now
+    if not interpret_now and not torch.cuda.is_available():
         return "no CUDA device and TRITON_INTERPRET is not set"
+    if interpret_now != _interpreting():
+        return "TRITON_INTERPRET changed after the kernels were loaded (set it before triton is imported)"
     return None
 
 
@@ -37,7 +43,8 @@ def unsupported_reason(request) -> str | None:
 
     if _interpreting():
         if request.device.type != "cpu":
-            return f"triton: under TRITON_INTERPRET=1 the kernels run on CPU tensors, got a {request.device.type} tensor"
+            return (f"triton: under TRITON_INTERPRET=1 the kernels run on CPU tensors, "
+                    f"got a {request.device.type} tensor")
     elif request.device.type != "cuda":
         return f"triton: needs CUDA tensors, got a {request.device.type} tensor"
     if request.op != "attention":

@@ -1,7 +1,7 @@
 """Backward of the single-pass window attention, flash style, with deterministic d_bias / d_pad_qkv sums.
 
 Both kernels recompute P = exp2(S - lse) from q, k and the saved log-sum-exp, with D = rowsum(dO ∘ O):
-    dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ∘ (dP - D),   dK = dSᵀ Q·scale,   dQ = dS K·scale,   d_bias = Σ_windows dS
+    dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ∘ (dP - D),  dK = dSᵀ Q·scale,  dQ = dS K·scale,  d_bias = Σ_windows dS
 (dropout: P -> P∘Z/(1-p) in dV and dP -> dP∘Z/(1-p); D already holds the dropped P). The dK/dV kernel walks
 keys, the dQ/d_bias kernel queries: one fused kernel holding both needs ~255 registers and spills on sm_80.
 Each program (slot, head) walks a fixed, contiguous run of windows. dQ, dK, dV are stored into dqkv (B, H, W, 3C)

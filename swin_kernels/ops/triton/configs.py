@@ -68,7 +68,8 @@ class AttentionPlan:
 
 def attention_plan(window: int, head_dim: int, dtype: torch.dtype) -> AttentionPlan:
     precision = dot_precision(dtype)
-    return AttentionPlan(window, head_dim, precision, fma=dtype in (torch.float32, torch.float64) and precision == "ieee")
+    exact_wide = dtype in (torch.float32, torch.float64) and precision == "ieee"
+    return AttentionPlan(window, head_dim, precision, fma=exact_wide)
 
 
 def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
