@@ -235,7 +235,8 @@ def report_section(full: bool, progress=None) -> str:
                      format_bytes(r.peak["patched"]) + cached, f"{memory:.2f}", f"{r.difference:.1e}"])
     header = ["pass", "batch", "rounds", "unpatched images/s", "patched images/s", "speed-up", "unpatched peak",
               "patched peak", "memory ratio", "max difference"]
-    device = torch.cuda.get_device_name() if setting.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    device = torch.cuda.get_device_name() if setting.device.type == "cuda" else f"CPU, {threads} torch thread(s)"
     return "\n\n".join([
         f"## End-to-end: {spec.name} image classification ({spec.image}x{spec.image}), patched vs unpatched",
         f"Hugging Face `SwinForImageClassification` (random weights), unpatched against `swin_kernels.patch(model)` "
