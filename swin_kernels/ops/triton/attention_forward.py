@@ -10,6 +10,8 @@ log-sum-exp (base 2) is kept for the backward.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import triton
 import triton.language as tl
@@ -77,8 +79,12 @@ def window_attention_fwd_kernel(
         tl.store(lse_ptr + pair.to(tl.int64) * PADDED + rows, m + tl.log2(l), mask=(rows < N) & live)
 
 
-def attention_params(scale: float, dropout_p: float, acc_dtype: torch.dtype, device) -> torch.Tensor:
-    """[scale·log2 e, log2 e, 1/(1-p), scale] in the accumulator dtype (scalar kernel arguments would be fp32)."""
+@lru_cache(maxsize=64)
+def attention_params(scale: float, dropout_p: float, acc_dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """[scale·log2 e, log2 e, 1/(1-p), scale] in the accumulator dtype (scalar kernel arguments would be fp32).
+
+    Cached (read-only), so a training step does not wait on a host-to-device copy.
+    """
     log2e = 1.4426950408889634
     keep_scale = 1.0 / (1.0 - dropout_p)
     return torch.tensor([scale * log2e, log2e, keep_scale, scale], dtype=acc_dtype).to(device)

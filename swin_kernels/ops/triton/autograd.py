@@ -1,4 +1,4 @@
-"""autograd.Functions tying the Triton kernels together."""
+"""autograd.Functions tying the Triton kernels together (launched on the inputs' device and current stream)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ class WindowAttentionFunction(torch.autograd.Function):
     def forward(ctx, qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p):
         seed = draw_dropout_seed() if dropout_p > 0.0 else 0
         plan = configs.attention_plan(window, qkv.shape[-1] // (3 * num_heads), qkv.dtype)
-        out, lse, table = window_attention_forward(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p,
-                                                   seed, plan)
+        with torch.cuda.device_of(qkv):
+            out, lse, table = window_attention_forward(qkv, pad_qkv, bias, num_heads, window, shift, scale,
+                                                       dropout_p, seed, plan)
         ctx.save_for_backward(qkv, pad_qkv, bias, out, lse, table)
         ctx.args = (num_heads, window, shift, scale, dropout_p, seed, plan)
         return out
@@ -30,9 +31,10 @@ class WindowAttentionFunction(torch.autograd.Function):
     def backward(ctx, dout):
         qkv, pad_qkv, bias, out, lse, table = ctx.saved_tensors
         num_heads, window, shift, scale, dropout_p, seed, plan = ctx.args
-        dqkv, dpad, dbias = window_attention_backward(
-            dout.contiguous(), qkv, pad_qkv, bias, out, lse, table, num_heads, window, shift, scale, dropout_p, seed,
-            plan, need_dpad=ctx.needs_input_grad[1], need_dbias=ctx.needs_input_grad[2])
+        with torch.cuda.device_of(qkv):
+            dqkv, dpad, dbias = window_attention_backward(
+                dout.contiguous(), qkv, pad_qkv, bias, out, lse, table, num_heads, window, shift, scale, dropout_p,
+                seed, plan, need_dpad=ctx.needs_input_grad[1], need_dbias=ctx.needs_input_grad[2])
         return dqkv, dpad, dbias, None, None, None, None, None
 
 
@@ -40,21 +42,25 @@ class WindowPartitionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, window, shift):
         ctx.args = (window, x.shape[1], x.shape[2], shift)
-        return partition_forward(x, window, shift)
+        with torch.cuda.device_of(x):
+            return partition_forward(x, window, shift)
 
     @staticmethod
     def backward(ctx, grad):
         window, height, width, shift = ctx.args
-        return reverse_forward(grad.contiguous(), window, height, width, shift), None, None
+        with torch.cuda.device_of(grad):
+            return reverse_forward(grad.contiguous(), window, height, width, shift), None, None
 
 
 class WindowReverseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, windows, window, height, width, shift):
         ctx.args = (window, shift)
-        return reverse_forward(windows, window, height, width, shift)
+        with torch.cuda.device_of(windows):
+            return reverse_forward(windows, window, height, width, shift)
 
     @staticmethod
     def backward(ctx, grad):
         window, shift = ctx.args
-        return partition_forward(grad.contiguous(), window, shift), None, None, None, None
+        with torch.cuda.device_of(grad):
+            return partition_forward(grad.contiguous(), window, shift), None, None, None, None
