@@ -8,7 +8,7 @@ feature map. Models that keep q, k and v as three Linears need their weights as 
 * otherwise (inference, frozen weights) the concatenation is cached and reused until one of the tensors changes:
   an in-place update bumps its version counter, and ``.to()`` / ``.half()`` / ``load_state_dict(assign=True)``
   replace its storage. Copying all Swin-T q/k/v weights (6.5 M values) took 7% of a batch-1 inference forward on
-  a 2-core CPU (11 ms of 160 ms); the cache costs their size in memory (25 MiB in fp32).
+  one CPU thread (11 ms of 160 ms); the cache costs their size in memory (25 MiB in fp32).
 """
 
 from __future__ import annotations
