@@ -15,7 +15,7 @@ from triton import knobs
 
 INTERPRET = bool(knobs.runtime.interpret)  # decided by TRITON_INTERPRET when triton is imported
 
-MAX_WINDOW = 16          # N = M² <= 256 tokens: at most 4 x 4 key/query blocks, unrolled
+MAX_WINDOW = 16          # N = M² <= 256 tokens: at most 4 blocks per side (8 on the FMA path), unrolled
 MAX_HEAD_DIM = 128       # q/k/v tiles of a block stay in registers
 KEY_BLOCK = 64           # largest key/query block; windows with N <= 64 are a single block
 FMA_BLOCK = 32           # ... on the FMA path (fp32 / fp64 with exact products)
