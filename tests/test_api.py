@@ -127,3 +127,16 @@ def test_triton_reason_without_gpu_or_interpreter(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     reason = backends.unavailable_reason("triton")
     assert reason is not None and "TRITON_INTERPRET" in reason and "CUDA" in reason
+
+
+def test_backends_the_build_promises_are_available():
+    """`make test` names the backends this machine must have (so a failed build cannot turn into skipped tests)."""
+    import os
+
+    from swin_kernels import backends
+
+    expected = os.environ.get("SWIN_KERNELS_EXPECT_BACKENDS")
+    if not expected:
+        pytest.skip("SWIN_KERNELS_EXPECT_BACKENDS is not set (make test sets it)")
+    for name in expected.split(","):
+        assert backends.unavailable_reason(name) is None, f"{name}: {backends.unavailable_reason(name)}"
