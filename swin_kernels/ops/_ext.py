@@ -54,6 +54,22 @@ def _windows(height, width, window: int):
     return ((height + window - 1) // window) * ((width + window - 1) // window)
 
 
+# ------------------------------------------------------------------------------------ backend entry points
+def window_attention(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p):
+    if dropout_p > 0.0:
+        raise ValueError(f"the compiled kernels have no attention dropout (dropout_p={dropout_p})")
+    out, _ = torch.ops.swin_kernels.window_attention_fwd(qkv, pad_qkv, bias, num_heads, window, shift, scale)
+    return out
+
+
+def window_partition(x, window, shift):
+    return torch.ops.swin_kernels.window_partition(x, window, shift)
+
+
+def window_reverse(windows, window, height, width, shift):
+    return torch.ops.swin_kernels.window_reverse(windows, window, height, width, shift)
+
+
 # ---------------------------------------------------------------------------------------------- fakes
 def _fake_attention_fwd(qkv, pad_qkv, bias, num_heads, window, shift, scale):
     b, h, w, c3 = qkv.shape

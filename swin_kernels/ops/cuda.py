@@ -41,16 +41,7 @@ def unsupported_reason(request) -> str | None:
     return None
 
 
-def window_attention(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p):
-    if dropout_p > 0.0:
-        raise ValueError(f"the cuda backend has no attention dropout (dropout_p={dropout_p})")
-    out, _ = torch.ops.swin_kernels.window_attention_fwd(qkv, pad_qkv, bias, num_heads, window, shift, scale)
-    return out
-
-
-def window_partition(x, window, shift):
-    return torch.ops.swin_kernels.window_partition(x, window, shift)
-
-
-def window_reverse(windows, window, height, width, shift):
-    return torch.ops.swin_kernels.window_reverse(windows, window, height, width, shift)
+# The ops dispatch on the tensors' device, so both compiled backends share one entry point per op.
+window_attention = _ext.window_attention
+window_partition = _ext.window_partition
+window_reverse = _ext.window_reverse
