@@ -9,6 +9,9 @@ from . import _ext
 _ATTENTION_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_WINDOW = 8  # N = M*M <= 64 tokens: one window's scores stay in shared memory (csrc/cuda/launch_api.h)
 MAX_HEAD_DIM = 64  # and a multiple of 16, the tensor-core tile
+# The fp32 backward keeps q, k, v, dO and two fp32 score tiles in shared memory: up to 133120 bytes at head_dim 64
+# (`make cuda-check` prints the table), more than GPUs with ~100 KB per block (sm_86, sm_89) allow.
+FP32_WIDE_HEAD_SMEM = 133120
 
 
 def unavailable_reason() -> str | None:
@@ -36,6 +39,11 @@ def unsupported_reason(request) -> str | None:
         return f"the cuda attention kernels need head_dim a multiple of 16 up to {MAX_HEAD_DIM}, got {request.head_dim}"
     if request.dtype == torch.bfloat16 and torch.cuda.get_device_capability(request.device) < (8, 0):
         return "the cuda bf16 attention kernels need compute capability 8.0 or newer"
+    if request.dtype == torch.float32 and (request.head_dim or 0) > 32:
+        allowed = torch.cuda.get_device_properties(request.device).shared_memory_per_block_optin
+        if allowed < FP32_WIDE_HEAD_SMEM:
+            return (f"the cuda fp32 attention backward with head_dim > 32 needs {FP32_WIDE_HEAD_SMEM} bytes of shared "
+                    f"memory per block; this GPU allows {allowed}")
     if request.dropout:
         return "attention dropout is not implemented in the cuda backend (use dropout_p=0 / eval mode, or 'triton')"
     return None
