@@ -54,7 +54,8 @@ class FusedWindowAttention(nn.Module):
         out = functional.shifted_window_attention(
             qkv, self.num_heads, g.window, g.shift,
             pad_qkv=None if self.qkv.bias is None else self.qkv.bias.to(qkv.dtype),
-            bias=relative_position_bias(self.relative_position_bias_table, g.window).to(qkv.dtype),
+            bias=relative_position_bias(self.relative_position_bias_table, g.window,
+                                        self.relative_position_index).to(qkv.dtype),
             scale=self.scale,
             dropout_p=self.attn_drop if self.training else 0.0,
             backend=self.backend,

@@ -19,7 +19,6 @@ from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 
 from . import functional
-from .reference import relative_position_bias
 
 BYPASSED_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
@@ -88,11 +87,6 @@ def window_attention_branch(x, qkv_weight, qkv_bias, bias, num_heads: int, windo
     )
 
 
-def table_bias(table: torch.Tensor, window: int) -> torch.Tensor:
-    """Dense (heads, N, N) bias of a window from a ((2T-1)², heads) table; a smaller window reads its centre."""
-    return relative_position_bias(table, window)
-
-
 def call_options(module: nn.Module, args: tuple, kwargs: dict) -> dict:
     """Name the extra positional arguments of a block call the way the original forward names them."""
     options = dict(zip(module._swin_kernels_arg_names, args))
@@ -119,9 +113,3 @@ def hooks_reason(**modules) -> str | None:
         if any(getattr(module, attr, None) for attr in BYPASSED_HOOKS):
             return f"{name} has hooks, which the fused path would bypass"
     return None
-
-
-def square_window(window) -> int | None:
-    if isinstance(window, (tuple, list)):
-        return int(window[0]) if len(set(window)) == 1 else None
-    return int(window)

@@ -18,9 +18,10 @@ from __future__ import annotations
 from functools import partial
 
 from .patch_common import (
-    ConcatenatedParameters, call_options, hooks_reason, original_forward, plain_linear_reason, square_window,
-    table_bias, window_attention_branch,
+    ConcatenatedParameters, call_options, hooks_reason, original_forward, plain_linear_reason, window_attention_branch,
 )
+from .reference import relative_position_bias
+from .weights import square_window
 
 CLASS_NAMES = ("SwinLayer", "DonutSwinLayer", "MaskFormerSwinLayer")
 
@@ -43,11 +44,12 @@ def _is_v5_layout(attention) -> bool:
 def _attention_v5(layer, x, window: int, shift: int):
     """The attention branch of a 5.x SwinLayer on the normed map x (B, H, W, C), o_proj included."""
     a = layer.attention
+    rpb = a.relative_position_bias
     weight = layer._swin_kernels_qkv_weight((a.q_proj.weight, a.k_proj.weight, a.v_proj.weight))
     bias = None if a.q_proj.bias is None else layer._swin_kernels_qkv_bias((a.q_proj.bias, a.k_proj.bias,
                                                                               a.v_proj.bias))
     out = window_attention_branch(
-        x, weight, bias, table_bias(a.relative_position_bias.relative_position_bias_table, window),
+        x, weight, bias, relative_position_bias(rpb.relative_position_bias_table, window, rpb.relative_position_index),
         a.num_attention_heads, window, shift, a.scaling, a.attention_dropout if layer.training else 0.0,
         layer._swin_kernels_backend,
     )
@@ -60,8 +62,9 @@ def _attention_v4(layer, x, window: int, shift: int):
     weight = layer._swin_kernels_qkv_weight((s.query.weight, s.key.weight, s.value.weight))
     bias = None if s.query.bias is None else layer._swin_kernels_qkv_bias((s.query.bias, s.key.bias, s.value.bias))
     out = window_attention_branch(
-        x, weight, bias, table_bias(s.relative_position_bias_table, window), s.num_attention_heads, window, shift,
-        s.attention_head_size**-0.5, s.dropout.p if layer.training else 0.0, layer._swin_kernels_backend,
+        x, weight, bias, relative_position_bias(s.relative_position_bias_table, window, s.relative_position_index),
+        s.num_attention_heads, window, shift, s.attention_head_size**-0.5, s.dropout.p if layer.training else 0.0,
+        layer._swin_kernels_backend,
     )
     return o.dropout(o.dense(out))
 

@@ -39,10 +39,16 @@ def table_window_size(table: torch.Tensor) -> int:
     return (side + 1) // 2
 
 
-def relative_position_bias(table: torch.Tensor, window: int) -> torch.Tensor:
-    """Gather the dense (heads, N, N) bias of a window from a ((2T-1)², heads) table (T >= window)."""
-    index = relative_position_index(window, table_window_size(table), device=table.device)
-    return table[index.reshape(-1)].reshape(window * window, window * window, -1).permute(2, 0, 1).contiguous()
+def relative_position_bias(table: torch.Tensor, window: int, index: torch.Tensor | None = None) -> torch.Tensor:
+    """Gather the dense (heads, N, N) bias of a window from a ((2T-1)², heads) table (T >= window).
+
+    ``index``: the table's own relative_position_index(T) where the caller keeps one (a module buffer), so a
+    call at the full window builds nothing; it is rebuilt when absent or when the window is clamped below T.
+    """
+    n = window * window
+    if index is None or index.numel() != n * n:
+        index = relative_position_index(window, table_window_size(table), device=table.device)
+    return table[index.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1).contiguous()
 
 
 def shift_region_ids(geometry: WindowGeometry, device=None) -> torch.Tensor:

@@ -60,7 +60,7 @@ class WindowAttention(nn.Module):
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None, window: int | None = None):
         window = self.window_size if window is None else window
         q, k, v = ref.split_heads(self.qkv(windows), self.num_heads)
-        bias = ref.relative_position_bias(self.relative_position_bias_table, window)
+        bias = ref.relative_position_bias(self.relative_position_bias_table, window, self.relative_position_index)
         dropout_p = self.attn_drop if self.training else 0.0
         out = ref.attention_core(q, k, v, bias, self.scale, dropout_p, mask)
         return self.proj_drop(self.proj(ref.merge_heads(out)))

@@ -28,12 +28,18 @@ class AttentionWeights:
     proj_drop: float = 0.0
 
 
-def _square_window(window) -> int:
+def square_window(window) -> int | None:
+    """The side of a window given as an int or a (h, w) pair; None when the pair is not square."""
     if isinstance(window, (tuple, list)):
-        if len(set(window)) != 1:
-            raise ValueError(f"only square windows are supported, got {tuple(window)}")
-        window = window[0]
+        return int(window[0]) if len(set(window)) == 1 else None
     return int(window)
+
+
+def _square_window(window) -> int:
+    side = square_window(window)
+    if side is None:
+        raise ValueError(f"only square windows are supported, got {tuple(window)}")
+    return side
 
 
 def _dropout_p(dropout) -> float:
