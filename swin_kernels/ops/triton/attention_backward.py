@@ -19,10 +19,10 @@ import triton.language as tl
 
 from ..outputs import new_output
 from . import configs
-from .attention_forward import attention_params, geometry_args
-from .index_map import window_class, window_token_map
+from .attention_forward import attention_params
+from .index_map import kernel_geometry, window_class, window_token_map
 from .slot_sums import sum_slots
-from .tiles import dropout_keep, load_token_cols, load_token_rows, matmul, score_block
+from .tiles import dropout_keep, load_row_stats, load_token_cols, load_token_rows, matmul, score_block
 
 
 @triton.jit
@@ -90,11 +90,8 @@ def window_attention_dkdv_kernel(
                     queries, window, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image,
                     WINDOW)
                 qt = load_token_cols(qkv_ptr, pad_ptr, q_row, q_real, q_pad, 3 * channels, q_col0, d, d_ok, HAS_PAD)
-                out_offsets = q_row[:, None] * channels + q_col0 + d[None, :]
-                out_mask = q_real[:, None] & d_ok[None, :]
-                do = tl.load(dout_ptr + out_offsets, mask=out_mask, other=0.0)
-                delta = tl.sum(do.to(acc_ty) * tl.load(out_ptr + out_offsets, mask=out_mask, other=0.0).to(acc_ty), 1)
-                lse = tl.load(lse_ptr + pair.to(tl.int64) * PADDED + queries, mask=queries < N, other=0.0)
+                do, delta, lse = load_row_stats(dout_ptr, out_ptr, lse_ptr, q_row, q_real, queries, pair, channels,
+                                                q_col0, d, d_ok, N, PADDED)
                 st = score_block(k, qt, keys, queries, table, qk_scale, PADDED, True, INPUT_PRECISION, DOT_UPCAST)
                 pt = tl.exp2(st - lse[None, :])
                 dpt = matmul(v, tl.trans(do), INPUT_PRECISION, DOT_UPCAST)
@@ -164,11 +161,8 @@ def window_attention_dq_kernel(
             q_row, q_real, q_pad = window_token_map(
                 queries, window, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image, WINDOW)
             q = load_token_rows(qkv_ptr, pad_ptr, q_row, q_real, q_pad, 3 * channels, q_col0, d, d_ok, HAS_PAD)
-            out_offsets = q_row[:, None] * channels + q_col0 + d[None, :]
-            out_mask = q_real[:, None] & d_ok[None, :]
-            do = tl.load(dout_ptr + out_offsets, mask=out_mask, other=0.0)
-            delta = tl.sum(do.to(acc_ty) * tl.load(out_ptr + out_offsets, mask=out_mask, other=0.0).to(acc_ty), 1)
-            lse = tl.load(lse_ptr + pair.to(tl.int64) * PADDED + queries, mask=queries < N, other=0.0)
+            do, delta, lse = load_row_stats(dout_ptr, out_ptr, lse_ptr, q_row, q_real, queries, pair, channels, q_col0,
+                                            d, d_ok, N, PADDED)
             dq = tl.zeros([BLOCK, BLOCK_D], acc_ty)
             for step in range(sub_steps):
                 keys = step * SUB + tl.arange(0, SUB)
@@ -194,7 +188,7 @@ def window_attention_dq_kernel(
                         previous = tl.load(ptrs, mask=(window > first_window) & (queries[:, None] >= 0), other=0.0)
                         tl.store(ptrs, previous + ds)
             tl.store(dqkv_ptr + q_row[:, None] * (3 * channels) + q_col0 + d[None, :],
-                     (dq * scale).to(dqkv_ptr.dtype.element_ty), mask=out_mask)
+                     (dq * scale).to(dqkv_ptr.dtype.element_ty), mask=q_real[:, None] & d_ok[None, :])
         if NEED_DBIAS and not DBIAS_IN_REGISTERS:
             tl.debug_barrier()  # the next window's read-modify-write of the slot sees this one's stores
     if NEED_DBIAS and DBIAS_IN_REGISTERS:
@@ -211,10 +205,10 @@ def window_attention_dq_kernel(
 def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, num_heads, window, shift, scale, dropout_p,
                               seed, plan, need_dpad: bool, need_dbias: bool):
     """(dqkv, d_pad_qkv or None, d_bias or None); ``plan`` is the forward's."""
-    batch, _, _, c3 = qkv.shape
+    batch, height, width, c3 = qkv.shape
     channels = c3 // 3
     head_dim = channels // num_heads
-    geo = geometry_args(qkv, window, shift)
+    geo = kernel_geometry(height, width, window, shift)
     total_windows = batch * geo[-1]
     acc_dtype = configs.accumulator_dtype(qkv.dtype)
     slots, per_slot = configs.backward_slots(total_windows, num_heads, plan, acc_dtype)

@@ -18,7 +18,7 @@ import triton.language as tl
 
 from ..outputs import new_output
 from . import configs
-from .index_map import window_class, window_token_map
+from .index_map import kernel_geometry, window_class, window_token_map
 from .score_table import score_table
 from .tiles import dropout_keep, load_token_cols, load_token_rows, matmul, score_block
 
@@ -90,18 +90,11 @@ def attention_params(scale: float, dropout_p: float, acc_dtype: torch.dtype, dev
     return torch.tensor([scale * log2e, log2e, keep_scale, scale], dtype=acc_dtype).to(device)
 
 
-def geometry_args(qkv: torch.Tensor, window: int, shift: int) -> tuple[int, ...]:
-    """(height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image) of the kernels."""
-    _, h, w, _ = qkv.shape
-    padded_h, padded_w = triton.cdiv(h, window) * window, triton.cdiv(w, window) * window
-    return h, w, padded_h, padded_w, shift, padded_w // window, (padded_h // window) * (padded_w // window)
-
-
 def window_attention_forward(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p, seed, plan):
     """(out (B, H, W, C), lse, table): lse (B·nW·heads, Np) base-2 log-sum-exp, table the score table."""
-    batch, _, _, c3 = qkv.shape
+    batch, height, width, c3 = qkv.shape
     head_dim = c3 // (3 * num_heads)
-    geo = geometry_args(qkv, window, shift)
+    geo = kernel_geometry(height, width, window, shift)
     total_pairs = batch * geo[-1] * num_heads
     configs.check_int32_indices(batch * num_heads, geo[2], geo[3])
     acc_dtype = configs.accumulator_dtype(qkv.dtype)

@@ -13,6 +13,12 @@ import triton
 import triton.language as tl
 
 
+def kernel_geometry(height: int, width: int, window: int, shift: int) -> tuple[int, ...]:
+    """(height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image): the maps' size arguments."""
+    padded_h, padded_w = triton.cdiv(height, window) * window, triton.cdiv(width, window) * window
+    return height, width, padded_h, padded_w, shift, padded_w // window, (padded_h // window) * (padded_w // window)
+
+
 @triton.jit
 def window_token_map(t, w, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image,
                      WINDOW: tl.constexpr):

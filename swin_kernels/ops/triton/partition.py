@@ -13,7 +13,7 @@ import triton.language as tl
 
 from ..outputs import new_output
 from . import configs
-from .index_map import map_token_to_slot, window_token_map
+from .index_map import kernel_geometry, map_token_to_slot, window_token_map
 
 
 @triton.jit
@@ -44,11 +44,6 @@ def window_reverse_kernel(windows_ptr, out_ptr, total_rows, channels, height, wi
     tl.store(out_ptr + rows.to(tl.int64)[:, None] * channels + c[None, :], x, mask=mask)
 
 
-def _geometry(height: int, width: int, window: int, shift: int) -> tuple[int, ...]:
-    padded_h, padded_w = triton.cdiv(height, window) * window, triton.cdiv(width, window) * window
-    return height, width, padded_h, padded_w, shift, padded_w // window, (padded_h // window) * (padded_w // window)
-
-
 def _launch(kernel, src: torch.Tensor, out: torch.Tensor, rows: int, channels: int, geo, window: int) -> None:
     batch = out.shape[0] if out.dim() == 4 else src.shape[0]
     configs.check_int32_indices(batch, geo[2], geo[3])
@@ -62,7 +57,7 @@ def _launch(kernel, src: torch.Tensor, out: torch.Tensor, rows: int, channels: i
 def partition_forward(x: torch.Tensor, window: int, shift: int) -> torch.Tensor:
     """(B, H, W, C) -> (B·nW, M², C)."""
     batch, height, width, channels = x.shape
-    geo = _geometry(height, width, window, shift)
+    geo = kernel_geometry(height, width, window, shift)
     out = new_output((batch * geo[-1], window * window, channels), x)
     _launch(window_partition_kernel, x, out, out.shape[0] * out.shape[1], channels, geo, window)
     return out
@@ -71,7 +66,7 @@ def partition_forward(x: torch.Tensor, window: int, shift: int) -> torch.Tensor:
 def reverse_forward(windows: torch.Tensor, window: int, height: int, width: int, shift: int) -> torch.Tensor:
     """(B·nW, M², C) -> (B, H, W, C)."""
     channels = windows.shape[-1]
-    geo = _geometry(height, width, window, shift)
+    geo = kernel_geometry(height, width, window, shift)
     batch = windows.shape[0] // geo[-1]
     out = new_output((batch, height, width, channels), windows)
     _launch(window_reverse_kernel, windows, out, batch * height * width, channels, geo, window)

@@ -1,4 +1,5 @@
-"""Tile helpers shared by the attention kernels: token rows, matmuls, score blocks, dropout masks."""
+"""Tile helpers shared by the attention kernels: token rows, matmuls, score blocks, row statistics of the
+backward, dropout masks."""
 
 from __future__ import annotations
 
@@ -51,6 +52,23 @@ def score_block(a, b, rows, cols, table, qk_scale, PADDED: tl.constexpr, TRANSPO
     else:
         offsets = rows[:, None] * PADDED + cols[None, :]
     return s + tl.load(table + offsets)
+
+
+@triton.jit
+def load_row_stats(dout_ptr, out_ptr, lse_ptr, rows, real, queries, pair, channels, col0, d, d_ok,
+                   N: tl.constexpr, PADDED: tl.constexpr):
+    """(dO, D, lse) of a block of query tokens, what both backward kernels need per query row.
+
+    dO: the (queries, BLOCK_D) tile at the tokens' places in (B, H, W, C), 0 for padding (cropped, no gradient);
+    D = rowsum(dO ∘ O) and the saved base-2 log-sum-exp of window-head ``pair``, in the lse's (accumulator) type.
+    """
+    offsets = rows[:, None] * channels + col0 + d[None, :]
+    mask = real[:, None] & d_ok[None, :]
+    acc_ty = lse_ptr.dtype.element_ty
+    do = tl.load(dout_ptr + offsets, mask=mask, other=0.0)
+    delta = tl.sum(do.to(acc_ty) * tl.load(out_ptr + offsets, mask=mask, other=0.0).to(acc_ty), 1)
+    lse = tl.load(lse_ptr + pair.to(tl.int64) * PADDED + queries, mask=queries < N, other=0.0)
+    return do, delta, lse
 
 
 @triton.jit
