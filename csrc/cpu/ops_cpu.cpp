@@ -1,5 +1,6 @@
 // CPU implementations of the swin_kernels ops: argument checks, output allocation, threading
 // (at::parallel_for) and the choice of the instruction-set build of the attention kernels.
+#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -106,15 +107,11 @@ std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, c
   at::Tensor out = new_output({s.batch, s.height, s.width, s.channels}, qkv.options());
   at::Tensor lse = new_output({windows, s.heads, s.grid.tokens}, qkv.options());
   const KernelTable& k = kernels();
-  if (qkv.scalar_type() == at::kDouble) {
-    const ForwardArgs<double> args{qkv.data_ptr<double>(), data_or_null<double>(pad_qkv), data_or_null<double>(bias),
-                                   out.data_ptr<double>(), lse.data_ptr<double>()};
+  AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "window_attention_fwd", [&] {
+    const ForwardArgs<scalar_t> args{qkv.data_ptr<scalar_t>(), data_or_null<scalar_t>(pad_qkv),
+                                     data_or_null<scalar_t>(bias), out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>()};
     attention_forward(p, k, args, windows);
-  } else {
-    const ForwardArgs<float> args{qkv.data_ptr<float>(), data_or_null<float>(pad_qkv), data_or_null<float>(bias),
-                                  out.data_ptr<float>(), lse.data_ptr<float>()};
-    attention_forward(p, k, args, windows);
-  }
+  });
   return {out, lse};
 }
 
@@ -166,17 +163,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
   at::Tensor pad_partials = at::empty({chunks, 3 * s.channels}, qkv.options());
   at::Tensor bias_partials = at::empty({chunks, s.heads, n, n}, qkv.options());
   const KernelTable& k = kernels();
-  if (qkv.scalar_type() == at::kDouble) {
-    BackwardArgs<double> args{grad_out.data_ptr<double>(), qkv.data_ptr<double>(), data_or_null<double>(pad_qkv),
-                              data_or_null<double>(bias), lse.data_ptr<double>(),
-                              grad_qkv.data_ptr<double>(), nullptr, nullptr, per_chunk};
+  AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "window_attention_bwd", [&] {
+    const BackwardArgs<scalar_t> args{grad_out.data_ptr<scalar_t>(), qkv.data_ptr<scalar_t>(),
+                                      data_or_null<scalar_t>(pad_qkv), data_or_null<scalar_t>(bias),
+                                      lse.data_ptr<scalar_t>(), grad_qkv.data_ptr<scalar_t>(), nullptr, nullptr,
+                                      per_chunk};
     attention_backward(p, k, args, chunks, pad_partials, bias_partials, grad_pad, grad_bias);
-  } else {
-    BackwardArgs<float> args{grad_out.data_ptr<float>(), qkv.data_ptr<float>(), data_or_null<float>(pad_qkv),
-                             data_or_null<float>(bias), lse.data_ptr<float>(),
-                             grad_qkv.data_ptr<float>(), nullptr, nullptr, per_chunk};
-    attention_backward(p, k, args, chunks, pad_partials, bias_partials, grad_pad, grad_bias);
-  }
+  });
   return {grad_qkv, grad_pad, grad_bias};
 }
 
