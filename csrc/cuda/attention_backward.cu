@@ -72,15 +72,10 @@ __global__ void __launch_bounds__(kThreads, 2) attention_backward_kernel(const A
   for (int64_t bw = first; bw < last; ++bw) {
     load_window(args.grid, bw, pixel, region);
     __syncthreads();
+    load_qkv_tiles(qkv, pad, pixel, h, d, c, args.scale, q, k, v);
     for (int idx = threadIdx.x; idx < kTile * d; idx += kThreads) {
-      const int t = idx / d, e = idx % d;
-      const int64_t p = pixel[t];
-      const T* row = p >= 0 ? qkv + p * c3 : (p == -1 ? pad : nullptr);  // null: zeros
-      const int64_t at = static_cast<int64_t>(h) * d + e;
-      q[idx] = from_float<T>(row ? to_float(row[at]) * args.scale : 0.0f);
-      k[idx] = row ? row[c + at] : from_float<T>(0.0f);
-      v[idx] = row ? row[2 * c + at] : from_float<T>(0.0f);
-      dout[idx] = p >= 0 ? grad_out[p * c + at] : from_float<T>(0.0f);  // padding is cropped: no gradient
+      const int64_t p = pixel[idx / d];  // padding is cropped: no gradient
+      dout[idx] = p >= 0 ? grad_out[p * c + static_cast<int64_t>(h) * d + idx % d] : from_float<T>(0.0f);
     }
     for (int t = threadIdx.x; t < kTile; t += kThreads) row_lse[t] = t < n ? args.lse[(bw * heads + h) * n + t] : 0.0f;
     __syncthreads();
@@ -180,15 +175,7 @@ cudaError_t launch(const AttentionBackwardArgs& args, cudaStream_t stream) {
 
 cudaError_t launch_attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream) {
   if (args.chunks * args.heads == 0) return cudaSuccess;
-  switch (args.dtype) {
-    case DType::kFloat32:
-      return launch<float>(args, stream);
-    case DType::kFloat16:
-      return launch<__half>(args, stream);
-    case DType::kBFloat16:
-      return launch<__nv_bfloat16>(args, stream);
-  }
-  return cudaErrorInvalidValue;
+  return dispatch_dtype(args.dtype, [&](auto element) { return launch<decltype(element)>(args, stream); });
 }
 
 }  // namespace cuda

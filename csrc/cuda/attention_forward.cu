@@ -29,22 +29,13 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const Atten
 
   const int64_t bw = blockIdx.x / heads;
   const int h = blockIdx.x % heads;
-  const int64_t c = static_cast<int64_t>(heads) * d, c3 = 3 * c;
+  const int64_t c = static_cast<int64_t>(heads) * d;
   const T* qkv = static_cast<const T*>(args.qkv);
   const T* pad = static_cast<const T*>(args.pad_qkv);
   const T* bias = static_cast<const T*>(args.bias);
   load_window(args.grid, bw, pixel, region);
   __syncthreads();
-
-  for (int idx = threadIdx.x; idx < kTile * d; idx += kThreads) {
-    const int t = idx / d, e = idx % d;
-    const int64_t p = pixel[t];
-    const T* row = p >= 0 ? qkv + p * c3 : (p == -1 ? pad : nullptr);  // null: zeros
-    const int64_t at = static_cast<int64_t>(h) * d + e;
-    q[idx] = from_float<T>(row ? to_float(row[at]) * args.scale : 0.0f);
-    k[idx] = row ? row[c + at] : from_float<T>(0.0f);
-    v[idx] = row ? row[2 * c + at] : from_float<T>(0.0f);
-  }
+  load_qkv_tiles(qkv, pad, pixel, h, d, c, args.scale, q, k, v);
   __syncthreads();
 
   block_gemm<RowMajor, ColMajor>(kTile, kTile, d, q, d, k, d, scores, kTile);  // S = q k^T
@@ -96,15 +87,7 @@ cudaError_t launch(const AttentionForwardArgs& args, cudaStream_t stream) {
 
 cudaError_t launch_attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
   if (args.batch * args.grid.windows_per_image * args.heads == 0) return cudaSuccess;
-  switch (args.dtype) {
-    case DType::kFloat32:
-      return launch<float>(args, stream);
-    case DType::kFloat16:
-      return launch<__half>(args, stream);
-    case DType::kBFloat16:
-      return launch<__nv_bfloat16>(args, stream);
-  }
-  return cudaErrorInvalidValue;
+  return dispatch_dtype(args.dtype, [&](auto element) { return launch<decltype(element)>(args, stream); });
 }
 
 }  // namespace cuda

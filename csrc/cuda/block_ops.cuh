@@ -9,6 +9,7 @@
 
 #include "../index_maps.h"
 #include "attention_smem.h"
+#include "launch_api.h"
 
 namespace swin_kernels {
 namespace cuda {
@@ -128,6 +129,23 @@ __device__ __forceinline__ void load_window(const maps::WindowGrid& g, int64_t b
   }
 }
 
+// q (times scale), k and v tiles (kTile x d, row-major) of head h of a window, gathered through pixel (see
+// load_window): real tokens read their row of the (B, H, W, 3C) map, padding tokens pad_qkv (null: zeros),
+// slots past N zeros.
+template <typename T>
+__device__ __forceinline__ void load_qkv_tiles(const T* qkv, const T* pad, const int64_t* pixel, int h, int d,
+                                               int64_t c, float scale, T* q, T* k, T* v) {
+  for (int idx = threadIdx.x; idx < kTile * d; idx += kThreads) {
+    const int t = idx / d, e = idx % d;
+    const int64_t p = pixel[t];
+    const T* row = p >= 0 ? qkv + p * 3 * c : (p == -1 ? pad : nullptr);  // null: zeros
+    const int64_t at = static_cast<int64_t>(h) * d + e;
+    q[idx] = from_float<T>(row ? to_float(row[at]) * scale : 0.0f);
+    k[idx] = row ? row[c + at] : from_float<T>(0.0f);
+    v[idx] = row ? row[2 * c + at] : from_float<T>(0.0f);
+  }
+}
+
 // score + bias + shift mask of token pair (i, j) < N of head h (scores already carry the scale through q).
 template <typename T>
 __device__ __forceinline__ float biased_score(float score, const T* bias, int h, int i, int j, int n,
@@ -135,6 +153,20 @@ __device__ __forceinline__ float biased_score(float score, const T* bias, int h,
   if (bias != nullptr) score += to_float(bias[(static_cast<int64_t>(h) * n + i) * n + j]);
   if (region[i] != region[j]) score += maps::kShiftMaskValue;
   return score;
+}
+
+// launch(T{}) with T the element type of dtype: one host-side switch for every kernel templated on it.
+template <typename Launch>
+cudaError_t dispatch_dtype(DType dtype, const Launch& launch) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return launch(float{});
+    case DType::kFloat16:
+      return launch(__half{});
+    case DType::kBFloat16:
+      return launch(__nv_bfloat16{});
+  }
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace cuda
