@@ -28,7 +28,7 @@ from swin_kernels.backends import Request
 from swin_kernels.reference_model import SwinTransformerBlock
 
 from .memory import peak_bytes
-from .timing import time_once
+from .timing import interleaved_times, rounds_for, time_once
 
 Progress = Callable[[str], None] | None
 
@@ -238,16 +238,12 @@ def measure_sweep(sides: list[int], channels: int, heads: int, window: int, batc
         for model in models.values():  # warm-up
             call(model)
         estimate = sum(time_once(call, (m,), device) for m in models.values())
-        rounds = max(5, min(30, int(budget_s / max(estimate, 1e-9))))
-        samples = {name: [] for name in models}
-        names = list(models)
-        for r in range(rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:
-                samples[name].append(time_once(call, (models[name],), device))
-        for name, model in models.items():
+        rounds = rounds_for(estimate, min_rounds=5, max_rounds=30, budget_s=budget_s)
+        samples = interleaved_times([(call, lambda m=model: (m,)) for model in models.values()], rounds, device)
+        for (name, model), times in zip(models.items(), samples):
             s = series[name]
             s.tokens.append(side * side)
-            s.seconds.append(statistics.median(samples[name]))
+            s.seconds.append(statistics.median(times))
             s.peak_bytes.append(peak_bytes(call, (model,), device))
     return list(series.values())
 

@@ -26,7 +26,7 @@ from swin_kernels import backends
 
 from .memory import format_bytes, peak_bytes
 from .report import table
-from .timing import time_once
+from .timing import interleaved_times
 
 CONTENDERS = ("unpatched", "patched")
 PASSES = ("inference", "training step")
@@ -179,13 +179,14 @@ def measure_pass(spec: ModelSpec, pass_name: str, setting: Setting, progress=Non
     result = PassResult(pass_name, prepared.batch, rounds=rounds, difference=prepared.difference)
     for name, call in prepared.calls.items():
         result.peak[name] = peak_bytes(call, prepared.args, setting.device)
-    samples = {name: [] for name in prepared.calls}
-    for r in range(rounds):
-        for name in CONTENDERS if r % 2 == 0 else CONTENDERS[::-1]:
-            samples[name].append(time_once(prepared.calls[name], prepared.args, setting.device))
+
+    def report_round(r: int) -> None:
         if progress is not None:
-            progress(f"  {spec.name} {pass_name} B{prepared.batch}: round {r + 1}/{rounds}")
-    result.median_s = {name: statistics.median(times) for name, times in samples.items()}
+            progress(f"  {spec.name} {pass_name} B{prepared.batch}: round {r}/{rounds}")
+
+    samples = interleaved_times([(prepared.calls[name], lambda: prepared.args) for name in CONTENDERS], rounds,
+                                setting.device, on_round=report_round)
+    result.median_s = {name: statistics.median(times) for name, times in zip(CONTENDERS, samples)}
     if pass_name == "inference":
         result.cached_qkv_bytes = cached_qkv_bytes(prepared.models["patched"])
     return result

@@ -11,7 +11,7 @@ import torch
 from .contenders import BASELINE, PreparedCache, Unsupported
 from .memory import peak_bytes
 from .shapes import BenchShape
-from .timing import Timing, rounds_for, time_once
+from .timing import Timing, interleaved_times, rounds_for
 from .workload import pass_callables
 
 # Largest error accepted against the reference, relative to the reference's largest magnitude.
@@ -116,11 +116,7 @@ def run_group(cache: PreparedCache, keys: list[str], level: str, shape: BenchSha
         result.peak_bytes = peak_bytes(target, setup(), cache.device)
         estimate += time.perf_counter() - begin
     rounds = rounds_for(estimate, min_rounds=min_rounds, max_rounds=max_rounds, budget_s=budget_s)
-    samples = {id(result): [] for result, _, _ in runnable}
-    for r in range(rounds):
-        for result, target, setup in runnable[r % len(runnable):] + runnable[:r % len(runnable)]:
-            samples[id(result)].append(time_once(target, setup(), cache.device))
-    for result, _, _ in runnable:
-        times = samples[id(result)]
+    samples = interleaved_times([(target, setup) for _, target, setup in runnable], rounds, cache.device)
+    for (result, _, _), times in zip(runnable, samples):
         result.timing = Timing(statistics.median(times), min(times), len(times))
     return results

@@ -7,7 +7,7 @@ import time
 import torch
 
 from .memory import format_bytes, peak_bytes
-from .timing import rounds_for, time_once
+from .timing import interleaved_times, rounds_for, time_once
 
 CPU = torch.device("cpu")
 MIB = 2**20
@@ -52,6 +52,16 @@ def test_rounds_fit_the_budget_within_bounds():
     assert rounds_for(0.1, budget_s=1.0) == 10
     assert rounds_for(10.0, budget_s=1.0) == 5
     assert rounds_for(1e-6, budget_s=1.0) == 50
+
+
+def test_interleaved_rounds_rotate_the_order_and_time_every_target_each_round():
+    order, rounds_done = [], []
+    targets = [(order.append, lambda name=name: (name,)) for name in "abc"]
+    samples = interleaved_times(targets, 4, CPU, on_round=rounds_done.append)
+    assert order == list("abc" "bca" "cab" "abc")
+    assert rounds_done == [1, 2, 3, 4]
+    assert [len(times) for times in samples] == [4, 4, 4]
+    assert all(t >= 0.0 for times in samples for t in times)
 
 
 def test_format_bytes():

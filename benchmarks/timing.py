@@ -43,3 +43,22 @@ def time_once(target: Callable, args: tuple, device: torch.device) -> float:
 def rounds_for(estimate_s: float, *, min_rounds: int = 5, max_rounds: int = 50, budget_s: float = 1.0) -> int:
     """How many timed rounds fit in ``budget_s`` given one call's estimated time."""
     return max(min_rounds, min(max_rounds, int(budget_s / max(estimate_s, 1e-9))))
+
+
+def interleaved_times(targets: list[tuple[Callable, Callable[[], tuple]]], rounds: int, device: torch.device,
+                      on_round: Callable[[int], None] | None = None) -> list[list[float]]:
+    """Seconds of each ``target(*setup())`` over ``rounds`` rounds of one call each, in a rotating order.
+
+    Interleaving puts a burst of load from elsewhere on the machine on every target alike, rather than on
+    whichever happened to be running then. ``on_round(r)`` is called after round r (1-based), e.g. for progress.
+    """
+    samples: list[list[float]] = [[] for _ in targets]
+    order = list(range(len(targets)))
+    for r in range(rounds):
+        first = r % len(order)
+        for i in order[first:] + order[:first]:
+            target, setup = targets[i]
+            samples[i].append(time_once(target, setup(), device))
+        if on_round is not None:
+            on_round(r + 1)
+    return samples
