@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 
 import swin_kernels
-from swin_kernels import reference
 from swin_kernels.ops.outputs import poison_outputs
 
 RELATIVE_TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -151,23 +150,25 @@ def check_partition(backend: str, batch, height, width, channels, window, shift,
     """window_partition / window_reverse are pure data movement: forward and backward must be exact."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, height, width, channels, generator=gen, dtype=dtype).to(device).requires_grad_()
-    expected = reference.window_partition(x, window, shift)
-    with poison_outputs():
-        actual = swin_kernels.window_partition(x, window, shift, backend=backend)
-    assert torch.equal(actual, expected), f"{backend} window_partition differs"
-    grad = torch.randn(expected.shape, generator=gen, dtype=dtype).to(device)
-    with poison_outputs():
-        (grad_actual,) = torch.autograd.grad(actual, x, grad)
-    (grad_expected,) = torch.autograd.grad(expected, x, grad)
-    assert torch.equal(grad_actual, grad_expected), f"{backend} window_partition backward differs"
+    windows = _check_exact(backend, "window_partition", x, gen,
+                           lambda t, name: swin_kernels.window_partition(t, window, shift, backend=name))
+    windows = torch.randn(windows.shape, generator=gen, dtype=dtype).to(device).requires_grad_()
+    _check_exact(backend, "window_reverse", windows, gen,
+                 lambda t, name: swin_kernels.window_reverse(t, window, height, width, shift, backend=name))
 
-    windows = torch.randn(expected.shape, generator=gen, dtype=dtype).to(device).requires_grad_()
-    expected = reference.window_reverse(windows, window, height, width, shift)
+
+def _check_exact(backend: str, what: str, source: torch.Tensor, gen: torch.Generator, op) -> torch.Tensor:
+    """``op(source, backend)`` equals ``op(source, "reference")`` bit for bit, and so does its gradient.
+
+    The backend's outputs are poisoned first; returns the reference's output.
+    """
+    expected = op(source, "reference")
     with poison_outputs():
-        actual = swin_kernels.window_reverse(windows, window, height, width, shift, backend=backend)
-    assert torch.equal(actual, expected), f"{backend} window_reverse differs"
-    grad = torch.randn(expected.shape, generator=gen, dtype=dtype).to(device)
+        actual = op(source, backend)
+    assert torch.equal(actual, expected), f"{backend} {what} differs"
+    grad = torch.randn(expected.shape, generator=gen, dtype=source.dtype).to(source.device)
     with poison_outputs():
-        (grad_actual,) = torch.autograd.grad(actual, windows, grad)
-    (grad_expected,) = torch.autograd.grad(expected, windows, grad)
-    assert torch.equal(grad_actual, grad_expected), f"{backend} window_reverse backward differs"
+        (grad_actual,) = torch.autograd.grad(actual, source, grad)
+    (grad_expected,) = torch.autograd.grad(expected, source, grad)
+    assert torch.equal(grad_actual, grad_expected), f"{backend} {what} backward differs"
+    return expected

@@ -1,9 +1,6 @@
 """The "cuda" backend: what can be checked without a GPU (why it cannot run, the resource checker, the build
 tooling), and the shared backend checks that run when a CUDA device and a CUDA build of the extension are here."""
 
-import os
-import subprocess
-
 import pytest
 import torch
 
