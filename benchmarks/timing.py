@@ -15,10 +15,6 @@ class Timing:
     min_s: float
     repeats: int
 
-    @property
-    def median_ms(self) -> float:
-        return self.median_s * 1e3
-
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
