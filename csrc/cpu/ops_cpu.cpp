@@ -177,43 +177,46 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
 // Pure data movement, any dtype: rows of C elements copied through maps::token_pixel.
 int64_t rows_per_task(int64_t row_bytes) { return row_bytes >= 16384 ? 1 : 16384 / row_bytes; }
 
-at::Tensor window_partition(const at::Tensor& x, int64_t window, int64_t shift) {
-  TORCH_CHECK(x.device().is_cpu(), "swin_kernels: the CPU kernels need CPU tensors, got ", x.device());
-  const maps::WindowGrid g = check_partition_args(x, window, shift);
-  const int64_t batch = x.size(0), channels = x.size(3), n = g.tokens;
-  at::Tensor out = new_output({batch * g.windows_per_image, n, channels}, x.options());
-  const int64_t row_bytes = channels * static_cast<int64_t>(x.element_size()), image = g.height * g.width;
-  const char* src = static_cast<const char*>(x.data_ptr());
-  char* dst = static_cast<char*>(out.data_ptr());
-  at::parallel_for(0, out.size(0) * n, rows_per_task(row_bytes), [&](int64_t begin, int64_t end) {
+// One pass over the window_rows rows of the (B*nW, N, C) windows tensor. Partition (kReverse = false) gathers each
+// row from its pixel of the (B, H, W, C) map, or zeros for padding; reverse scatters real tokens' rows back to their
+// pixels: every pixel is held by exactly one token, so each map row is written once and padding rows are dropped.
+template <bool kReverse>
+void move_rows(const at::Tensor& src_tensor, at::Tensor& dst_tensor, const maps::WindowGrid& g, int64_t window_rows,
+               int64_t row_bytes) {
+  const int64_t n = g.tokens, image = g.height * g.width;
+  const char* src = static_cast<const char*>(src_tensor.data_ptr());
+  char* dst = static_cast<char*>(dst_tensor.data_ptr());
+  at::parallel_for(0, window_rows, rows_per_task(row_bytes), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t bw = row / n, b = bw / g.windows_per_image;
       const int64_t pixel = maps::token_pixel(g, bw % g.windows_per_image, static_cast<int32_t>(row % n));
-      if (pixel < 0)
+      const int64_t map_row = b * image + pixel;
+      if (kReverse) {
+        if (pixel >= 0) std::memcpy(dst + map_row * row_bytes, src + row * row_bytes, row_bytes);
+      } else if (pixel >= 0) {
+        std::memcpy(dst + row * row_bytes, src + map_row * row_bytes, row_bytes);
+      } else {
         std::memset(dst + row * row_bytes, 0, row_bytes);  // zero padding
-      else
-        std::memcpy(dst + row * row_bytes, src + (b * image + pixel) * row_bytes, row_bytes);
+      }
     }
   });
+}
+
+at::Tensor window_partition(const at::Tensor& x, int64_t window, int64_t shift) {
+  TORCH_CHECK(x.device().is_cpu(), "swin_kernels: the CPU kernels need CPU tensors, got ", x.device());
+  const maps::WindowGrid g = check_partition_args(x, window, shift);
+  const int64_t batch = x.size(0), channels = x.size(3);
+  at::Tensor out = new_output({batch * g.windows_per_image, g.tokens, channels}, x.options());
+  move_rows<false>(x, out, g, out.size(0) * g.tokens, channels * static_cast<int64_t>(x.element_size()));
   return out;
 }
 
 at::Tensor window_reverse(const at::Tensor& windows, int64_t window, int64_t height, int64_t width, int64_t shift) {
   TORCH_CHECK(windows.device().is_cpu(), "swin_kernels: the CPU kernels need CPU tensors, got ", windows.device());
   const maps::WindowGrid g = check_reverse_args(windows, window, height, width, shift);
-  const int64_t batch = windows.size(0) / g.windows_per_image, channels = windows.size(2), n = g.tokens;
+  const int64_t batch = windows.size(0) / g.windows_per_image, channels = windows.size(2);
   at::Tensor out = new_output({batch, height, width, channels}, windows.options());
-  const int64_t row_bytes = channels * static_cast<int64_t>(windows.element_size()), image = height * width;
-  const char* src = static_cast<const char*>(windows.data_ptr());
-  char* dst = static_cast<char*>(out.data_ptr());
-  // Every pixel is held by exactly one token, so each output row is written once; padding rows are dropped.
-  at::parallel_for(0, windows.size(0) * n, rows_per_task(row_bytes), [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t bw = row / n, b = bw / g.windows_per_image;
-      const int64_t pixel = maps::token_pixel(g, bw % g.windows_per_image, static_cast<int32_t>(row % n));
-      if (pixel >= 0) std::memcpy(dst + (b * image + pixel) * row_bytes, src + row * row_bytes, row_bytes);
-    }
-  });
+  move_rows<true>(windows, out, g, windows.size(0) * g.tokens, channels * static_cast<int64_t>(windows.element_size()));
   return out;
 }
 
