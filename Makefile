@@ -44,10 +44,10 @@ test: setup
 	$(PY) -m pytest benchmarks -q --benchmark-disable
 
 cuda-check: setup
-	$(PY) -m swin_kernels.cuda_check
+	$(PY) -m swin_kernels.dev.cuda_check
 
 compile-report: setup
-	$(PY) -m swin_kernels.compile_report
+	$(PY) -m swin_kernels.dev.compile_report
 
 bench: setup
 	$(PY) -m pytest benchmarks --benchmark-json=results/benchmarks.json

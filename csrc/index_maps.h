@@ -1,11 +1,16 @@
 // Index arithmetic of (shifted) window attention, shared by the CPU and CUDA kernels.
 //
-// A (B, H, W, C) map is padded at the bottom/right to (Hp, Wp), multiples of the window M, rolled by (-s, -s)
-// and cut into nW = (Hp/M)(Wp/M) windows of N = M*M tokens: windows row-major over the grid, tokens row-major
-// inside a window. The kernels never build the padded, rolled or partitioned copies; they only ask
+// A (B, H, W, C) map is cut into nW = (Hp/Mh)(Wp/Mw) windows of N = Mh*Mw tokens after a cyclic roll by (-sh, -sw)
+// and zero padding at the bottom/right to (Hp, Wp), multiples of the window: windows row-major over the grid,
+// tokens row-major inside a window. Pad and roll come in either order (swin_kernels/geometry.py):
+//   pad, then roll (official, HF, torchvision): the roll acts on the whole padded axis, L = P (padded length);
+//   roll, then pad (timm): the roll acts on the unpadded axis only, L = the map's length, the rest is padding.
+// Along an axis, rolled position p < L holds unrolled position (p + roll) mod L with roll = s mod L; p >= L is
+// padding. The kernels never build the padded, rolled or partitioned copies; they only ask
 //   * which pixel of the original map token t of window w is (or that it is padding),
-//   * which shift region token t lies in (tokens of different regions get the -100 mask),
-//   * the relative position index of a token pair (into a ((2T-1)^2, heads) bias table).
+//   * which shift region token t lies in (tokens of different regions get the -100 mask; the regions are laid
+//     out on the padded grid in both orders: [0, P-M), [P-M, P-s), [P-s, P), one region when s = 0),
+//   * the relative position index of a token pair (into a ((2Th-1)(2Tw-1), heads) bias table).
 // All functions are pure and 64-bit where a product of sizes can exceed 2^31.
 #pragma once
 
@@ -23,79 +28,123 @@ namespace maps {
 // Additive mask between tokens of different shift regions (the official implementation's value).
 constexpr float kShiftMaskValue = -100.0f;
 
+// One axis of the geometry.
+struct Axis {
+  int64_t length;       // the unpadded map's size
+  int64_t padded;       // rounded up to a multiple of window
+  int64_t roll_length;  // positions the roll acts on: padded (pad, then roll) or length (roll, then pad)
+  int64_t roll;         // shift mod roll_length
+  int32_t window, shift;
+};
+
 struct WindowGrid {
-  int64_t height, width;                // the unpadded map
-  int64_t padded_height, padded_width;  // multiples of window
+  Axis rows, cols;
+  int64_t height, width;                // rows.length, cols.length
+  int64_t padded_height, padded_width;  // rows.padded, cols.padded
   int64_t windows_per_row;              // windows along the width
   int64_t windows_per_image;            // nW
-  int32_t window, shift, tokens;        // M, s, N = M*M
+  int32_t tokens;                       // N = Mh * Mw
 };
 
 SWIN_HOST_DEVICE int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
 
-SWIN_HOST_DEVICE WindowGrid make_grid(int64_t height, int64_t width, int32_t window, int32_t shift) {
+SWIN_HOST_DEVICE Axis make_axis(int64_t length, int32_t window, int32_t shift, bool roll_before_pad) {
+  Axis a;
+  a.length = length;
+  a.padded = round_up(length, window);
+  a.roll_length = roll_before_pad ? length : a.padded;
+  a.roll = shift % a.roll_length;
+  a.window = window;
+  a.shift = shift;
+  return a;
+}
+
+SWIN_HOST_DEVICE WindowGrid make_grid(int64_t height, int64_t width, int32_t window_h, int32_t window_w,
+                                      int32_t shift_h, int32_t shift_w, bool roll_before_pad) {
   WindowGrid g;
+  g.rows = make_axis(height, window_h, shift_h, roll_before_pad);
+  g.cols = make_axis(width, window_w, shift_w, roll_before_pad);
   g.height = height;
   g.width = width;
-  g.padded_height = round_up(height, window);
-  g.padded_width = round_up(width, window);
-  g.windows_per_row = g.padded_width / window;
-  g.windows_per_image = (g.padded_height / window) * g.windows_per_row;
-  g.window = window;
-  g.shift = shift;
-  g.tokens = window * window;
+  g.padded_height = g.rows.padded;
+  g.padded_width = g.cols.padded;
+  g.windows_per_row = g.cols.padded / window_w;
+  g.windows_per_image = (g.rows.padded / window_h) * g.windows_per_row;
+  g.tokens = window_h * window_w;
   return g;
 }
 
-// The roll by -s moves padded position (p + s) mod L to p; this undoes it (0 <= p < L, 0 <= s < M <= L).
-SWIN_HOST_DEVICE int64_t unrolled_position(int64_t rolled, int32_t shift, int64_t length) {
-  const int64_t p = rolled + shift;
-  return p >= length ? p - length : p;
+// The square, pad-then-roll geometry of the official code.
+SWIN_HOST_DEVICE WindowGrid make_grid(int64_t height, int64_t width, int32_t window, int32_t shift) {
+  return make_grid(height, width, window, window, shift, shift, false);
+}
+
+// Unrolled position along an axis of rolled position p (0 <= p < padded), or -1 for padding.
+SWIN_HOST_DEVICE int64_t unrolled_position(const Axis& a, int64_t rolled) {
+  if (rolled >= a.roll_length) return -1;  // roll, then pad: the padding is never rolled
+  const int64_t p = rolled + a.roll;
+  const int64_t y = p >= a.roll_length ? p - a.roll_length : p;
+  return y < a.length ? y : -1;  // pad, then roll: rolled padding
+}
+
+// Rolled position of unrolled position y < length (the inverse of unrolled_position).
+SWIN_HOST_DEVICE int64_t rolled_position(const Axis& a, int64_t y) {
+  const int64_t p = y - a.roll;
+  return p < 0 ? p + a.roll_length : p;
 }
 
 // Row / column of token t of window w in the rolled, padded map.
 SWIN_HOST_DEVICE int64_t rolled_row(const WindowGrid& g, int64_t window_index, int32_t token) {
-  return (window_index / g.windows_per_row) * g.window + token / g.window;
+  return (window_index / g.windows_per_row) * g.rows.window + token / g.cols.window;
 }
 SWIN_HOST_DEVICE int64_t rolled_col(const WindowGrid& g, int64_t window_index, int32_t token) {
-  return (window_index % g.windows_per_row) * g.window + token % g.window;
+  return (window_index % g.windows_per_row) * g.cols.window + token % g.cols.window;
 }
 
 // Pixel y*W + x of the original map that token t of window w (within one image) holds, or -1 for padding.
 // Each pixel is held by exactly one token, so writes through this map never collide.
 SWIN_HOST_DEVICE int64_t token_pixel(const WindowGrid& g, int64_t window_index, int32_t token) {
-  const int64_t y = unrolled_position(rolled_row(g, window_index, token), g.shift, g.padded_height);
-  const int64_t x = unrolled_position(rolled_col(g, window_index, token), g.shift, g.padded_width);
-  return (y < g.height && x < g.width) ? y * g.width + x : -1;
+  const int64_t y = unrolled_position(g.rows, rolled_row(g, window_index, token));
+  const int64_t x = unrolled_position(g.cols, rolled_col(g, window_index, token));
+  return (y >= 0 && x >= 0) ? y * g.width + x : -1;
 }
 
-// Shift region along one axis of padded length L: [0, L-M) -> 0, [L-M, L-s) -> 1, [L-s, L) -> 2 (all 0 unshifted).
-SWIN_HOST_DEVICE int32_t axis_region(int64_t rolled, int64_t length, int32_t window, int32_t shift) {
-  if (shift == 0) return 0;
-  return (rolled >= length - window ? 1 : 0) + (rolled >= length - shift ? 1 : 0);
+// (window index within the image, token) that holds pixel y*W + x: the inverse of token_pixel.
+SWIN_HOST_DEVICE void pixel_token(const WindowGrid& g, int64_t pixel, int64_t* window_index, int32_t* token) {
+  const int64_t r = rolled_position(g.rows, pixel / g.width), c = rolled_position(g.cols, pixel % g.width);
+  *window_index = (r / g.rows.window) * g.windows_per_row + c / g.cols.window;
+  *token = static_cast<int32_t>((r % g.rows.window) * g.cols.window + c % g.cols.window);
+}
+
+// Shift region along one padded axis: [0, P-M) -> 0, [P-M, P-s) -> 1, [P-s, P) -> 2 (all 0 unshifted).
+SWIN_HOST_DEVICE int32_t axis_region(const Axis& a, int64_t rolled) {
+  if (a.shift == 0) return 0;
+  return (rolled >= a.padded - a.window ? 1 : 0) + (rolled >= a.padded - a.shift ? 1 : 0);
 }
 
 // Region id (0..8) of token t of window w; two tokens attend freely only when their ids are equal.
 SWIN_HOST_DEVICE int32_t token_region(const WindowGrid& g, int64_t window_index, int32_t token) {
-  return axis_region(rolled_row(g, window_index, token), g.padded_height, g.window, g.shift) * 3 +
-         axis_region(rolled_col(g, window_index, token), g.padded_width, g.window, g.shift);
+  return axis_region(g.rows, rolled_row(g, window_index, token)) * 3 +
+         axis_region(g.cols, rolled_col(g, window_index, token));
 }
 
-// Only windows in the last grid row or column can hold tokens of more than one region.
+// Only windows in the last grid row (rows shifted) or column (columns shifted) can hold several regions.
 SWIN_HOST_DEVICE bool window_is_masked(const WindowGrid& g, int64_t window_index) {
-  if (g.shift == 0) return false;
-  const int64_t rows = g.windows_per_image / g.windows_per_row;
-  return window_index / g.windows_per_row == rows - 1 || window_index % g.windows_per_row == g.windows_per_row - 1;
+  const int64_t grid_rows = g.windows_per_image / g.windows_per_row;
+  return (g.rows.shift > 0 && window_index / g.windows_per_row == grid_rows - 1) ||
+         (g.cols.shift > 0 && window_index % g.windows_per_row == g.windows_per_row - 1);
 }
 
-// Relative position index of tokens (i, j) of an M-window into a ((2T-1)^2, heads) table, T >= M:
-// (drow + T-1) * (2T-1) + (dcol + T-1), drow/dcol = position of i minus position of j.
-SWIN_HOST_DEVICE int32_t relative_position_index(int32_t window, int32_t table_window, int32_t i, int32_t j) {
-  const int32_t d_row = i / window - j / window + table_window - 1;
-  const int32_t d_col = i % window - j % window + table_window - 1;
-  return d_row * (2 * table_window - 1) + d_col;
+// Relative position index of tokens (i, j) of an (Mh, Mw) window into a ((2Th-1)(2Tw-1), heads) table, T >= M:
+// (drow + Th-1) * (2Tw-1) + (dcol + Tw-1), drow/dcol = position of i minus position of j.
+SWIN_HOST_DEVICE int32_t relative_position_index(int32_t window_h, int32_t window_w, int32_t table_h,
+                                                 int32_t table_w, int32_t i, int32_t j) {
+  (void)window_h;
+  const int32_t d_row = i / window_w - j / window_w + table_h - 1;
+  const int32_t d_col = i % window_w - j % window_w + table_w - 1;
+  return d_row * (2 * table_w - 1) + d_col;
 }
 
 }  // namespace maps

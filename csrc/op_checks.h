@@ -23,10 +23,20 @@ inline at::Tensor new_output(at::IntArrayRef shape, const at::TensorOptions& opt
   return at::empty(shape, options);
 }
 
-inline void check_window(int64_t window, int64_t shift) {
-  TORCH_CHECK(window >= 1, "swin_kernels: window must be >= 1, got ", window);
-  TORCH_CHECK(shift >= 0 && shift < window, "swin_kernels: shift must satisfy 0 <= shift < window, got shift ", shift,
-              " and window ", window);
+// The (window, shift) pairs of a call: window >= 1 and 0 <= shift < window on each axis. Returns the grid.
+inline maps::WindowGrid check_geometry(int64_t height, int64_t width, at::IntArrayRef window, at::IntArrayRef shift,
+                                       bool roll_before_pad) {
+  TORCH_CHECK(window.size() == 2 && shift.size() == 2, "swin_kernels: window and shift must be (rows, columns) pairs, got ",
+              window, " and ", shift);
+  for (int axis = 0; axis < 2; ++axis) {
+    TORCH_CHECK(window[axis] >= 1 && window[axis] <= 1 << 20, "swin_kernels: window must be >= 1, got ", window);
+    TORCH_CHECK(shift[axis] >= 0 && shift[axis] < window[axis],
+                "swin_kernels: shift must satisfy 0 <= shift < window on each axis, got shift ", shift, " and window ",
+                window);
+  }
+  TORCH_CHECK(height >= 1 && width >= 1, "swin_kernels: height and width must be >= 1, got ", height, "x", width);
+  return maps::make_grid(height, width, static_cast<int32_t>(window[0]), static_cast<int32_t>(window[1]),
+                         static_cast<int32_t>(shift[0]), static_cast<int32_t>(shift[1]), roll_before_pad);
 }
 
 inline void check_map(const at::Tensor& t, const char* name) {
@@ -50,10 +60,9 @@ struct AttentionSizes {
 };
 
 inline AttentionSizes check_attention_args(const at::Tensor& qkv, const std::optional<at::Tensor>& pad_qkv,
-                                           const std::optional<at::Tensor>& bias, int64_t num_heads, int64_t window,
-                                           int64_t shift) {
+                                           const std::optional<at::Tensor>& bias, int64_t num_heads,
+                                           at::IntArrayRef window, at::IntArrayRef shift, bool roll_before_pad) {
   check_map(qkv, "qkv");
-  check_window(window, shift);
   AttentionSizes s;
   s.batch = qkv.size(0);
   s.height = qkv.size(1);
@@ -64,7 +73,7 @@ inline AttentionSizes check_attention_args(const at::Tensor& qkv, const std::opt
   s.heads = num_heads;
   s.head_dim = c3 / (3 * num_heads);
   s.channels = c3 / 3;
-  s.grid = maps::make_grid(s.height, s.width, static_cast<int32_t>(window), static_cast<int32_t>(shift));
+  s.grid = check_geometry(s.height, s.width, window, shift, roll_before_pad);
   if (pad_qkv.has_value()) check_like(*pad_qkv, qkv, "pad_qkv", {c3});
   const int64_t n = s.grid.tokens;
   if (bias.has_value()) check_like(*bias, qkv, "bias", {num_heads, n, n});
@@ -84,19 +93,17 @@ inline void check_attention_backward_args(const AttentionSizes& s, const at::Ten
 }
 
 // The (B, H, W, C) map of window_partition / the (B*nW, N, C) windows of window_reverse.
-inline maps::WindowGrid check_partition_args(const at::Tensor& x, int64_t window, int64_t shift) {
+inline maps::WindowGrid check_partition_args(const at::Tensor& x, at::IntArrayRef window, at::IntArrayRef shift,
+                                             bool roll_before_pad) {
   check_map(x, "x");
-  check_window(window, shift);
-  return maps::make_grid(x.size(1), x.size(2), static_cast<int32_t>(window), static_cast<int32_t>(shift));
+  return check_geometry(x.size(1), x.size(2), window, shift, roll_before_pad);
 }
 
-inline maps::WindowGrid check_reverse_args(const at::Tensor& windows, int64_t window, int64_t height, int64_t width,
-                                           int64_t shift) {
-  check_window(window, shift);
-  TORCH_CHECK(height >= 1 && width >= 1, "swin_kernels: height and width must be >= 1, got ", height, "x", width);
+inline maps::WindowGrid check_reverse_args(const at::Tensor& windows, at::IntArrayRef window, int64_t height,
+                                           int64_t width, at::IntArrayRef shift, bool roll_before_pad) {
+  const maps::WindowGrid g = check_geometry(height, width, window, shift, roll_before_pad);
   TORCH_CHECK(windows.dim() == 3 && windows.is_contiguous(),
               "swin_kernels: windows must be a contiguous (B*nW, N, C) tensor, got shape ", windows.sizes());
-  const maps::WindowGrid g = maps::make_grid(height, width, static_cast<int32_t>(window), static_cast<int32_t>(shift));
   TORCH_CHECK(windows.size(0) > 0 && windows.size(0) % g.windows_per_image == 0 && windows.size(1) == g.tokens &&
                   windows.size(2) > 0,
               "swin_kernels: windows of shape ", windows.sizes(), " do not tile a ", height, "x", width,

@@ -3,7 +3,7 @@
 from .backends import BackendUnavailableError, available_backends
 from .functional import shifted_window_attention, window_partition, window_reverse
 from .modules import FusedWindowAttention
-from .patching import patch, unpatch
+from .patches import patch, unpatch
 
 __all__ = [
     "BackendUnavailableError",

@@ -4,36 +4,46 @@ A backend is a module under ``swin_kernels.ops`` that provides
 
     unavailable_reason() -> str | None          why it cannot run on this machine at all (None: it can)
     unsupported_reason(request) -> str | None   why it cannot run this particular call (None: it can)
-    window_attention(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p) -> (B, H, W, C)
-    window_partition(x, window, shift) -> (B·nW, M·M, C)
-    window_reverse(windows, window, height, width, shift) -> (B, H, W, C)
+    window_attention(qkv, pad_qkv, bias, num_heads, geometry, scale, dropout_p) -> (B, H, W, C)
+    window_partition(x, geometry) -> (B·nW, Mh·Mw, C)
+    window_reverse(windows, geometry) -> (B, H, W, C)
 
-all three differentiable. Implementations are imported lazily, so a missing compiler, library or GPU only
-matters when that backend is asked for, and the error then says what is missing.
+all three differentiable (``geometry`` is a ``swin_kernels.geometry.WindowGeometry``). Implementations are
+imported lazily, so a missing compiler, library or GPU only matters when that backend is asked for, and the error
+then says what is missing. When "auto" ends on the unfused reference although a fused backend exists for that
+kind of tensor, a warning says once, per reason, which backend declined and why.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
 
 BACKEND_NAMES = ("reference", "triton", "cpp", "cuda")
+FUSED_BACKENDS = ("triton", "cpp", "cuda")
 _MODULES = {
     "reference": "swin_kernels.ops.reference_ops",
     "triton": "swin_kernels.ops.triton",
     "cpp": "swin_kernels.ops.cpp",
     "cuda": "swin_kernels.ops.cuda",
 }
-# "auto" tries these in order for tensors on each device type; the reference always can.
-_AUTO_ORDER = {"cuda": ("triton", "cuda", "reference"), "cpu": ("cpp", "reference")}
+# "auto" tries these in order for tensors on each device type; the reference always can. On a GPU the Triton
+# kernels come first: they accept every call the cuda kernels do (and windows > 8, head_dim up to 128, fp64,
+# dropout); the cuda kernels are the fallback where triton is not installed.
+AUTO_ORDER = {"cuda": ("triton", "cuda", "reference"), "cpu": ("cpp", "reference")}
 ENV_OVERRIDE = "SWIN_KERNELS_BACKEND"
 
 
 class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run this call; the message says why."""
+
+
+class FallbackWarning(UserWarning):
+    """'auto' runs the unfused reference for a call a fused backend declined."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +53,19 @@ class Request:
     op: str  # "attention", "partition" or "reverse"
     device: torch.device
     dtype: torch.dtype
-    window: int
+    window: tuple[int, int]
     head_dim: int | None = None
     dropout: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return self.window[0] * self.window[1]
+
+    def __str__(self) -> str:
+        text = f"{self.op} on {self.device.type} {str(self.dtype).removeprefix('torch.')}, window {self.window}"
+        if self.head_dim is not None:
+            text += f", head_dim {self.head_dim}"
+        return text + (", dropout" if self.dropout else "")
 
 
 _LOADED: dict[str, tuple] = {}  # name -> (module or None, import error or None)
@@ -61,10 +81,14 @@ def _load(name: str):
     return _LOADED[name]
 
 
+def check_name(name: str) -> None:
+    if name != "auto" and name not in _MODULES:
+        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)} or 'auto'")
+
+
 def unavailable_reason(name: str) -> str | None:
     """Why backend ``name`` cannot run on this machine, or None when it can."""
-    if name not in _MODULES:
-        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKEND_NAMES)} or 'auto'")
+    check_name(name)
     module, import_error = _load(name)
     if module is None:
         return f"cannot be imported ({import_error})"
@@ -76,11 +100,12 @@ def available_backends() -> list[str]:
     return [name for name in BACKEND_NAMES if unavailable_reason(name) is None]
 
 
-def _reason(name: str, request: Request) -> str | None:
-    reason = unavailable_reason(name)
-    if reason is None:
-        reason = _load(name)[0].unsupported_reason(request)
-    return reason
+def reason(name: str, request: Request) -> str | None:
+    """Why backend ``name`` cannot run ``request`` (None when it can)."""
+    why = unavailable_reason(name)
+    if why is None:
+        why = _load(name)[0].unsupported_reason(request)
+    return why
 
 
 def resolve(backend: str | None, request: Request):
@@ -89,31 +114,62 @@ def resolve(backend: str | None, request: Request):
     'auto' (or None) may be overridden by the SWIN_KERNELS_BACKEND environment variable.
     """
     r = request
-    return _LOADED[_resolve_name(backend, r.op, str(r.device), r.dtype, r.window, r.head_dim, r.dropout)][0]
+    name = _resolve_name(backend, r.op, str(r.device), r.dtype, r.window[0], r.window[1], r.head_dim, r.dropout)
+    return _LOADED[name][0]
 
 
 @torch.compiler.assume_constant_result
-def _resolve_name(backend, op, device, dtype, window, head_dim, dropout) -> str:
+def _resolve_name(backend, op, device, dtype, window_h, window_w, head_dim, dropout) -> str:
     """Name of the backend that runs the call: host-side logic that torch.compile treats as a constant."""
-    request = Request(op, torch.device(device), dtype, window, head_dim, dropout)
+    request = Request(op, torch.device(device), dtype, (window_h, window_w), head_dim, dropout)
+    name, reasons = choose(backend, request)
+    if name is None:
+        raise BackendUnavailableError(reasons)
+    return name
+
+
+def requested_name(backend: str | None) -> str:
+    """The backend a call asks for: ``backend``, or for 'auto'/None the SWIN_KERNELS_BACKEND override if set."""
     name = backend or "auto"
     if name == "auto":
         name = os.environ.get(ENV_OVERRIDE, "auto") or "auto"
+    check_name(name)
+    return name
+
+
+def choose(backend: str | None, request: Request, warn: bool = True) -> tuple[str | None, str]:
+    """(name, why): the backend that runs ``request`` and a sentence on the others, or (None, the error)."""
+    name = requested_name(backend)
     if name != "auto":
-        reason = _reason(name, request)
-        if reason is not None:
-            raise BackendUnavailableError(f"{name}: {reason}")
-        return name
-    order = _AUTO_ORDER.get(request.device.type, ("reference",))
-    reasons = []
-    for candidate in order:
-        reason = _reason(candidate, request)
-        if reason is None:
-            return candidate
-        reasons.append(f"{candidate}: {reason}")
-    raise BackendUnavailableError("no backend can run this call:\n  " + "\n  ".join(reasons))
+        why = reason(name, request)
+        if why is not None:
+            return None, f"{name}: {why}"
+        return name, f"{name} was asked for"
+    declined = []
+    for candidate in AUTO_ORDER.get(request.device.type, ("reference",)):
+        why = reason(candidate, request)
+        if why is None:
+            if candidate == "reference" and declined and warn:
+                _warn_fallback(request, declined)
+            others = "; ".join(f"{n}: {w}" for n, w in declined)
+            return candidate, (f"auto picked {candidate}" + (f" ({others})" if others else ""))
+        declined.append((candidate, why))
+    return None, "no backend can run this call:\n  " + "\n  ".join(f"{n}: {w}" for n, w in declined)
 
 
-def explain(request: Request) -> dict[str, str | None]:
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_fallback(request: Request, declined) -> None:
+    for name, why in declined:
+        if (name, why) in _WARNED:
+            continue
+        _WARNED.add((name, why))
+        warnings.warn(f"swin_kernels: the unfused reference runs {request} because {name} declined: {why}. "
+                      "swin_kernels.explain(...) tells which backend runs a call, module or model.",
+                      FallbackWarning, stacklevel=4)
+
+
+def reasons(request: Request) -> dict[str, str | None]:
     """For every backend, why it cannot run ``request`` (None where it can)."""
-    return {name: _reason(name, request) for name in BACKEND_NAMES}
+    return {name: reason(name, request) for name in BACKEND_NAMES}

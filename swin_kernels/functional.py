@@ -1,7 +1,9 @@
 """Functional API: validate the call, pick a backend, run it.
 
 Validation lives here once, so every backend receives well-formed, contiguous tensors and a bad call
-fails with a clear message instead of a wrong answer.
+fails with a clear message instead of a wrong answer. Windows and shifts are an int (square) or a pair
+(rows, columns); ``roll_before_pad`` selects timm's order (roll the map, then pad it) instead of the official
+one (pad, then roll); see ``swin_kernels.geometry``.
 """
 
 from __future__ import annotations
@@ -13,38 +15,40 @@ from .backends import Request
 from .geometry import WindowGeometry, check_feature_map, check_same_device_dtype
 
 
-def window_partition(x: torch.Tensor, window_size: int, shift_size: int = 0, backend: str | None = None):
-    """pad -> roll(-shift) -> partition: (B, H, W, C) -> (B·nW, M·M, C). Differentiable."""
+def window_partition(x: torch.Tensor, window_size, shift_size=0, backend: str | None = None, *,
+                     roll_before_pad: bool = False):
+    """pad and roll(-shift) -> partition: (B, H, W, C) -> (B·nW, Mh·Mw, C). Differentiable."""
     _, h, w, _ = check_feature_map(x)
-    g = WindowGeometry(h, w, window_size, shift_size)
+    g = WindowGeometry(h, w, window_size, shift_size, roll_before_pad)
     impl = backends.resolve(backend, Request("partition", x.device, x.dtype, g.window))
-    return impl.window_partition(x.contiguous(), g.window, g.shift)
+    return impl.window_partition(x.contiguous(), g)
 
 
-def window_reverse(windows: torch.Tensor, window_size: int, height: int, width: int, shift_size: int = 0,
-                   backend: str | None = None):
-    """reverse -> roll(+shift) -> crop: (B·nW, M·M, C) -> (B, H, W, C). Differentiable."""
+def window_reverse(windows: torch.Tensor, window_size, height: int, width: int, shift_size=0,
+                   backend: str | None = None, *, roll_before_pad: bool = False):
+    """reverse -> roll(+shift) and crop: (B·nW, Mh·Mw, C) -> (B, H, W, C). Differentiable."""
     if not isinstance(windows, torch.Tensor) or windows.dim() != 3:
         shape = tuple(windows.shape) if isinstance(windows, torch.Tensor) else type(windows).__name__
-        raise ValueError(f"windows must have shape (B*nW, M*M, C), got {shape}")
+        raise ValueError(f"windows must have shape (B*nW, Mh*Mw, C), got {shape}")
     if not windows.is_floating_point():
         raise TypeError(f"windows must be a floating-point tensor, got {windows.dtype}")
-    g = WindowGeometry(height, width, window_size, shift_size)
+    g = WindowGeometry(height, width, window_size, shift_size, roll_before_pad)
     if windows.shape[1] != g.tokens or windows.shape[0] == 0 or windows.shape[0] % g.num_windows:
         raise ValueError(
             f"windows of shape {tuple(windows.shape)} do not tile a {height}x{width} map with window {g.window}: "
             f"expected (B*{g.num_windows}, {g.tokens}, C)"
         )
     impl = backends.resolve(backend, Request("reverse", windows.device, windows.dtype, g.window))
-    return impl.window_reverse(windows.contiguous(), g.window, height, width, g.shift)
+    return impl.window_reverse(windows.contiguous(), g)
 
 
 def shifted_window_attention(
     qkv: torch.Tensor,
     num_heads: int,
-    window_size: int,
-    shift_size: int = 0,
+    window_size,
+    shift_size=0,
     *,
+    roll_before_pad: bool = False,
     pad_qkv: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
     scale: float | None = None,
@@ -54,17 +58,19 @@ def shifted_window_attention(
     """Swin's (shifted) window attention on the unpartitioned qkv map, in one call.
 
     qkv:      (B, H, W, 3C), the qkv Linear applied to the normed map, laid out [q | k | v], heads major.
+    window_size, shift_size: int or (rows, columns); 0 <= shift < window on each axis.
+    roll_before_pad: roll the map, then pad it (timm); default pad, then roll (official code, HF, torchvision).
     pad_qkv:  (3C,) what padded tokens see as their q/k/v: the qkv Linear's bias (None: zeros).
-    bias:     (heads, N, N) additive bias, N = window_size², e.g. the gathered relative position bias.
+    bias:     (heads, N, N) additive bias, N = Mh·Mw, e.g. the gathered relative position bias.
     Returns   (B, H, W, C): softmax(q kᵀ·scale + bias + shift mask) v per window, back at each token's place.
-    No window clamping happens here; modules apply the block's clamping before calling.
+    No window clamping happens here; modules apply their family's clamping before calling.
     """
     b, h, w, c3 = check_feature_map(qkv, "qkv")
     if not isinstance(num_heads, int) or num_heads < 1:
         raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
     if c3 % (3 * num_heads):
         raise ValueError(f"qkv's last dimension {c3} is not 3 * num_heads * head_dim with num_heads={num_heads}")
-    g = WindowGeometry(h, w, window_size, shift_size)
+    g = WindowGeometry(h, w, window_size, shift_size, roll_before_pad)
     if pad_qkv is not None:
         check_same_device_dtype(qkv, "pad_qkv", pad_qkv)
         if tuple(pad_qkv.shape) != (c3,):
@@ -81,4 +87,4 @@ def shifted_window_attention(
     scale = head_dim**-0.5 if scale is None else float(scale)
     request = Request("attention", qkv.device, qkv.dtype, g.window, head_dim, dropout_p > 0.0)
     impl = backends.resolve(backend, request)
-    return impl.window_attention(qkv.contiguous(), pad_qkv, bias, num_heads, g.window, g.shift, scale, dropout_p)
+    return impl.window_attention(qkv.contiguous(), pad_qkv, bias, num_heads, g, scale, dropout_p)

@@ -6,9 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import functional
-from .backends import BACKEND_NAMES
-from .geometry import WindowGeometry, check_feature_map, check_window_sizes
+from . import backends, functional
+from .geometry import CLAMP_RULES, WindowGeometry, check_feature_map, check_window_sizes, clamp_window
 from .reference import relative_position_bias, relative_position_index
 
 
@@ -18,58 +17,82 @@ class FusedWindowAttention(nn.Module):
     forward(x) takes the normed feature map (B, H, W, C), any H, W >= 1, and returns the attention branch
     (B, H, W, C), proj included. Parameters carry the official names (``qkv``, ``proj``,
     ``relative_position_bias_table``), so an official or timm WindowAttention state dict loads with
-    ``strict=False``. A map not larger than the window is one unshifted window, as in the official block.
+    ``strict=False``.
+
+    window_size, shift_size: an int or (rows, columns). roll_before_pad: roll the map before padding it (timm's
+    order) instead of after (official). window_clamp: how a map not larger than the window is handled
+    (geometry.clamp_window): "official" (one unshifted window, square windows only), "per_axis" (timm),
+    "shift_only" (torchvision) or "none".
     """
 
-    def __init__(self, dim: int, num_heads: int, window_size: int = 7, shift_size: int = 0, qkv_bias: bool = True,
+    def __init__(self, dim: int, num_heads: int, window_size=7, shift_size=0, qkv_bias: bool = True,
                  qk_scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0,
-                 backend: str = "auto"):
+                 backend: str = "auto", *, roll_before_pad: bool = False, window_clamp: str | None = None):
         super().__init__()
         if dim < 1 or num_heads < 1 or dim % num_heads:
             raise ValueError(f"dim ({dim}) must be a positive multiple of num_heads ({num_heads})")
-        check_window_sizes(window_size, shift_size)
-        if backend != "auto" and backend not in BACKEND_NAMES:
-            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKEND_NAMES)} or 'auto'")
+        window, shift = check_window_sizes(window_size, shift_size)
+        if window_clamp is None:
+            window_clamp = "official" if window[0] == window[1] and shift[0] == shift[1] else "per_axis"
+        if window_clamp not in CLAMP_RULES:
+            raise ValueError(f"unknown window_clamp {window_clamp!r}; choose from {', '.join(CLAMP_RULES)}")
+        clamp_window(window[0] + 1, window[1] + 1, window, shift, window_clamp)  # the rule accepts this window
+        backends.check_name(backend)
         self.dim, self.num_heads = dim, num_heads
-        self.window_size, self.shift_size = window_size, shift_size
+        self.window_size, self.shift_size = window, shift
+        self.roll_before_pad, self.window_clamp = roll_before_pad, window_clamp
         self.scale = qk_scale or (dim // num_heads) ** -0.5
         self.attn_drop, self.backend = attn_drop, backend
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        table_rows = (2 * window[0] - 1) * (2 * window[1] - 1)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(table_rows, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, num_heads={self.num_heads}, window_size={self.window_size}, "
-                f"shift_size={self.shift_size}, backend={self.backend!r}")
+                f"shift_size={self.shift_size}, roll_before_pad={self.roll_before_pad}, "
+                f"window_clamp={self.window_clamp!r}, backend={self.backend!r}")
+
+    def geometry(self, height: int, width: int) -> WindowGeometry:
+        """The windows this module uses on a height x width map (after its clamping rule)."""
+        window, shift = clamp_window(height, width, self.window_size, self.shift_size, self.window_clamp)
+        return WindowGeometry(height, width, window, shift, self.roll_before_pad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w, c = check_feature_map(x)
         if c != self.dim:
             raise ValueError(f"expected {self.dim} channels, got input of shape {tuple(x.shape)}")
-        g = WindowGeometry.for_block(h, w, self.window_size, self.shift_size)
+        g = self.geometry(h, w)
         qkv = F.linear(x, self.qkv.weight, self.qkv.bias)
+        bias = relative_position_bias(self.relative_position_bias_table, g.window, self.relative_position_index,
+                                      table_window=self.window_size)
         out = functional.shifted_window_attention(
-            qkv, self.num_heads, g.window, g.shift,
+            qkv, self.num_heads, g.window, g.shift, roll_before_pad=g.roll_before_pad,
             pad_qkv=None if self.qkv.bias is None else self.qkv.bias.to(qkv.dtype),
-            bias=relative_position_bias(self.relative_position_bias_table, g.window,
-                                        self.relative_position_index).to(qkv.dtype),
-            scale=self.scale,
+            bias=bias.to(qkv.dtype), scale=self.scale,
             dropout_p=self.attn_drop if self.training else 0.0,
             backend=self.backend,
         )
         return self.proj_drop(self.proj(out))
 
     @classmethod
-    def from_window_attention(cls, module: nn.Module, shift_size: int = 0, backend: str = "auto"):
-        """Build from an official/timm ``WindowAttention`` or an HF transformers ``SwinAttention`` (weights copied)."""
+    def from_window_attention(cls, module: nn.Module, shift_size=0, backend: str = "auto", **options):
+        """Build from an official/timm ``WindowAttention`` or an HF transformers ``SwinAttention`` (weights copied).
+
+        ``options`` (roll_before_pad, window_clamp) as for the constructor; a timm module gets timm's order.
+        """
         from .weights import window_attention_weights
 
         spec = window_attention_weights(module)
+        if type(module).__module__.startswith("timm."):
+            options.setdefault("roll_before_pad", True)
+            options.setdefault("window_clamp", "per_axis")
         fused = cls(spec.dim, spec.num_heads, spec.window_size, shift_size, qkv_bias=spec.qkv_bias is not None,
-                    qk_scale=spec.scale, attn_drop=spec.attn_drop, proj_drop=spec.proj_drop, backend=backend)
+                    qk_scale=spec.scale, attn_drop=spec.attn_drop, proj_drop=spec.proj_drop, backend=backend,
+                    **options)
         fused = fused.to(device=spec.qkv_weight.device, dtype=spec.qkv_weight.dtype)
         with torch.no_grad():
             fused.qkv.weight.copy_(spec.qkv_weight)

@@ -10,67 +10,77 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .geometry import SHIFT_MASK_VALUE, WindowGeometry
+from .geometry import SHIFT_MASK_VALUE, Pair, WindowGeometry, as_pair
 
 
 # ----------------------------------------------------------------------------------------------- index maps
-def relative_position_index(window: int, table_window: int | None = None, device=None) -> torch.Tensor:
-    """(N, N) index into a ((2T-1)², heads) table: idx(i, j) = (Δrow + T-1)·(2T-1) + (Δcol + T-1).
+def relative_position_index(window, table_window=None, device=None) -> torch.Tensor:
+    """(N, N) index into a ((2Th-1)(2Tw-1), heads) table: idx(i, j) = (Δrow + Th-1)·(2Tw-1) + (Δcol + Tw-1).
 
-    ``T`` (``table_window``) defaults to ``window``; a larger ``T`` addresses the centre of a bigger table,
-    which is how a window clamped at run time keeps its relative positions.
+    ``window`` (Mh, Mw) (or an int for a square), N = Mh·Mw. ``table_window`` (Th, Tw) defaults to ``window``; a
+    larger one addresses the centre of a bigger table, which is how a window clamped at run time keeps its
+    relative positions.
     """
-    table_window = window if table_window is None else table_window
-    if table_window < window:
+    window = as_pair(window, "window")
+    table_window = window if table_window is None else as_pair(table_window, "table_window")
+    if table_window[0] < window[0] or table_window[1] < window[1]:
         raise ValueError(f"a table for window {table_window} cannot serve window {window}")
-    coords = torch.arange(window, device=device)
-    rows = coords.repeat_interleave(window)  # token t = row * window + col
-    cols = coords.repeat(window)
-    d_row = rows[:, None] - rows[None, :] + table_window - 1
-    d_col = cols[:, None] - cols[None, :] + table_window - 1
-    return d_row * (2 * table_window - 1) + d_col
+    rows = torch.arange(window[0], device=device).repeat_interleave(window[1])  # token t = row * Mw + col
+    cols = torch.arange(window[1], device=device).repeat(window[0])
+    d_row = rows[:, None] - rows[None, :] + table_window[0] - 1
+    d_col = cols[:, None] - cols[None, :] + table_window[1] - 1
+    return d_row * (2 * table_window[1] - 1) + d_col
 
 
 def table_window_size(table: torch.Tensor) -> int:
-    """The window T of a ((2T-1)², heads) relative position bias table."""
+    """The window T of a square ((2T-1)², heads) relative position bias table."""
     side = round(table.shape[0] ** 0.5)
     if table.dim() != 2 or side * side != table.shape[0] or side % 2 == 0:
-        raise ValueError(f"relative position bias table must have shape ((2M-1)^2, heads), got {tuple(table.shape)}")
+        raise ValueError(f"relative position bias table must have shape ((2M-1)^2, heads), got {tuple(table.shape)}"
+                         "; pass table_window for a rectangular window's table")
     return (side + 1) // 2
 
 
-def relative_position_bias(table: torch.Tensor, window: int, index: torch.Tensor | None = None) -> torch.Tensor:
-    """Gather the dense (heads, N, N) bias of a window from a ((2T-1)², heads) table (T >= window).
+def relative_position_bias(table: torch.Tensor, window, index: torch.Tensor | None = None,
+                           table_window=None) -> torch.Tensor:
+    """Gather the dense (heads, N, N) bias of a window from a ((2Th-1)(2Tw-1), heads) table (T >= window).
 
     ``index``: the table's own relative_position_index(T) where the caller keeps one (a module buffer), so a
     call at the full window builds nothing; it is rebuilt when absent or when the window is clamped below T.
+    ``table_window``: T, needed for a rectangular table when ``index`` does not fit (a square one is inferred).
     """
-    n = window * window
+    window = as_pair(window, "window")
+    n = window[0] * window[1]
     if index is None or index.numel() != n * n:
-        index = relative_position_index(window, table_window_size(table), device=table.device)
+        if table_window is None:
+            table_window = table_window_size(table)
+        index = relative_position_index(window, table_window, device=table.device)
     return table[index.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1).contiguous()
 
 
-def shift_region_ids(geometry: WindowGeometry, device=None) -> torch.Tensor:
-    """(Hp, Wp) region id of every position of the rolled, padded map: 3 regions per axis when shifted.
+def _axis_regions(length: int, window: int, shift: int, device=None) -> torch.Tensor:
+    """Regions [0, L-M), [L-M, L-s), [L-s, L) of the positions of a padded axis; all 0 when s = 0."""
+    i = torch.arange(length, device=device)
+    if shift == 0:
+        return torch.zeros_like(i)
+    return (i >= length - window).long() + (i >= length - shift).long()
 
-    Along an axis of padded length L the regions are [0, L-M), [L-M, L-s), [L-s, L): after the roll by -s the
-    last window holds tokens that were at the two ends of the map, which must not attend to each other.
+
+def shift_region_ids(geometry: WindowGeometry, device=None) -> torch.Tensor:
+    """(Hp, Wp) region id of every position of the rolled, padded map: 3 regions per shifted axis.
+
+    After the roll by -s the last window along an axis holds tokens that were at the two ends of the map, which
+    must not attend to each other. The regions are laid out on the padded grid whichever order pad and roll take.
     """
     g = geometry
-
-    def axis_regions(length: int) -> torch.Tensor:
-        i = torch.arange(length, device=device)
-        if g.shift == 0:
-            return torch.zeros_like(i)
-        return (i >= length - g.window).long() + (i >= length - g.shift).long()
-
-    return axis_regions(g.padded_height)[:, None] * 3 + axis_regions(g.padded_width)[None, :]
+    rows = _axis_regions(g.padded_height, g.window[0], g.shift[0], device)
+    cols = _axis_regions(g.padded_width, g.window[1], g.shift[1], device)
+    return rows[:, None] * 3 + cols[None, :]
 
 
 def shift_attention_mask(geometry: WindowGeometry, dtype=torch.float32, device=None) -> torch.Tensor | None:
     """(nW, N, N) additive mask: SHIFT_MASK_VALUE between tokens of different regions, else 0 (None unshifted)."""
-    if geometry.shift == 0:
+    if not geometry.shifted:
         return None
     ids = shift_region_ids(geometry, device)[None, :, :, None].to(dtype)
     ids = partition_windows(ids, geometry.window).squeeze(-1)  # (nW, N)
@@ -92,36 +102,59 @@ def pad_to_windows(x: torch.Tensor, geometry: WindowGeometry, pad_value: torch.T
     return torch.cat([x, fill.expand(b, g.pad_bottom, g.padded_width, c)], dim=1)
 
 
-def cyclic_roll(x: torch.Tensor, shift: int) -> torch.Tensor:
-    """torch.roll over the two spatial dims of (B, H, W, C); the block rolls by -s before, +s after."""
-    return torch.roll(x, shifts=(shift, shift), dims=(1, 2)) if shift else x
+def cyclic_roll(x: torch.Tensor, shift) -> torch.Tensor:
+    """torch.roll over the two spatial dims of (B, H, W, C) by (rows, columns); the block rolls by -s, then +s."""
+    shift = as_pair(shift, "shift")
+    return torch.roll(x, shifts=shift, dims=(1, 2)) if shift != (0, 0) else x
 
 
-def partition_windows(x: torch.Tensor, window: int) -> torch.Tensor:
-    """(B, Hp, Wp, C) -> (B·nW, M·M, C), windows row-major over the grid, tokens row-major in a window."""
+def _negated(shift) -> Pair:
+    return -shift[0], -shift[1]
+
+
+def pad_and_roll(x: torch.Tensor, geometry: WindowGeometry, pad_value: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, H, W, C) -> the rolled, padded (B, Hp, Wp, C) map, in the geometry's order of pad and roll."""
+    g = geometry
+    if g.roll_before_pad:
+        return pad_to_windows(cyclic_roll(x, _negated(g.shift)), g, pad_value)
+    return cyclic_roll(pad_to_windows(x, g, pad_value), _negated(g.shift))
+
+
+def unroll_and_crop(x: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
+    """Inverse of pad_and_roll on the real tokens: the rolled, padded (B, Hp, Wp, C) map -> (B, H, W, C)."""
+    g = geometry
+    if g.roll_before_pad:
+        return cyclic_roll(x[:, :g.height, :g.width], g.shift)
+    return cyclic_roll(x, g.shift)[:, :g.height, :g.width]
+
+
+def partition_windows(x: torch.Tensor, window) -> torch.Tensor:
+    """(B, Hp, Wp, C) -> (B·nW, Mh·Mw, C), windows row-major over the grid, tokens row-major in a window."""
+    mh, mw = as_pair(window, "window")
     b, hp, wp, c = x.shape
-    x = x.reshape(b, hp // window, window, wp // window, window, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, window * window, c)
+    x = x.reshape(b, hp // mh, mh, wp // mw, mw, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, mh * mw, c)
 
 
-def merge_windows(windows: torch.Tensor, window: int, padded_height: int, padded_width: int) -> torch.Tensor:
-    """Inverse of partition_windows: (B·nW, M·M, C) -> (B, Hp, Wp, C)."""
+def merge_windows(windows: torch.Tensor, window, padded_height: int, padded_width: int) -> torch.Tensor:
+    """Inverse of partition_windows: (B·nW, Mh·Mw, C) -> (B, Hp, Wp, C)."""
+    mh, mw = as_pair(window, "window")
     c = windows.shape[-1]
-    x = windows.reshape(-1, padded_height // window, padded_width // window, window, window, c)
+    x = windows.reshape(-1, padded_height // mh, padded_width // mw, mh, mw, c)
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, padded_height, padded_width, c)
 
 
-def window_partition(x: torch.Tensor, window_size: int, shift_size: int = 0) -> torch.Tensor:
-    """pad -> roll(-s) -> partition: (B, H, W, C) -> (B·nW, M·M, C)."""
-    g = WindowGeometry(x.shape[1], x.shape[2], window_size, shift_size)
-    return partition_windows(cyclic_roll(pad_to_windows(x, g), -g.shift), g.window)
+def window_partition(x: torch.Tensor, window_size, shift_size=0, roll_before_pad: bool = False) -> torch.Tensor:
+    """pad and roll(-s) (in either order) -> partition: (B, H, W, C) -> (B·nW, Mh·Mw, C)."""
+    g = WindowGeometry(x.shape[1], x.shape[2], window_size, shift_size, roll_before_pad)
+    return partition_windows(pad_and_roll(x, g), g.window)
 
 
-def window_reverse(windows: torch.Tensor, window_size: int, height: int, width: int, shift_size: int = 0) -> torch.Tensor:
-    """reverse -> roll(+s) -> crop: (B·nW, M·M, C) -> (B, H, W, C)."""
-    g = WindowGeometry(height, width, window_size, shift_size)
-    x = cyclic_roll(merge_windows(windows, g.window, g.padded_height, g.padded_width), g.shift)
-    return x[:, :height, :width]
+def window_reverse(windows: torch.Tensor, window_size, height: int, width: int, shift_size=0,
+                   roll_before_pad: bool = False) -> torch.Tensor:
+    """reverse -> roll(+s) and crop (in the order undoing window_partition): (B·nW, Mh·Mw, C) -> (B, H, W, C)."""
+    g = WindowGeometry(height, width, window_size, shift_size, roll_before_pad)
+    return unroll_and_crop(merge_windows(windows, g.window, g.padded_height, g.padded_width), g)
 
 
 # -------------------------------------------------------------------------------------------------- attention
@@ -160,26 +193,26 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 def shifted_window_attention(
     qkv: torch.Tensor,
     num_heads: int,
-    window_size: int,
-    shift_size: int = 0,
+    window_size,
+    shift_size=0,
     pad_qkv: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
     scale: float | None = None,
     dropout_p: float = 0.0,
+    roll_before_pad: bool = False,
 ) -> torch.Tensor:
     """The attention core of a Swin block on the unpartitioned qkv map: (B, H, W, 3C) -> (B, H, W, C).
 
-    pad (padded tokens take ``pad_qkv``, the qkv bias, as their q/k/v) -> roll(-s) -> partition ->
-    softmax(q kᵀ·scale + bias + shift mask) v -> merge heads -> reverse -> roll(+s) -> crop.
+    pad (padded tokens take ``pad_qkv``, the qkv bias, as their q/k/v) and roll(-s), in the order the geometry
+    says -> partition -> softmax(q kᵀ·scale + bias + shift mask) v -> merge heads -> reverse -> roll(+s) and crop.
     This is the contract every fused backend implements in one pass.
     """
     b, h, w, c3 = qkv.shape
-    g = WindowGeometry(h, w, window_size, shift_size)
+    g = WindowGeometry(h, w, window_size, shift_size, roll_before_pad)
     head_dim = c3 // (3 * num_heads)
     scale = head_dim**-0.5 if scale is None else scale
-    windows = partition_windows(cyclic_roll(pad_to_windows(qkv, g, pad_qkv), -g.shift), g.window)
+    windows = partition_windows(pad_and_roll(qkv, g, pad_qkv), g.window)
     q, k, v = split_heads(windows, num_heads)
     mask = shift_attention_mask(g, dtype=qkv.dtype, device=qkv.device)
     out = merge_heads(attention_core(q, k, v, bias, scale, dropout_p, mask))
-    out = cyclic_roll(merge_windows(out, g.window, g.padded_height, g.padded_width), g.shift)
-    return out[:, :h, :w]
+    return unroll_and_crop(merge_windows(out, g.window, g.padded_height, g.padded_width), g)

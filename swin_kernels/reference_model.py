@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from . import reference as ref
-from .geometry import WindowGeometry, check_window_sizes
+from .geometry import WindowGeometry, check_window_sizes, clamp_window
 
 
 class DropPath(nn.Module):
@@ -83,7 +83,8 @@ class SwinTransformerBlock(nn.Module):
     def attention_branch(self, x: torch.Tensor) -> torch.Tensor:
         """norm1(x) of shape (B, H, W, C) -> the W-MSA/SW-MSA output at the same positions."""
         _, h, w, _ = x.shape
-        g = WindowGeometry.for_block(h, w, self.window_size, self.shift_size)
+        window, shift = clamp_window(h, w, self.window_size, self.shift_size, "official")
+        g = WindowGeometry(h, w, window, shift)
         windows = ref.window_partition(x, g.window, g.shift)
         mask = ref.shift_attention_mask(g, dtype=x.dtype, device=x.device)
         return ref.window_reverse(self.attn(windows, mask, g.window), g.window, h, w, g.shift)

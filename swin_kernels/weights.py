@@ -17,29 +17,24 @@ from torch import nn
 class AttentionWeights:
     dim: int
     num_heads: int
-    window_size: int
+    window_size: tuple[int, int]
     scale: float
     qkv_weight: torch.Tensor  # (3C, C), rows [q | k | v]
     qkv_bias: torch.Tensor | None  # (3C,)
     proj_weight: torch.Tensor
     proj_bias: torch.Tensor
-    table: torch.Tensor  # ((2M-1)², heads)
+    table: torch.Tensor  # ((2Mh-1)(2Mw-1), heads)
     attn_drop: float = 0.0
     proj_drop: float = 0.0
 
 
-def square_window(window) -> int | None:
-    """The side of a window given as an int or a (h, w) pair; None when the pair is not square."""
+def window_pair(window) -> tuple[int, int]:
+    """A window given as an int, a (h, w) pair or a tensor of two elements, as a pair of ints."""
+    if isinstance(window, torch.Tensor):
+        window = window.tolist()
     if isinstance(window, (tuple, list)):
-        return int(window[0]) if len(set(window)) == 1 else None
-    return int(window)
-
-
-def _square_window(window) -> int:
-    side = square_window(window)
-    if side is None:
-        raise ValueError(f"only square windows are supported, got {tuple(window)}")
-    return side
+        return int(window[0]), int(window[1])
+    return int(window), int(window)
 
 
 def _dropout_p(dropout) -> float:
@@ -56,8 +51,12 @@ def window_attention_weights(module: nn.Module) -> AttentionWeights:
     """Weights and hyper-parameters of an official/timm/HF window-attention module."""
     if hasattr(module, "qkv") and hasattr(module, "relative_position_bias_table"):  # official / timm
         heads = module.num_heads
+        if module.qkv.out_features != 3 * module.qkv.in_features:
+            raise ValueError(f"{type(module).__name__} projects {module.qkv.in_features} channels to "
+                             f"{module.qkv.out_features // 3} per q/k/v (timm's head_dim option); "
+                             "FusedWindowAttention keeps the channel count")
         return AttentionWeights(
-            dim=module.qkv.in_features, num_heads=heads, window_size=_square_window(module.window_size),
+            dim=module.qkv.in_features, num_heads=heads, window_size=window_pair(module.window_size),
             scale=float(module.scale), qkv_weight=module.qkv.weight.detach(),
             qkv_bias=None if module.qkv.bias is None else module.qkv.bias.detach(),
             proj_weight=module.proj.weight.detach(), proj_bias=module.proj.bias.detach(),
@@ -70,7 +69,7 @@ def window_attention_weights(module: nn.Module) -> AttentionWeights:
         rpb = module.relative_position_bias
         return AttentionWeights(
             dim=module.q_proj.in_features, num_heads=module.num_attention_heads,
-            window_size=_square_window(rpb.window_size), scale=float(module.scaling),
+            window_size=window_pair(rpb.window_size), scale=float(module.scaling),
             qkv_weight=weight.detach(), qkv_bias=None if bias is None else bias.detach(),
             proj_weight=module.o_proj.weight.detach(), proj_bias=module.o_proj.bias.detach(),
             table=rpb.relative_position_bias_table.detach(), attn_drop=float(module.attention_dropout),
@@ -80,7 +79,7 @@ def window_attention_weights(module: nn.Module) -> AttentionWeights:
         weight, bias = _concat_qkv(attn.query, attn.key, attn.value)
         return AttentionWeights(
             dim=attn.query.in_features, num_heads=attn.num_attention_heads,
-            window_size=_square_window(attn.window_size), scale=attn.attention_head_size**-0.5,
+            window_size=window_pair(attn.window_size), scale=attn.attention_head_size**-0.5,
             qkv_weight=weight.detach(), qkv_bias=None if bias is None else bias.detach(),
             proj_weight=module.output.dense.weight.detach(), proj_bias=module.output.dense.bias.detach(),
             table=attn.relative_position_bias_table.detach(), attn_drop=_dropout_p(attn.dropout),

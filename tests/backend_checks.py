@@ -30,16 +30,36 @@ class AttentionCase:
     width: int
     heads: int
     head_dim: int
-    window: int
-    shift: int
+    window: int | tuple[int, int]
+    shift: int | tuple[int, int]
+    roll_before_pad: bool = False
 
     def __str__(self) -> str:
+        def text(v):
+            return f"{v[0]}x{v[1]}" if isinstance(v, tuple) else str(v)
+
         return (f"B{self.batch}_{self.height}x{self.width}_h{self.heads}_d{self.head_dim}"
-                f"_M{self.window}_s{self.shift}")
+                f"_M{text(self.window)}_s{text(self.shift)}" + ("_rollfirst" if self.roll_before_pad else ""))
 
     @property
     def channels(self) -> int:
         return self.heads * self.head_dim
+
+    @property
+    def window_pair(self) -> tuple[int, int]:
+        return self.window if isinstance(self.window, tuple) else (self.window, self.window)
+
+    @property
+    def shift_pair(self) -> tuple[int, int]:
+        return self.shift if isinstance(self.shift, tuple) else (self.shift, self.shift)
+
+    @property
+    def tokens(self) -> int:
+        return self.window_pair[0] * self.window_pair[1]
+
+    def op_geometry(self) -> tuple:
+        """(window, shift, roll_before_pad) as the registered ops take them."""
+        return list(self.window_pair), list(self.shift_pair), self.roll_before_pad
 
 
 # Awkward on purpose: padding on one or both sides, H != W, odd batches, N that is / is not a power of two,
@@ -54,20 +74,36 @@ ATTENTION_CASES = [
     AttentionCase(1, 5, 3, 1, 16, 7, 3),     # window larger than the map: all padding
     AttentionCase(1, 12, 12, 1, 32, 12, 6),  # N = 144 (Swin-B 384² window)
 ]
-PARTITION_CASES = [
-    # (batch, height, width, channels, window, shift)
-    (2, 14, 14, 8, 7, 3),
-    (3, 9, 13, 5, 4, 2),
-    (1, 10, 6, 16, 5, 0),
-    (1, 5, 3, 3, 7, 3),
-    (2, 16, 24, 32, 8, 4),
+# The general geometry: rectangular windows, per-axis shifts, timm's order (roll the map, then pad it).
+GEOMETRY_CASES = [
+    AttentionCase(2, 9, 13, 2, 16, (4, 5), (2, 0)),          # rectangular, rows shifted only, padded
+    AttentionCase(1, 7, 20, 1, 32, (7, 4), (0, 2)),          # timm's per-axis clamp: short axis unshifted
+    AttentionCase(2, 10, 11, 2, 16, (3, 6), (1, 4), True),   # roll before pad, padded both ways
+    AttentionCase(1, 14, 14, 2, 16, 7, 3, True),             # roll before pad on a divisible map: same as official
+    AttentionCase(1, 2, 3, 1, 16, 7, 3, True),               # timm always_partition: roll larger than the map
+    AttentionCase(1, 5, 9, 2, 32, (2, 8), (1, 5), True),     # N = 16 from a thin window
 ]
+PARTITION_CASES = [
+    # (batch, height, width, channels, window, shift, roll_before_pad)
+    (2, 14, 14, 8, 7, 3, False),
+    (3, 9, 13, 5, 4, 2, False),
+    (1, 10, 6, 16, 5, 0, False),
+    (1, 5, 3, 3, 7, 3, False),
+    (2, 16, 24, 32, 8, 4, False),
+    (2, 9, 13, 5, (4, 5), (2, 0), False),
+    (2, 10, 11, 6, (3, 6), (1, 4), True),
+    (1, 2, 3, 4, 7, 3, True),
+]
+
+
+def partition_case_id(case) -> str:
+    return "B{}_{}x{}_C{}_M{}_s{}".format(*case[:6]).replace(" ", "") + ("_rollfirst" if case[6] else "")
 
 
 def attention_inputs(case: AttentionCase, dtype: torch.dtype, device="cpu", seed: int = 0) -> dict:
     """Fresh random qkv map, pad vector (qkv bias) and dense bias, all requiring grad."""
     gen = torch.Generator().manual_seed(seed)
-    n = case.window**2
+    n = case.tokens
     c3 = 3 * case.channels
     tensors = {
         "qkv": torch.randn(case.batch, case.height, case.width, c3, generator=gen, dtype=torch.float64),
@@ -81,8 +117,8 @@ def run_attention(backend: str, case: AttentionCase, inputs: dict, grad_out: tor
                   dropout_p: float = 0.0):
     """Forward, and backward with ``grad_out`` when given: (output, {name: grad})."""
     out = swin_kernels.shifted_window_attention(
-        inputs["qkv"], case.heads, case.window, case.shift, pad_qkv=inputs["pad_qkv"], bias=inputs["bias"],
-        dropout_p=dropout_p, backend=backend)
+        inputs["qkv"], case.heads, case.window, case.shift, roll_before_pad=case.roll_before_pad,
+        pad_qkv=inputs["pad_qkv"], bias=inputs["bias"], dropout_p=dropout_p, backend=backend)
     grads = {}
     if grad_out is not None:
         values = torch.autograd.grad(out, list(inputs.values()), grad_out.to(out.dtype), materialize_grads=True)
@@ -145,16 +181,16 @@ def check_bias_grad_deterministic(backend: str, case: AttentionCase, dtype=torch
         assert torch.equal(runs[0][name], runs[1][name]), f"{backend}: d{name} differs between two runs"
 
 
-def check_partition(backend: str, batch, height, width, channels, window, shift, dtype=torch.float32,
-                    device="cpu") -> None:
+def check_partition(backend: str, batch, height, width, channels, window, shift, roll_before_pad: bool = False,
+                    dtype=torch.float32, device="cpu") -> None:
     """window_partition / window_reverse are pure data movement: forward and backward must be exact."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, height, width, channels, generator=gen, dtype=dtype).to(device).requires_grad_()
-    windows = _check_exact(backend, "window_partition", x, gen,
-                           lambda t, name: swin_kernels.window_partition(t, window, shift, backend=name))
+    windows = _check_exact(backend, "window_partition", x, gen, lambda t, name: swin_kernels.window_partition(
+        t, window, shift, backend=name, roll_before_pad=roll_before_pad))
     windows = torch.randn(windows.shape, generator=gen, dtype=dtype).to(device).requires_grad_()
-    _check_exact(backend, "window_reverse", windows, gen,
-                 lambda t, name: swin_kernels.window_reverse(t, window, height, width, shift, backend=name))
+    _check_exact(backend, "window_reverse", windows, gen, lambda t, name: swin_kernels.window_reverse(
+        t, window, height, width, shift, backend=name, roll_before_pad=roll_before_pad))
 
 
 def _check_exact(backend: str, what: str, source: torch.Tensor, gen: torch.Generator, op) -> torch.Tensor:

@@ -20,12 +20,14 @@ from swin_kernels.ops import _ext
 
 from backend_checks import (
     ATTENTION_CASES,
+    GEOMETRY_CASES,
     PARTITION_CASES,
     AttentionCase,
     attention_inputs,
     check_attention,
     check_bias_grad_deterministic,
     check_partition,
+    partition_case_id,
     run_attention,
 )
 
@@ -54,13 +56,13 @@ def cpu_isas() -> list[str]:
 
 # ------------------------------------------------------------------------------------ shared backend checks
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("case", ATTENTION_CASES, ids=str)
+@pytest.mark.parametrize("case", ATTENTION_CASES + GEOMETRY_CASES, ids=str)
 def test_attention_matches_reference(case, dtype):
     check_attention(BACKEND, case, dtype)  # forward + every gradient, outputs poisoned with NaN first
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("case", PARTITION_CASES, ids=str)
+@pytest.mark.parametrize("case", PARTITION_CASES, ids=partition_case_id)
 def test_partition_and_reverse_are_exact(case, dtype):
     check_partition(BACKEND, *case, dtype=dtype)
 
@@ -150,23 +152,28 @@ def test_opcheck_attention_forward(optional):
     case, qkv, pad, bias = opcheck_inputs()
     pad = None if optional == "no_pad" else pad
     bias = None if optional == "no_bias" else bias
-    args = (qkv, pad, bias, case.heads, case.window, case.shift, 0.5)
+    args = (qkv, pad, bias, case.heads, *case.op_geometry(), 0.5)
     torch.library.opcheck(torch.ops.swin_kernels.window_attention_fwd.default, args)
 
 
-def test_opcheck_attention_backward():
-    case, qkv, pad, bias = opcheck_inputs()
-    out, lse = torch.ops.swin_kernels.window_attention_fwd(qkv, pad, bias, case.heads, case.window, case.shift, 0.5)
-    args = (torch.randn_like(out), qkv.detach(), pad.detach(), bias.detach(), lse, case.heads, case.window,
-            case.shift, 0.5)
+@pytest.mark.parametrize("case", [AttentionCase(2, 5, 7, 2, 8, 3, 1), AttentionCase(1, 5, 7, 2, 8, (2, 3), (1, 0), True)],
+                         ids=str)
+def test_opcheck_attention_backward(case):
+    inputs = attention_inputs(case, torch.float64)
+    qkv, pad, bias = inputs["qkv"], inputs["pad_qkv"], inputs["bias"]
+    out, lse = torch.ops.swin_kernels.window_attention_fwd(qkv, pad, bias, case.heads, *case.op_geometry(), 0.5)
+    args = (torch.randn_like(out), qkv.detach(), pad.detach(), bias.detach(), lse, case.heads, *case.op_geometry(),
+            0.5)
     torch.library.opcheck(torch.ops.swin_kernels.window_attention_bwd.default, args)
 
 
-def test_opcheck_partition_and_reverse():
+@pytest.mark.parametrize("roll_before_pad", [False, True])
+def test_opcheck_partition_and_reverse(roll_before_pad):
     x = torch.randn(2, 5, 7, 3, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(torch.ops.swin_kernels.window_partition.default, (x, 3, 1))
-    windows = torch.randn(2 * 6, 9, 3, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(torch.ops.swin_kernels.window_reverse.default, (windows, 3, 5, 7, 1))
+    torch.library.opcheck(torch.ops.swin_kernels.window_partition.default, (x, [3, 2], [1, 1], roll_before_pad))
+    windows = torch.randn(2 * 8, 6, 3, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.swin_kernels.window_reverse.default,
+                          (windows, [3, 2], 5, 7, [1, 1], roll_before_pad))
 
 
 def test_torch_compile_traces_without_graph_breaks():
@@ -192,18 +199,19 @@ def test_torch_compile_traces_without_graph_breaks():
 def test_direct_op_calls_check_their_arguments():
     qkv = torch.randn(1, 7, 7, 24)
     ops = torch.ops.swin_kernels
+    square = ([7, 7], [0, 0], False)
     with pytest.raises(RuntimeError, match="must be contiguous"):
-        ops.window_attention_fwd(qkv.transpose(1, 2), None, None, 2, 7, 0, 0.5)
+        ops.window_attention_fwd(qkv.transpose(1, 2), None, None, 2, *square, 0.5)
     with pytest.raises(RuntimeError, match="not 3 \\* num_heads \\* head_dim"):
-        ops.window_attention_fwd(qkv, None, None, 5, 7, 0, 0.5)
+        ops.window_attention_fwd(qkv, None, None, 5, *square, 0.5)
     with pytest.raises(RuntimeError, match="shift must satisfy"):
-        ops.window_attention_fwd(qkv, None, None, 2, 7, 7, 0.5)
+        ops.window_attention_fwd(qkv, None, None, 2, [7, 7], [0, 7], False, 0.5)
+    with pytest.raises(RuntimeError, match="window must be >= 1"):
+        ops.window_attention_fwd(qkv, None, None, 2, [0, 7], [0, 0], False, 0.5)
     with pytest.raises(RuntimeError, match="bias must have shape"):
-        ops.window_attention_fwd(qkv, None, torch.randn(2, 48, 49), 2, 7, 0, 0.5)
-    with pytest.raises(RuntimeError, match="float32 and float64"):
-        ops.window_attention_fwd(qkv.half(), None, None, 2, 7, 0, 0.5)
+        ops.window_attention_fwd(qkv, None, torch.randn(2, 48, 49), 2, *square, 0.5)
     with pytest.raises(RuntimeError, match="do not tile"):
-        ops.window_reverse(torch.randn(3, 49, 4), 7, 14, 7, 0)
+        ops.window_reverse(torch.randn(3, 49, 4), [7, 7], 14, 7, [0, 0], False)
 
 
 # ------------------------------------------------------------------------------------------ backend level

@@ -5,16 +5,19 @@ import pytest
 import torch
 
 import swin_kernels
-from swin_kernels import backends, cuda_check
+from swin_kernels import backends
+from swin_kernels.dev import cuda_check
 from swin_kernels.backends import BackendUnavailableError
 from swin_kernels.ops import cuda as cuda_backend
 
 from backend_checks import (
     ATTENTION_CASES,
+    GEOMETRY_CASES,
     PARTITION_CASES,
     check_attention,
     check_bias_grad_deterministic,
     check_partition,
+    partition_case_id,
 )
 
 BACKEND = "cuda"
@@ -30,14 +33,15 @@ def test_cuda_backend_says_why_it_cannot_run_here():
 
 
 def test_cuda_backend_names_its_limits():
-    request = backends.Request("attention", torch.device("cuda"), torch.float32, 12, 32)
-    assert "windows up to 8" in cuda_backend.unsupported_reason(request)
-    request = backends.Request("attention", torch.device("cuda"), torch.float32, 7, 24)
-    assert "multiple of 16" in cuda_backend.unsupported_reason(request)
-    request = backends.Request("attention", torch.device("cuda"), torch.float64, 7, 32)
-    assert "float64" in cuda_backend.unsupported_reason(request)
-    request = backends.Request("attention", torch.device("cpu"), torch.float32, 7, 32)
-    assert "CUDA tensors" in cuda_backend.unsupported_reason(request)
+    def request(dtype=torch.float32, window=(7, 7), head_dim=32, device="cuda"):
+        return backends.Request("attention", torch.device(device), dtype, window, head_dim)
+
+    assert "up to 64 tokens" in cuda_backend.unsupported_reason(request(window=(12, 12)))
+    assert "up to 64 tokens" in cuda_backend.unsupported_reason(request(window=(5, 13)))
+    assert cuda_backend.unsupported_reason(request(window=(4, 16))) is None  # 64 tokens, rectangular
+    assert "multiple of 16" in cuda_backend.unsupported_reason(request(head_dim=24))
+    assert "float64" in cuda_backend.unsupported_reason(request(dtype=torch.float64))
+    assert "CUDA tensors" in cuda_backend.unsupported_reason(request(device="cpu"))
 
 
 PTXAS_SAMPLE = """\
@@ -84,7 +88,8 @@ def require_cuda_backend():
         pytest.skip(f"the cuda backend cannot run here: {reason}")
 
 
-CUDA_CASES = [case for case in ATTENTION_CASES if case.window <= cuda_backend.MAX_WINDOW and case.head_dim % 16 == 0]
+CUDA_CASES = [case for case in ATTENTION_CASES + GEOMETRY_CASES
+              if case.tokens <= cuda_backend.MAX_TOKENS and case.head_dim % 16 == 0]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
@@ -94,7 +99,7 @@ def test_cuda_attention_matches_reference(case, dtype):
     check_attention(BACKEND, case, dtype, device="cuda")
 
 
-@pytest.mark.parametrize("case", PARTITION_CASES, ids=str)
+@pytest.mark.parametrize("case", PARTITION_CASES, ids=partition_case_id)
 def test_cuda_partition_and_reverse_are_exact(case):
     require_cuda_backend()
     check_partition(BACKEND, *case, device="cuda")
@@ -112,11 +117,12 @@ def test_cuda_opcheck():
     pad = torch.randn(96, generator=gen).cuda().requires_grad_()
     bias = torch.randn(2, 9, 9, generator=gen).cuda().requires_grad_()
     ops = torch.ops.swin_kernels
-    torch.library.opcheck(ops.window_attention_fwd.default, (qkv, pad, bias, 2, 3, 1, 0.25))
-    out, lse = ops.window_attention_fwd(qkv, pad, bias, 2, 3, 1, 0.25)
+    geometry = ([3, 3], [1, 1], False)
+    torch.library.opcheck(ops.window_attention_fwd.default, (qkv, pad, bias, 2, *geometry, 0.25))
+    out, lse = ops.window_attention_fwd(qkv, pad, bias, 2, *geometry, 0.25)
     torch.library.opcheck(ops.window_attention_bwd.default,
-                          (torch.randn_like(out), qkv.detach(), pad.detach(), bias.detach(), lse, 2, 3, 1, 0.25))
+                          (torch.randn_like(out), qkv.detach(), pad.detach(), bias.detach(), lse, 2, *geometry, 0.25))
     x = torch.randn(2, 5, 7, 3, device="cuda", requires_grad=True)
-    torch.library.opcheck(ops.window_partition.default, (x, 3, 1))
-    torch.library.opcheck(ops.window_reverse.default, (ops.window_partition(x, 3, 1).detach().requires_grad_(), 3, 5,
-                                                       7, 1))
+    torch.library.opcheck(ops.window_partition.default, (x, [3, 3], [1, 1], False))
+    windows = ops.window_partition(x, [3, 3], [1, 1], False).detach().requires_grad_()
+    torch.library.opcheck(ops.window_reverse.default, (windows, [3, 3], 5, 7, [1, 1], False))

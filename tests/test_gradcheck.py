@@ -15,34 +15,42 @@ def fast_mode(backend: str) -> bool:
 
 
 def require(backend: str, op: str, head_dim=None):
-    request = backends.Request(op, torch.device("cpu"), torch.float64, 3, head_dim)
-    reason = backends.explain(request)[backend]
+    request = backends.Request(op, torch.device("cpu"), torch.float64, (3, 3), head_dim)
+    reason = backends.reasons(request)[backend]
     if reason is not None:
         pytest.skip(f"{backend} cannot run {op} in fp64 here: {reason}")
 
 
+# (window, shift, roll_before_pad): unshifted, shifted, and a rectangular window rolled before padding
+GEOMETRIES = [(3, 0, False), (3, 1, False), ((2, 3), (1, 2), True)]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("shift", [0, 1])
-def test_attention_gradcheck(backend, shift):
+@pytest.mark.parametrize("window, shift, roll_before_pad", GEOMETRIES)
+def test_attention_gradcheck(backend, window, shift, roll_before_pad):
     require(backend, "attention", head_dim=4)
-    gen = torch.Generator().manual_seed(shift)
+    gen = torch.Generator().manual_seed(1)
+    n = 9 if window == 3 else 6
     qkv = torch.randn(2, 5, 4, 24, generator=gen, dtype=torch.float64, requires_grad=True)  # 2 heads, d = 4
     pad = torch.randn(24, generator=gen, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(2, 9, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(2, n, n, generator=gen, dtype=torch.float64, requires_grad=True)
 
     def attention(qkv, pad, bias):
-        return swin_kernels.shifted_window_attention(qkv, 2, 3, shift, pad_qkv=pad, bias=bias, scale=0.7,
-                                                     backend=backend)
+        return swin_kernels.shifted_window_attention(qkv, 2, window, shift, roll_before_pad=roll_before_pad,
+                                                     pad_qkv=pad, bias=bias, scale=0.7, backend=backend)
 
     assert torch.autograd.gradcheck(attention, (qkv, pad, bias), fast_mode=fast_mode(backend))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_partition_and_reverse_gradcheck(backend):
+@pytest.mark.parametrize("window, shift, roll_before_pad", GEOMETRIES[1:])
+def test_partition_and_reverse_gradcheck(backend, window, shift, roll_before_pad):
     require(backend, "partition")
     x = torch.randn(2, 5, 4, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: swin_kernels.window_partition(t, 3, 1, backend=backend), (x,),
+    options = dict(backend=backend, roll_before_pad=roll_before_pad)
+    windows = swin_kernels.window_partition(x, window, shift, **options)
+    assert torch.autograd.gradcheck(lambda t: swin_kernels.window_partition(t, window, shift, **options), (x,),
                                     fast_mode=fast_mode(backend))
-    windows = torch.randn(2 * 4, 9, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: swin_kernels.window_reverse(t, 3, 5, 4, 1, backend=backend), (windows,),
-                                    fast_mode=fast_mode(backend))
+    windows = torch.randn(windows.shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: swin_kernels.window_reverse(t, window, 5, 4, shift, **options),
+                                    (windows,), fast_mode=fast_mode(backend))

@@ -18,7 +18,7 @@ import transformers as tf
 import swin_kernels
 from swin_kernels import functional
 from swin_kernels.backends import BACKEND_NAMES
-from swin_kernels.patching import is_patched
+from swin_kernels.patches import is_patched
 
 from swin_family_models import (
     ALL_CASES, EMULATED_BACKENDS, IMAGE, NATIVE_BACKENDS, ModelCase, assert_close, assert_grads_close, compare_with_unpatched,
@@ -354,19 +354,3 @@ def test_patch_rejects_a_backend_that_cannot_run_here():
     with pytest.raises(swin_kernels.BackendUnavailableError, match=f"^{missing[0]}: "):
         swin_kernels.patch(model, backend=missing[0])
     assert not any(is_patched(b) for b in swin_blocks(model))
-
-
-# ------------------------------------------------------------------------------------------------------ timm
-def test_timm_swin_transformer_is_left_alone_with_a_warning():
-    timm = pytest.importorskip("timm", reason="timm is not importable here (it needs torchvision, which has no "
-                                              "build for this CPU torch)")
-    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=56, embed_dim=16,
-                              depths=(2, 2), num_heads=(2, 4), num_classes=3).eval()
-    x = torch.randn(2, 3, 56, 56)
-    with torch.no_grad():
-        expected = model(x)
-        messages = _warnings_of(model)
-        actual = model(x)
-    assert any("SwinTransformerBlock block(s) unchanged" in m and "timm rolls the map before padding" in m
-               for m in messages)
-    assert torch.equal(actual, expected)

@@ -18,6 +18,7 @@ from swin_kernels.modules import FusedWindowAttention
 
 from backend_checks import (
     ATTENTION_CASES,
+    GEOMETRY_CASES,
     PARTITION_CASES,
     AttentionCase,
     assert_relative_close,
@@ -25,6 +26,7 @@ from backend_checks import (
     check_attention,
     check_bias_grad_deterministic,
     check_partition,
+    partition_case_id,
 )
 
 BACKEND = "triton"
@@ -51,17 +53,17 @@ EXTRA_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", ATTENTION_CASES + EXTRA_CASES, ids=str)
+@pytest.mark.parametrize("case", ATTENTION_CASES + EXTRA_CASES + GEOMETRY_CASES, ids=str)
 def test_attention_fp32(case):
     check_attention(BACKEND, case, torch.float32, DEVICE)
 
 
-@pytest.mark.parametrize("case", ATTENTION_CASES, ids=str)
+@pytest.mark.parametrize("case", ATTENTION_CASES + GEOMETRY_CASES, ids=str)
 def test_attention_fp64(case):
     check_attention(BACKEND, case, torch.float64, DEVICE)
 
 
-@pytest.mark.parametrize("case", ATTENTION_CASES, ids=str)
+@pytest.mark.parametrize("case", ATTENTION_CASES + GEOMETRY_CASES[:3], ids=str)
 def test_attention_bf16(case):
     check_attention(BACKEND, case, torch.bfloat16, DEVICE)
 
@@ -167,16 +169,14 @@ def test_dropout_same_seed_same_output_and_other_seed_other_mask():
 def _explicit_mask_attention(case, inputs, keep, p, scale):
     """The reference pipeline with a given keep mask (B·nW, heads, N, N) in place of random dropout."""
     g = WindowGeometry(case.height, case.width, case.window, case.shift)
-    windows = reference.partition_windows(
-        reference.cyclic_roll(reference.pad_to_windows(inputs["qkv"], g, inputs["pad_qkv"]), -g.shift), g.window)
+    windows = reference.partition_windows(reference.pad_and_roll(inputs["qkv"], g, inputs["pad_qkv"]), g.window)
     q, k, v = reference.split_heads(windows, case.heads)
     scores = (q * scale) @ k.transpose(-2, -1) + inputs["bias"]
     region = reference.partition_windows(reference.shift_region_ids(g, q.device)[None, :, :, None].double(),
                                          g.window)[..., 0]
     scores = scores + torch.where(region[:, None, :, None] != region[:, None, None, :], SHIFT_MASK_VALUE, 0.0)
     out = reference.merge_heads((scores.softmax(-1) * keep / (1 - p)) @ v)
-    out = reference.cyclic_roll(reference.merge_windows(out, g.window, g.padded_height, g.padded_width), g.shift)
-    return out[:, :case.height, :case.width]
+    return reference.unroll_and_crop(reference.merge_windows(out, g.window, g.padded_height, g.padded_width), g)
 
 
 def test_dropout_backward_matches_explicit_mask_reference():
@@ -217,14 +217,14 @@ def test_fused_window_attention_module_matches_reference(train):
 
 
 # ----------------------------------------------------------------------------------------- partition / reverse
-@pytest.mark.parametrize("case", PARTITION_CASES, ids=lambda c: "B{}_{}x{}_C{}_M{}_s{}".format(*c))
+@pytest.mark.parametrize("case", PARTITION_CASES, ids=partition_case_id)
 def test_partition_and_reverse_exact(case):
     check_partition(BACKEND, *case, device=DEVICE)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64], ids=str)
 def test_partition_and_reverse_exact_other_dtypes(dtype):
-    check_partition(BACKEND, 2, 9, 13, 6, 4, 2, dtype=dtype, device=DEVICE)
+    check_partition(BACKEND, 2, 9, 13, 6, (4, 3), (2, 1), True, dtype=dtype, device=DEVICE)
 
 
 # ------------------------------------------------------------------------------------------------------ reasons
@@ -232,16 +232,20 @@ def test_unsupported_calls_say_why():
     device = torch.device(DEVICE)
 
     def reason(**fields):
-        request = dict(op="attention", device=device, dtype=torch.float32, window=7, head_dim=32)
-        return backends.explain(Request(**{**request, **fields}))[BACKEND]
+        request = dict(op="attention", device=device, dtype=torch.float32, window=(7, 7), head_dim=32)
+        return backends.reasons(Request(**{**request, **fields}))[BACKEND]
 
     assert reason() is None
     assert "head_dim up to 128" in reason(head_dim=256)
-    assert "windows up to 16" in reason(window=17)
+    assert "up to 256 tokens" in reason(window=(17, 17))
+    assert "up to 256 tokens" in reason(window=(8, 33))
+    assert reason(window=(8, 32)) is None
     assert "float16, bfloat16, float32 and float64" in reason(dtype=torch.int32)
-    assert reason(op="partition", window=40, dtype=torch.int64) is None  # data movement: any window and dtype
+    assert reason(op="partition", window=(40, 40), dtype=torch.int64) is None  # data movement: any window and dtype
     other = torch.device("cuda" if DEVICE == "cpu" else "cpu")
-    assert reason(device=other).startswith("triton: ")
+    assert "tensor" in reason(device=other)
+    with pytest.raises(swin_kernels.BackendUnavailableError, match="^triton: [a-z]"):  # one prefix, not two
+        swin_kernels.shifted_window_attention(torch.randn(1, 4, 4, 6, device="meta"), 1, 4, backend=BACKEND)
 
 
 def test_token_indices_must_fit_int32():

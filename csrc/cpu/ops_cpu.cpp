@@ -99,9 +99,10 @@ void attention_forward(const AttentionProblem& p, const KernelTable& k, const Fo
 
 std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, const std::optional<at::Tensor>& pad_qkv,
                                                         const std::optional<at::Tensor>& bias, int64_t num_heads,
-                                                        int64_t window, int64_t shift, double scale) {
+                                                        at::IntArrayRef window, at::IntArrayRef shift,
+                                                        bool roll_before_pad, double scale) {
   check_cpu_float(qkv);
-  const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift);
+  const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift, roll_before_pad);
   const AttentionProblem p = problem_of(s, scale);
   const int64_t windows = s.batch * s.grid.windows_per_image;
   at::Tensor out = new_output({s.batch, s.height, s.width, s.channels}, qkv.options());
@@ -149,9 +150,9 @@ void attention_backward(const AttentionProblem& p, const KernelTable& k, Backwar
 std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
     const at::Tensor& grad_out, const at::Tensor& qkv, const std::optional<at::Tensor>& pad_qkv,
     const std::optional<at::Tensor>& bias, const at::Tensor& lse, int64_t num_heads,
-    int64_t window, int64_t shift, double scale) {
+    at::IntArrayRef window, at::IntArrayRef shift, bool roll_before_pad, double scale) {
   check_cpu_float(qkv);
-  const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift);
+  const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift, roll_before_pad);
   check_attention_backward_args(s, qkv, grad_out, lse, qkv.scalar_type());
   const AttentionProblem p = problem_of(s, scale);
   const int64_t n = s.grid.tokens, windows = s.batch * s.grid.windows_per_image;
@@ -202,18 +203,19 @@ void move_rows(const at::Tensor& src_tensor, at::Tensor& dst_tensor, const maps:
   });
 }
 
-at::Tensor window_partition(const at::Tensor& x, int64_t window, int64_t shift) {
+at::Tensor window_partition(const at::Tensor& x, at::IntArrayRef window, at::IntArrayRef shift, bool roll_before_pad) {
   TORCH_CHECK(x.device().is_cpu(), "swin_kernels: the CPU kernels need CPU tensors, got ", x.device());
-  const maps::WindowGrid g = check_partition_args(x, window, shift);
+  const maps::WindowGrid g = check_partition_args(x, window, shift, roll_before_pad);
   const int64_t batch = x.size(0), channels = x.size(3);
   at::Tensor out = new_output({batch * g.windows_per_image, g.tokens, channels}, x.options());
   move_rows<false>(x, out, g, out.size(0) * g.tokens, channels * static_cast<int64_t>(x.element_size()));
   return out;
 }
 
-at::Tensor window_reverse(const at::Tensor& windows, int64_t window, int64_t height, int64_t width, int64_t shift) {
+at::Tensor window_reverse(const at::Tensor& windows, at::IntArrayRef window, int64_t height, int64_t width,
+                          at::IntArrayRef shift, bool roll_before_pad) {
   TORCH_CHECK(windows.device().is_cpu(), "swin_kernels: the CPU kernels need CPU tensors, got ", windows.device());
-  const maps::WindowGrid g = check_reverse_args(windows, window, height, width, shift);
+  const maps::WindowGrid g = check_reverse_args(windows, window, height, width, shift, roll_before_pad);
   const int64_t batch = windows.size(0) / g.windows_per_image, channels = windows.size(2);
   at::Tensor out = new_output({batch, height, width, channels}, windows.options());
   move_rows<true>(windows, out, g, windows.size(0) * g.tokens, channels * static_cast<int64_t>(windows.element_size()));

@@ -16,8 +16,8 @@ enum class DType { kFloat32, kFloat16, kBFloat16 };
 // dimension that is a multiple of 16 up to 64 (the wmma tile).
 constexpr int kMaxTokens = 64;
 constexpr int kMaxHeadDim = 64;
-inline bool attention_supported(int64_t window, int64_t head_dim) {
-  return window * window <= kMaxTokens && head_dim % 16 == 0 && head_dim <= kMaxHeadDim;
+inline bool attention_supported(int64_t tokens, int64_t head_dim) {
+  return tokens <= kMaxTokens && head_dim % 16 == 0 && head_dim <= kMaxHeadDim;
 }
 
 struct AttentionForwardArgs {

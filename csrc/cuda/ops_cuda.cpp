@@ -30,18 +30,19 @@ DType dtype_of(const at::Tensor& t) {
 
 void check_cuda_attention(const at::Tensor& qkv, const AttentionSizes& s) {
   TORCH_CHECK(qkv.is_cuda(), "swin_kernels: the CUDA kernels need CUDA tensors, got ", qkv.device());
-  TORCH_CHECK(attention_supported(s.grid.window, s.head_dim),
-              "swin_kernels: the CUDA attention kernels need window * window <= ", kMaxTokens,
-              " and head_dim a multiple of 16 up to ", kMaxHeadDim, ", got window ", s.grid.window, " and head_dim ",
-              s.head_dim);
+  TORCH_CHECK(attention_supported(s.grid.tokens, s.head_dim),
+              "swin_kernels: the CUDA attention kernels need windows of at most ", kMaxTokens,
+              " tokens and head_dim a multiple of 16 up to ", kMaxHeadDim, ", got a window of ", s.grid.tokens,
+              " tokens and head_dim ", s.head_dim);
 }
 
 const void* data_or_null(const std::optional<at::Tensor>& t) { return t.has_value() ? t->data_ptr() : nullptr; }
 
 std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, const std::optional<at::Tensor>& pad_qkv,
                                                         const std::optional<at::Tensor>& bias, int64_t num_heads,
-                                                        int64_t window, int64_t shift, double scale) {
-  const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift);
+                                                        at::IntArrayRef window, at::IntArrayRef shift,
+                                                        bool roll_before_pad, double scale) {
+  const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift, roll_before_pad);
   check_cuda_attention(qkv, s);
   const c10::cuda::CUDAGuard guard(qkv.device());
   const int64_t windows = s.batch * s.grid.windows_per_image;
@@ -57,8 +58,8 @@ std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, c
 std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
     const at::Tensor& grad_out, const at::Tensor& qkv, const std::optional<at::Tensor>& pad_qkv,
     const std::optional<at::Tensor>& bias, const at::Tensor& lse, int64_t num_heads,
-    int64_t window, int64_t shift, double scale) {
-  const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift);
+    at::IntArrayRef window, at::IntArrayRef shift, bool roll_before_pad, double scale) {
+  const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift, roll_before_pad);
   check_cuda_attention(qkv, s);
   check_attention_backward_args(s, qkv, grad_out, lse, at::kFloat);
   const c10::cuda::CUDAGuard guard(qkv.device());
@@ -91,9 +92,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
   return {grad_qkv, grad_pad, grad_bias};
 }
 
-at::Tensor window_partition(const at::Tensor& x, int64_t window, int64_t shift) {
+at::Tensor window_partition(const at::Tensor& x, at::IntArrayRef window, at::IntArrayRef shift, bool roll_before_pad) {
   TORCH_CHECK(x.is_cuda(), "swin_kernels: the CUDA kernels need CUDA tensors, got ", x.device());
-  const maps::WindowGrid g = check_partition_args(x, window, shift);
+  const maps::WindowGrid g = check_partition_args(x, window, shift, roll_before_pad);
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = new_output({x.size(0) * g.windows_per_image, g.tokens, x.size(3)}, x.options());
   C10_CUDA_CHECK(launch_window_partition(x.data_ptr(), out.data_ptr(), x.size(0), x.size(3) * x.element_size(), g,
@@ -101,9 +102,10 @@ at::Tensor window_partition(const at::Tensor& x, int64_t window, int64_t shift) 
   return out;
 }
 
-at::Tensor window_reverse(const at::Tensor& windows, int64_t window, int64_t height, int64_t width, int64_t shift) {
+at::Tensor window_reverse(const at::Tensor& windows, at::IntArrayRef window, int64_t height, int64_t width,
+                          at::IntArrayRef shift, bool roll_before_pad) {
   TORCH_CHECK(windows.is_cuda(), "swin_kernels: the CUDA kernels need CUDA tensors, got ", windows.device());
-  const maps::WindowGrid g = check_reverse_args(windows, window, height, width, shift);
+  const maps::WindowGrid g = check_reverse_args(windows, window, height, width, shift, roll_before_pad);
   const c10::cuda::CUDAGuard guard(windows.device());
   const int64_t batch = windows.size(0) / g.windows_per_image;
   at::Tensor out = new_output({batch, height, width, windows.size(2)}, windows.options());

@@ -1,6 +1,7 @@
 // Unit test of csrc/index_maps.h (the maps both the CPU and the CUDA kernels use) against brute force: build the
-// padded, rolled and partitioned map, the official region mask and relative position index explicitly, then
-// compare with the closed-form maps for every small geometry. Exit status 0 when all agree.
+// padded and rolled map in either order (pad then roll, roll then pad), the official region mask and relative
+// position index explicitly, then compare with the closed-form maps for every small geometry, rectangular windows
+// and per-axis shifts included. Exit status 0 when all agree.
 #include <cstdio>
 #include <vector>
 
@@ -11,14 +12,20 @@ namespace maps = swin_kernels::maps;
 namespace {
 
 int failures = 0;
+struct Case {
+  int h, w, mh, mw, sh, sw;
+  bool roll_first;
+};
 
-void expect(bool ok, const char* what, int h, int w, int m, int s, long window, int token) {
+void expect(bool ok, const char* what, const Case& c, long window, int token) {
   if (ok) return;
   if (++failures <= 20)
-    std::printf("FAIL %s: H=%d W=%d M=%d s=%d window=%ld token=%d\n", what, h, w, m, s, window, token);
+    std::printf("FAIL %s: H=%d W=%d M=(%d,%d) s=(%d,%d) roll_before_pad=%d window=%ld token=%d\n", what, c.h, c.w,
+                c.mh, c.mw, c.sh, c.sw, c.roll_first, window, token);
 }
 
-// The official construction of the shift regions: slices (0, -M), (-M, -s), (-s, None) along each padded axis.
+// The official construction of the shift regions: slices (0, -M), (-M, -s), (-s, None) along each padded axis
+// (with s = 0 the last slice covers the whole axis: one region).
 int official_axis_region(long pos, long length, int m, int s) {
   if (s == 0) return 0;
   if (pos < length - m) return 0;
@@ -26,48 +33,63 @@ int official_axis_region(long pos, long length, int m, int s) {
   return 2;
 }
 
-void check_geometry(int h, int w, int m, int s) {
-  const maps::WindowGrid g = maps::make_grid(h, w, m, s);
-  const long hp = (h + m - 1) / m * m, wp = (w + m - 1) / m * m;
-  expect(g.padded_height == hp && g.padded_width == wp, "padded size", h, w, m, s, -1, -1);
-  expect(g.windows_per_image == (hp / m) * (wp / m) && g.tokens == m * m, "window count", h, w, m, s, -1, -1);
-  // padded map of pixel ids (-1 = padding), rolled by (-s, -s): rolled[y][x] = padded[(y + s) % Hp][(x + s) % Wp]
+// Unrolled coordinate of rolled position p, built the way the libraries build the map (-1: padding).
+long brute_unrolled(long p, long length, long padded, int s, bool roll_first) {
+  if (roll_first) {  // roll the unpadded axis (torch.roll: modulo its length), then pad
+    if (p >= length) return -1;
+    return (p + s) % length;
+  }
+  const long y = (p + s) % padded;  // pad, then roll the padded axis
+  return y < length ? y : -1;
+}
+
+void check_geometry(const Case& c) {
+  const maps::WindowGrid g = maps::make_grid(c.h, c.w, c.mh, c.mw, c.sh, c.sw, c.roll_first);
+  const long hp = (c.h + c.mh - 1) / c.mh * c.mh, wp = (c.w + c.mw - 1) / c.mw * c.mw;
+  expect(g.padded_height == hp && g.padded_width == wp, "padded size", c, -1, -1);
+  expect(g.windows_per_image == (hp / c.mh) * (wp / c.mw) && g.tokens == c.mh * c.mw, "window count", c, -1, -1);
   std::vector<long> rolled(hp * wp), regions(hp * wp);
   for (long y = 0; y < hp; ++y)
     for (long x = 0; x < wp; ++x) {
-      const long sy = (y + s) % hp, sx = (x + s) % wp;
-      rolled[y * wp + x] = (sy < h && sx < w) ? sy * w + sx : -1;
-      regions[y * wp + x] = official_axis_region(y, hp, m, s) * 3 + official_axis_region(x, wp, m, s);
+      const long sy = brute_unrolled(y, c.h, hp, c.sh, c.roll_first);
+      const long sx = brute_unrolled(x, c.w, wp, c.sw, c.roll_first);
+      rolled[y * wp + x] = (sy >= 0 && sx >= 0) ? sy * c.w + sx : -1;
+      regions[y * wp + x] = official_axis_region(y, hp, c.mh, c.sh) * 3 + official_axis_region(x, wp, c.mw, c.sw);
     }
-  std::vector<int> seen(static_cast<size_t>(h) * w, 0);
+  std::vector<int> seen(static_cast<size_t>(c.h) * c.w, 0);
   for (long win = 0; win < g.windows_per_image; ++win) {
-    const long wr = win / (wp / m), wc = win % (wp / m);
+    const long wr = win / (wp / c.mw), wc = win % (wp / c.mw);
     bool mixed = false;
-    for (int t = 0; t < m * m; ++t) {
-      const long y = wr * m + t / m, x = wc * m + t % m;
+    for (int t = 0; t < c.mh * c.mw; ++t) {
+      const long y = wr * c.mh + t / c.mw, x = wc * c.mw + t % c.mw;
       const long pixel = maps::token_pixel(g, win, t);
-      expect(pixel == rolled[y * wp + x], "token_pixel", h, w, m, s, win, t);
-      expect(maps::token_region(g, win, t) == regions[y * wp + x], "token_region", h, w, m, s, win, t);
-      if (pixel >= 0) seen[pixel] += 1;
-      mixed = mixed || regions[y * wp + x] != regions[wr * m * wp + wc * m];
+      expect(pixel == rolled[y * wp + x], "token_pixel", c, win, t);
+      expect(maps::token_region(g, win, t) == regions[y * wp + x], "token_region", c, win, t);
+      if (pixel >= 0) {
+        seen[pixel] += 1;
+        int64_t back_window = -1;
+        int32_t back_token = -1;
+        maps::pixel_token(g, pixel, &back_window, &back_token);
+        expect(back_window == win && back_token == t, "pixel_token inverts token_pixel", c, win, t);
+      }
+      mixed = mixed || regions[y * wp + x] != regions[wr * c.mh * wp + wc * c.mw];
     }
     // window_is_masked may be conservative only where no mask applies anyway: it must flag every mixed window.
-    expect(!mixed || maps::window_is_masked(g, win), "window_is_masked", h, w, m, s, win, -1);
-    expect(s > 0 || !maps::window_is_masked(g, win), "unshifted window masked", h, w, m, s, win, -1);
+    expect(!mixed || maps::window_is_masked(g, win), "window_is_masked", c, win, -1);
+    expect((c.sh > 0 || c.sw > 0) || !maps::window_is_masked(g, win), "unshifted window masked", c, win, -1);
   }
-  for (long p = 0; p < static_cast<long>(h) * w; ++p) expect(seen[p] == 1, "each pixel held once", h, w, m, s, p, -1);
+  for (long p = 0; p < static_cast<long>(c.h) * c.w; ++p) expect(seen[p] == 1, "each pixel held once", c, p, -1);
 }
 
-// The official relative position index (coords difference, shifted by T-1, row scaled by 2T-1).
-void check_relative_index(int m, int table) {
-  for (int i = 0; i < m * m; ++i)
-    for (int j = 0; j < m * m; ++j) {
-      const int d_row = i / m - j / m + table - 1, d_col = i % m - j % m + table - 1;
-      const int expected = d_row * (2 * table - 1) + d_col;
-      expect(maps::relative_position_index(m, table, i, j) == expected, "relative_position_index", 0, 0, m, table,
-             i, j);
-      expect(expected >= 0 && expected < (2 * table - 1) * (2 * table - 1), "relative index range", 0, 0, m, table,
-             i, j);
+// The official relative position index (coords difference, shifted by T-1, row scaled by 2Tw-1).
+void check_relative_index(int mh, int mw, int th, int tw) {
+  const Case c{0, 0, mh, mw, th, tw, false};
+  for (int i = 0; i < mh * mw; ++i)
+    for (int j = 0; j < mh * mw; ++j) {
+      const int d_row = i / mw - j / mw + th - 1, d_col = i % mw - j % mw + tw - 1;
+      const int expected = d_row * (2 * tw - 1) + d_col;
+      expect(maps::relative_position_index(mh, mw, th, tw, i, j) == expected, "relative_position_index", c, i, j);
+      expect(expected >= 0 && expected < (2 * th - 1) * (2 * tw - 1), "relative index range", c, i, j);
     }
 }
 
@@ -75,23 +97,34 @@ void check_relative_index(int m, int table) {
 
 int main() {
   int geometries = 0;
+  for (int roll_first = 0; roll_first <= 1; ++roll_first)
+    for (int mh = 1; mh <= 6; ++mh)
+      for (int mw = 1; mw <= 6; ++mw)
+        for (int sh = 0; sh < mh; sh += (mh > 3 ? 2 : 1))
+          for (int sw = 0; sw < mw; sw += (mw > 3 ? 2 : 1))
+            for (int h = 1; h <= 13; h += 2)
+              for (int w = 1; w <= 13; w += 3, ++geometries)
+                check_geometry({h, w, mh, mw, sh, sw, roll_first == 1});
   for (int m = 1; m <= 8; ++m)
     for (int s = 0; s < m; ++s)
       for (int h = 1; h <= 19; ++h)
-        for (int w = 1; w <= 19; ++w, ++geometries) check_geometry(h, w, m, s);
-  check_geometry(56, 56, 7, 3);
-  check_geometry(200, 5, 12, 6);
-  for (int m = 1; m <= 12; ++m)
-    for (int table = m; table <= m + 3; ++table) check_relative_index(m, table);
+        for (int w = 1; w <= 19; ++w, ++geometries) check_geometry({h, w, m, m, s, s, false});
+  check_geometry({56, 56, 7, 7, 3, 3, false});
+  check_geometry({28, 100, 4, 7, 0, 3, true});  // timm's per-axis clamp
+  check_geometry({200, 5, 12, 12, 6, 6, false});
+  check_geometry({2, 3, 7, 7, 3, 3, true});  // roll larger than the map (timm always_partition)
+  for (int mh = 1; mh <= 8; ++mh)
+    for (int mw = 1; mw <= 8; ++mw)
+      for (int extra = 0; extra <= 2; ++extra) check_relative_index(mh, mw, mh + extra, mw + 2 - extra);
   // 64-bit: a pixel index past 2^31 stays exact.
   const maps::WindowGrid big = maps::make_grid(70000, 70000, 7, 3);
   expect(maps::token_pixel(big, big.windows_per_image - 1, 0) ==
              (static_cast<int64_t>(big.padded_height - 7 + 3)) * 70000 + (big.padded_width - 7 + 3),
-         "64-bit pixel", 70000, 70000, 7, 3, big.windows_per_image - 1, 0);
+         "64-bit pixel", Case{70000, 70000, 7, 7, 3, 3, false}, big.windows_per_image - 1, 0);
   if (failures) {
     std::printf("%d mismatches\n", failures);
     return 1;
   }
-  std::printf("index maps agree with brute force on %d geometries\n", geometries + 2);
+  std::printf("index maps agree with brute force on %d geometries\n", geometries + 4);
   return 0;
 }

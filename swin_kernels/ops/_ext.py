@@ -49,56 +49,61 @@ def lse_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _windows(height, width, window: int):
+def _windows(height, width, window):
     """Number of windows of a height x width map (works on SymInts)."""
-    return ((height + window - 1) // window) * ((width + window - 1) // window)
+    return ((height + window[0] - 1) // window[0]) * ((width + window[1] - 1) // window[1])
 
 
 # ------------------------------------------------------------------------------------ backend entry points
-def window_attention(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p):
+def window_attention(qkv, pad_qkv, bias, num_heads, geometry, scale, dropout_p):
     if dropout_p > 0.0:
         raise ValueError(f"the compiled kernels have no attention dropout (dropout_p={dropout_p})")
-    out, _ = torch.ops.swin_kernels.window_attention_fwd(qkv, pad_qkv, bias, num_heads, window, shift, scale)
+    g = geometry
+    out, _ = torch.ops.swin_kernels.window_attention_fwd(qkv, pad_qkv, bias, num_heads, list(g.window),
+                                                         list(g.shift), g.roll_before_pad, scale)
     return out
 
 
-def window_partition(x, window, shift):
-    return torch.ops.swin_kernels.window_partition(x, window, shift)
+def window_partition(x, geometry):
+    g = geometry
+    return torch.ops.swin_kernels.window_partition(x, list(g.window), list(g.shift), g.roll_before_pad)
 
 
-def window_reverse(windows, window, height, width, shift):
-    return torch.ops.swin_kernels.window_reverse(windows, window, height, width, shift)
+def window_reverse(windows, geometry):
+    g = geometry
+    return torch.ops.swin_kernels.window_reverse(windows, list(g.window), g.height, g.width, list(g.shift),
+                                                 g.roll_before_pad)
 
 
 # ---------------------------------------------------------------------------------------------- fakes
-def _fake_attention_fwd(qkv, pad_qkv, bias, num_heads, window, shift, scale):
+def _fake_attention_fwd(qkv, pad_qkv, bias, num_heads, window, shift, roll_before_pad, scale):
     b, h, w, c3 = qkv.shape
     out = qkv.new_empty((b, h, w, c3 // 3))
-    lse = qkv.new_empty((b * _windows(h, w, window), num_heads, window * window), dtype=lse_dtype(qkv.dtype))
+    lse = qkv.new_empty((b * _windows(h, w, window), num_heads, window[0] * window[1]), dtype=lse_dtype(qkv.dtype))
     return out, lse
 
 
-def _fake_attention_bwd(grad_out, qkv, pad_qkv, bias, lse, num_heads, window, shift, scale):
-    n = window * window
+def _fake_attention_bwd(grad_out, qkv, pad_qkv, bias, lse, num_heads, window, shift, roll_before_pad, scale):
+    n = window[0] * window[1]
     return torch.empty_like(qkv), qkv.new_empty((qkv.shape[-1],)), qkv.new_empty((num_heads, n, n))
 
 
-def _fake_partition(x, window, shift):
+def _fake_partition(x, window, shift, roll_before_pad):
     b, h, w, c = x.shape
-    return x.new_empty((b * _windows(h, w, window), window * window, c))
+    return x.new_empty((b * _windows(h, w, window), window[0] * window[1], c))
 
 
-def _fake_reverse(windows, window, height, width, shift):
+def _fake_reverse(windows, window, height, width, shift, roll_before_pad):
     return windows.new_empty((windows.shape[0] // _windows(height, width, window), height, width, windows.shape[-1]))
 
 
 # -------------------------------------------------------------------------------------------- autograd
 def _attention_setup(ctx, inputs, output):
-    qkv, pad_qkv, bias, num_heads, window, shift, scale = inputs
+    qkv, pad_qkv, bias, num_heads, window, shift, roll_before_pad, scale = inputs
     out, lse = output
     ctx.mark_non_differentiable(lse)
     ctx.save_for_backward(qkv, pad_qkv, bias, lse)  # not out: the backward recomputes what it needs
-    ctx.params = (num_heads, window, shift, scale)
+    ctx.params = (num_heads, window, shift, roll_before_pad, scale)
 
 
 def _attention_backward(ctx, grad_out, _grad_lse):
@@ -106,27 +111,27 @@ def _attention_backward(ctx, grad_out, _grad_lse):
     grad_qkv, grad_pad, grad_bias = torch.ops.swin_kernels.window_attention_bwd(
         grad_out.contiguous(), qkv, pad_qkv, bias, lse, *ctx.params)
     return (grad_qkv, None if pad_qkv is None else grad_pad, None if bias is None else grad_bias,
-            None, None, None, None)
+            None, None, None, None, None)
 
 
 def _partition_setup(ctx, inputs, output):
-    x, window, shift = inputs
-    ctx.geometry = (window, x.shape[1], x.shape[2], shift)
+    x, window, shift, roll_before_pad = inputs
+    ctx.geometry = (window, x.shape[1], x.shape[2], shift, roll_before_pad)
 
 
 def _partition_backward(ctx, grad):
     # The gradient of a gather that drops the zero padding is the scatter back: window_reverse.
-    return torch.ops.swin_kernels.window_reverse(grad.contiguous(), *ctx.geometry), None, None
+    return torch.ops.swin_kernels.window_reverse(grad.contiguous(), *ctx.geometry), None, None, None
 
 
 def _reverse_setup(ctx, inputs, output):
-    _, window, _, _, shift = inputs
-    ctx.geometry = (window, shift)
+    _, window, _, _, shift, roll_before_pad = inputs
+    ctx.geometry = (window, shift, roll_before_pad)
 
 
 def _reverse_backward(ctx, grad):
     # Padded tokens were cropped, so their gradient is zero: exactly what window_partition fills them with.
-    return torch.ops.swin_kernels.window_partition(grad.contiguous(), *ctx.geometry), None, None, None, None
+    return torch.ops.swin_kernels.window_partition(grad.contiguous(), *ctx.geometry), None, None, None, None, None
 
 
 def _register() -> None:

@@ -7,7 +7,7 @@ import torch
 from . import _ext
 
 _ATTENTION_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-MAX_WINDOW = 8  # N = M*M <= 64 tokens: one window's scores stay in shared memory (csrc/cuda/launch_api.h)
+MAX_TOKENS = 64  # N = Mh*Mw <= 64 tokens: one window's scores stay in shared memory (csrc/cuda/launch_api.h)
 MAX_HEAD_DIM = 64  # and a multiple of 16, the tensor-core tile
 # The fp32 backward keeps q, k, v, dO and two fp32 score tiles in shared memory: up to 133120 bytes at head_dim 64
 # (`make cuda-check` prints the table), more than GPUs with ~100 KB per block (sm_86, sm_89) allow.
@@ -33,8 +33,9 @@ def unsupported_reason(request) -> str | None:
         return None  # partition / reverse move bytes: any dtype
     if request.dtype not in _ATTENTION_DTYPES:
         return f"the cuda attention kernels support float32, float16 and bfloat16, got {request.dtype}"
-    if request.window > MAX_WINDOW:
-        return f"the cuda attention kernels support windows up to {MAX_WINDOW} (N <= 64 tokens), got {request.window}"
+    if request.tokens > MAX_TOKENS:
+        return (f"the cuda attention kernels support windows of up to {MAX_TOKENS} tokens (e.g. 8x8), got "
+                f"{request.window[0]}x{request.window[1]}")
     if request.head_dim is not None and (request.head_dim % 16 or request.head_dim > MAX_HEAD_DIM):
         return f"the cuda attention kernels need head_dim a multiple of 16 up to {MAX_HEAD_DIM}, got {request.head_dim}"
     if request.dtype == torch.bfloat16 and torch.cuda.get_device_capability(request.device) < (8, 0):

@@ -13,13 +13,17 @@ def unsupported_reason(request) -> str | None:
     return None
 
 
-def window_attention(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p):
-    return reference.shifted_window_attention(qkv, num_heads, window, shift, pad_qkv, bias, scale, dropout_p)
+def window_attention(qkv, pad_qkv, bias, num_heads, geometry, scale, dropout_p):
+    g = geometry
+    return reference.shifted_window_attention(qkv, num_heads, g.window, g.shift, pad_qkv, bias, scale, dropout_p,
+                                              g.roll_before_pad)
 
 
-def window_partition(x, window, shift):
-    return reference.window_partition(x, window, shift)
+def window_partition(x, geometry):
+    g = geometry
+    return reference.window_partition(x, g.window, g.shift, g.roll_before_pad)
 
 
-def window_reverse(windows, window, height, width, shift):
-    return reference.window_reverse(windows, window, height, width, shift)
+def window_reverse(windows, geometry):
+    g = geometry
+    return reference.window_reverse(windows, g.window, g.height, g.width, g.shift, g.roll_before_pad)

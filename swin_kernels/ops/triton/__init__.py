@@ -1,7 +1,8 @@
 """The "triton" backend: single-pass fused shifted-window attention and fused roll+partition / reverse+roll.
 
 On a GPU the kernels run on CUDA tensors; with TRITON_INTERPRET=1 (set before triton is imported) they run
-in Triton's interpreter on CPU tensors, which is how they are tested without a GPU.
+in Triton's interpreter on CPU tensors, which is how they are tested without a GPU. The kernels are torch
+operators (library.py), so torch.compile traces calls to them without graph breaks.
 """
 
 from __future__ import annotations
@@ -39,38 +40,64 @@ def unavailable_reason() -> str | None:
 
 
 def unsupported_reason(request) -> str | None:
-    from .configs import MAX_HEAD_DIM, MAX_WINDOW
+    from .configs import MAX_HEAD_DIM, MAX_TOKENS
 
     if _interpreting():
         if request.device.type != "cpu":
-            return (f"triton: under TRITON_INTERPRET=1 the kernels run on CPU tensors, "
-                    f"got a {request.device.type} tensor")
+            return f"under TRITON_INTERPRET=1 the kernels run on CPU tensors, got a {request.device.type} tensor"
     elif request.device.type != "cuda":
-        return f"triton: needs CUDA tensors, got a {request.device.type} tensor"
+        return f"needs CUDA tensors, got a {request.device.type} tensor"
     if request.op != "attention":
         return None  # partition / reverse move data of any dtype and window
     if request.dtype not in ATTENTION_DTYPES:
-        return f"triton: attention supports float16, bfloat16, float32 and float64, got {request.dtype}"
-    if request.window > MAX_WINDOW:
-        return f"triton: attention supports windows up to {MAX_WINDOW} (N <= {MAX_WINDOW ** 2}), got {request.window}"
+        return f"attention supports float16, bfloat16, float32 and float64, got {request.dtype}"
+    if request.tokens > MAX_TOKENS:
+        return (f"attention supports windows of up to {MAX_TOKENS} tokens (e.g. 16x16), got "
+                f"{request.window[0]}x{request.window[1]}")
     if request.head_dim is not None and request.head_dim > MAX_HEAD_DIM:
-        return f"triton: attention supports head_dim up to {MAX_HEAD_DIM}, got {request.head_dim}"
+        return f"attention supports head_dim up to {MAX_HEAD_DIM}, got {request.head_dim}"
     return None
 
 
-def window_attention(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p):
-    from .autograd import WindowAttentionFunction
+@torch.compiler.assume_constant_result
+def fp32_matmuls_use_tf32() -> bool:
+    """torch's switch for fp32 matmuls (``torch.backends.cuda.matmul.fp32_precision``, or the legacy
+    ``allow_tf32`` on torch versions without it): the fp32 kernels follow it. Reading the legacy flag raises once
+    the new API has been used, so the new one is read where it exists."""
+    matmul = torch.backends.cuda.matmul
+    precision = getattr(matmul, "fp32_precision", None)
+    if precision is None:
+        return bool(matmul.allow_tf32)
+    return precision == "tf32"
 
-    return WindowAttentionFunction.apply(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p)
+
+def dropout_seed(device: torch.device) -> torch.Tensor:
+    """A (1,) int64 Philox seed drawn on the device by torch's generator for it (torch.manual_seed /
+    torch.cuda.manual_seed make dropout reproducible); no host synchronisation, capturable in a CUDA graph."""
+    return torch.randint(0, 2**31 - 1, (1,), device=device, dtype=torch.int64)
 
 
-def window_partition(x, window, shift):
-    from .autograd import WindowPartitionFunction
+def window_attention(qkv, pad_qkv, bias, num_heads, geometry, scale, dropout_p):
+    from . import library  # noqa: F401  (registers the ops)
 
-    return WindowPartitionFunction.apply(x, window, shift)
+    g = geometry
+    seed = dropout_seed(qkv.device) if dropout_p > 0.0 else None
+    tf32 = qkv.dtype == torch.float32 and fp32_matmuls_use_tf32()
+    out, _, _ = torch.ops.swin_kernels_triton.attention_fwd(
+        qkv, pad_qkv, bias, seed, num_heads, list(g.window), list(g.shift), g.roll_before_pad, scale, dropout_p, tf32)
+    return out
 
 
-def window_reverse(windows, window, height, width, shift):
-    from .autograd import WindowReverseFunction
+def window_partition(x, geometry):
+    from . import library  # noqa: F401
 
-    return WindowReverseFunction.apply(windows, window, height, width, shift)
+    g = geometry
+    return torch.ops.swin_kernels_triton.window_partition(x, list(g.window), list(g.shift), g.roll_before_pad)
+
+
+def window_reverse(windows, geometry):
+    from . import library  # noqa: F401
+
+    g = geometry
+    return torch.ops.swin_kernels_triton.window_reverse(windows, list(g.window), g.height, g.width, list(g.shift),
+                                                       g.roll_before_pad)

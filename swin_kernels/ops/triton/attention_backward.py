@@ -19,10 +19,10 @@ import triton.language as tl
 
 from ..outputs import new_output
 from . import configs
-from .attention_forward import attention_params
+from .attention_forward import scalar_args
 from .index_map import kernel_geometry, window_class, window_token_map
 from .slot_sums import sum_slots
-from .tiles import dropout_keep, load_row_stats, load_token_cols, load_token_rows, matmul, score_block
+from .tiles import constant, dropout_keep, load_row_stats, load_token_cols, load_token_rows, matmul, score_block
 
 
 @triton.jit
@@ -41,10 +41,11 @@ def _add_to_chunk(acc0, acc1, acc2, acc3, x, chunk):
 
 @triton.jit
 def window_attention_dkdv_kernel(
-    qkv_ptr, pad_ptr, table_ptr, out_ptr, dout_ptr, lse_ptr, params_ptr, dqkv_ptr, dpad_part_ptr, seed, p_drop,
-    total_windows, windows_per_slot, num_heads, height, width, padded_h, padded_w, shift, windows_per_row,
-    windows_per_image, sub_steps,
-    WINDOW: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK: tl.constexpr,
+    qkv_ptr, pad_ptr, table_ptr, out_ptr, dout_ptr, lse_ptr, seed_ptr, dqkv_ptr, dpad_part_ptr,
+    qk_scale_hi, qk_scale_lo, scale_hi, scale_lo, keep_hi, keep_lo, p_drop,
+    total_windows, windows_per_slot, num_heads, height, width, roll_len_h, roll_len_w, roll_h, roll_w,
+    windows_per_row, windows_per_image, sub_steps,
+    WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK: tl.constexpr,
     NUM_BLOCKS: tl.constexpr, SUB: tl.constexpr, HAS_PAD: tl.constexpr, HAS_SHIFT: tl.constexpr,
     NEED_DPAD: tl.constexpr, DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
 ):
@@ -54,15 +55,19 @@ def window_attention_dkdv_kernel(
     by every warp, so keeping it narrow keeps registers low. ``sub_steps`` = PADDED // SUB at run time (a
     rolled loop: unrolled steps would all be hoisted into registers at once).
     """
-    N: tl.constexpr = WINDOW * WINDOW
+    N: tl.constexpr = WINDOW_H * WINDOW_W
     PADDED: tl.constexpr = NUM_BLOCKS * BLOCK
     slot = tl.program_id(0)
     head = tl.program_id(1)
     channels = num_heads * HEAD_DIM
     acc_ty = lse_ptr.dtype.element_ty
-    qk_scale = tl.load(params_ptr)
-    keep_scale = tl.load(params_ptr + 2)
-    scale = tl.load(params_ptr + 3)
+    qk_scale = constant(qk_scale_hi, qk_scale_lo, acc_ty)  # scale·log2(e)
+    scale = constant(scale_hi, scale_lo, acc_ty)
+    keep_scale = constant(keep_hi, keep_lo, acc_ty)  # 1 / (1 - p)
+    if DROPOUT:
+        seed = tl.load(seed_ptr)
+    else:
+        seed = 0
     d = tl.arange(0, BLOCK_D)
     d_ok = d < HEAD_DIM
     q_col0 = head * HEAD_DIM
@@ -78,7 +83,8 @@ def window_attention_dkdv_kernel(
         for kb in tl.static_range(NUM_BLOCKS):
             keys = kb * BLOCK + tl.arange(0, BLOCK)
             k_row, k_real, k_pad = window_token_map(
-                keys, window, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image, WINDOW)
+                keys, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
+                WINDOW_H, WINDOW_W)
             k = load_token_rows(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, k_col0, d, d_ok, HAS_PAD)
             v = load_token_rows(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, k_col0 + channels, d, d_ok,
                                 HAS_PAD)
@@ -87,8 +93,8 @@ def window_attention_dkdv_kernel(
             for step in range(sub_steps):
                 queries = step * SUB + tl.arange(0, SUB)
                 q_row, q_real, q_pad = window_token_map(
-                    queries, window, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image,
-                    WINDOW)
+                    queries, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
+                    windows_per_image, WINDOW_H, WINDOW_W)
                 qt = load_token_cols(qkv_ptr, pad_ptr, q_row, q_real, q_pad, 3 * channels, q_col0, d, d_ok, HAS_PAD)
                 do, delta, lse = load_row_stats(dout_ptr, out_ptr, lse_ptr, q_row, q_real, queries, pair, channels,
                                                 q_col0, d, d_ok, N, PADDED)
@@ -119,10 +125,11 @@ def window_attention_dkdv_kernel(
 
 @triton.jit
 def window_attention_dq_kernel(
-    qkv_ptr, pad_ptr, table_ptr, out_ptr, dout_ptr, lse_ptr, params_ptr, dqkv_ptr, dbias_part_ptr, seed, p_drop,
-    total_windows, windows_per_slot, num_heads, height, width, padded_h, padded_w, shift, windows_per_row,
-    windows_per_image, sub_steps,
-    WINDOW: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK: tl.constexpr,
+    qkv_ptr, pad_ptr, table_ptr, out_ptr, dout_ptr, lse_ptr, seed_ptr, dqkv_ptr, dbias_part_ptr,
+    qk_scale_hi, qk_scale_lo, scale_hi, scale_lo, keep_hi, keep_lo, p_drop,
+    total_windows, windows_per_slot, num_heads, height, width, roll_len_h, roll_len_w, roll_h, roll_w,
+    windows_per_row, windows_per_image, sub_steps,
+    WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK: tl.constexpr,
     NUM_BLOCKS: tl.constexpr, SUB: tl.constexpr, HAS_PAD: tl.constexpr, HAS_SHIFT: tl.constexpr,
     NEED_DBIAS: tl.constexpr, DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
 ):
@@ -131,16 +138,20 @@ def window_attention_dq_kernel(
     One-block windows keep d_bias in up to 4 register chunks of (BLOCK, SUB); larger windows add into this
     program's own (PADDED, PADDED) slot in memory, which no other program touches.
     """
-    N: tl.constexpr = WINDOW * WINDOW
+    N: tl.constexpr = WINDOW_H * WINDOW_W
     PADDED: tl.constexpr = NUM_BLOCKS * BLOCK
     DBIAS_IN_REGISTERS: tl.constexpr = NUM_BLOCKS == 1 and PADDED // SUB <= 4
     slot = tl.program_id(0)
     head = tl.program_id(1)
     channels = num_heads * HEAD_DIM
     acc_ty = lse_ptr.dtype.element_ty
-    qk_scale = tl.load(params_ptr)
-    keep_scale = tl.load(params_ptr + 2)
-    scale = tl.load(params_ptr + 3)
+    qk_scale = constant(qk_scale_hi, qk_scale_lo, acc_ty)  # scale·log2(e)
+    scale = constant(scale_hi, scale_lo, acc_ty)
+    keep_scale = constant(keep_hi, keep_lo, acc_ty)  # 1 / (1 - p)
+    if DROPOUT:
+        seed = tl.load(seed_ptr)
+    else:
+        seed = 0
     d = tl.arange(0, BLOCK_D)
     d_ok = d < HEAD_DIM
     q_col0 = head * HEAD_DIM
@@ -159,7 +170,8 @@ def window_attention_dq_kernel(
         for qb in tl.static_range(NUM_BLOCKS):
             queries = qb * BLOCK + tl.arange(0, BLOCK)
             q_row, q_real, q_pad = window_token_map(
-                queries, window, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image, WINDOW)
+                queries, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
+                WINDOW_H, WINDOW_W)
             q = load_token_rows(qkv_ptr, pad_ptr, q_row, q_real, q_pad, 3 * channels, q_col0, d, d_ok, HAS_PAD)
             do, delta, lse = load_row_stats(dout_ptr, out_ptr, lse_ptr, q_row, q_real, queries, pair, channels, q_col0,
                                             d, d_ok, N, PADDED)
@@ -167,8 +179,8 @@ def window_attention_dq_kernel(
             for step in range(sub_steps):
                 keys = step * SUB + tl.arange(0, SUB)
                 k_row, k_real, k_pad = window_token_map(
-                    keys, window, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image,
-                    WINDOW)
+                    keys, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
+                    windows_per_image, WINDOW_H, WINDOW_W)
                 kt = load_token_cols(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, k_col0, d, d_ok, HAS_PAD)
                 vt = load_token_cols(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, k_col0 + channels, d,
                                      d_ok, HAS_PAD)
@@ -202,14 +214,14 @@ def window_attention_dq_kernel(
             tl.store(chunk + 3 * SUB, dbias3)
 
 
-def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, num_heads, window, shift, scale, dropout_p,
-                              seed, plan, need_dpad: bool, need_dbias: bool):
+def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, seed, num_heads, geometry, scale, dropout_p,
+                              plan, need_dpad: bool, need_dbias: bool):
     """(dqkv, d_pad_qkv or None, d_bias or None); ``plan`` is the forward's."""
+    g = geometry
     batch, height, width, c3 = qkv.shape
     channels = c3 // 3
     head_dim = channels // num_heads
-    geo = kernel_geometry(height, width, window, shift)
-    total_windows = batch * geo[-1]
+    total_windows = batch * g.num_windows
     acc_dtype = configs.accumulator_dtype(qkv.dtype)
     slots, per_slot = configs.backward_slots(total_windows, num_heads, plan, acc_dtype)
     need_dpad = need_dpad and pad_qkv is not None
@@ -219,23 +231,20 @@ def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, num_hea
                   if need_dbias else lse)
     dpad_part = (torch.empty((slots, num_heads, 2, plan.block_d), dtype=acc_dtype, device=qkv.device)
                  if need_dpad else lse)
-    params = attention_params(scale, dropout_p, acc_dtype, qkv.device)
     sub_dkdv, sub_dq = plan.backward_sub_blocks
-    common = (seed, dropout_p, total_windows, per_slot, num_heads, *geo)
-    meta = dict(WINDOW=window, HEAD_DIM=head_dim, BLOCK_D=plan.block_d, BLOCK=plan.block, NUM_BLOCKS=plan.num_blocks,
-                HAS_PAD=pad_qkv is not None, HAS_SHIFT=shift > 0, DROPOUT=dropout_p > 0.0,
-                INPUT_PRECISION=plan.input_precision, DOT_UPCAST=configs.dot_upcast(qkv.dtype))
-    key = ["total_windows", "num_heads", "WINDOW", "HEAD_DIM", "DROPOUT"]
+    common = (*scalar_args(scale, dropout_p), dropout_p, total_windows, per_slot, num_heads, *kernel_geometry(g))
+    meta = dict(WINDOW_H=g.window[0], WINDOW_W=g.window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
+                BLOCK=plan.block, NUM_BLOCKS=plan.num_blocks, HAS_PAD=pad_qkv is not None, HAS_SHIFT=g.shifted,
+                DROPOUT=dropout_p > 0.0, INPUT_PRECISION=plan.input_precision,
+                DOT_UPCAST=configs.dot_upcast(qkv.dtype), **plan.backward_config().launch_options())
     pad = qkv if pad_qkv is None else pad_qkv
-    configs.launch(
-        window_attention_dkdv_kernel, configs.backward_configs(plan, "dkdv"), key + ["NEED_DPAD"],
-        lambda _: (slots, num_heads),
-        qkv, pad, table, out, dout, lse, params, dqkv, dpad_part, *common, plan.padded // sub_dkdv,
+    seed = lse if seed is None else seed
+    grid = (slots, num_heads)
+    window_attention_dkdv_kernel[grid](
+        qkv, pad, table, out, dout, lse, seed, dqkv, dpad_part, *common, plan.padded // sub_dkdv,
         SUB=sub_dkdv, NEED_DPAD=need_dpad, **meta)
-    configs.launch(
-        window_attention_dq_kernel, configs.backward_configs(plan, "dq"), key + ["NEED_DBIAS"],
-        lambda _: (slots, num_heads),
-        qkv, pad, table, out, dout, lse, params, dqkv, dbias_part, *common, plan.padded // sub_dq,
+    window_attention_dq_kernel[grid](
+        qkv, pad, table, out, dout, lse, seed, dqkv, dbias_part, *common, plan.padded // sub_dq,
         SUB=sub_dq, NEED_DBIAS=need_dbias, **meta)
     dbias = None
     if need_dbias:

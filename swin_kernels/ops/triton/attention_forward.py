@@ -5,12 +5,11 @@ neighbouring iterations read neighbouring channels of the same tokens). Per pair
 then each key block straight from qkv (B, H, W, 3C) through the window index map, adds the score table of the
 window's class (bias + shift mask, score_table.py), runs an online softmax in fp32 (fp64 for fp64) in base 2,
 and stores O at the tokens' own places in out (B, H, W, C); padding tokens are not stored. The row
-log-sum-exp (base 2) is kept for the backward.
+log-sum-exp (base 2) is kept for the backward. Dropout draws its Philox seed from a device tensor (taken
+from torch's generator of that device by the caller), so no host synchronisation happens and CUDA graphs work.
 """
 
 from __future__ import annotations
-
-from functools import lru_cache
 
 import torch
 import triton
@@ -20,23 +19,28 @@ from ..outputs import new_output
 from . import configs
 from .index_map import kernel_geometry, window_class, window_token_map
 from .score_table import score_table
-from .tiles import dropout_keep, load_token_cols, load_token_rows, matmul, score_block
+from .tiles import constant, dropout_keep, load_token_cols, load_token_rows, matmul, score_block
 
 
 @triton.jit
 def window_attention_fwd_kernel(
-    qkv_ptr, pad_ptr, table_ptr, out_ptr, lse_ptr, params_ptr, seed, p_drop,
-    total_pairs, num_heads, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image,
-    WINDOW: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-    NUM_KEY_BLOCKS: tl.constexpr, HAS_PAD: tl.constexpr, HAS_SHIFT: tl.constexpr, DROPOUT: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, WINDOWS: tl.constexpr,
+    qkv_ptr, pad_ptr, table_ptr, out_ptr, lse_ptr, seed_ptr, qk_scale_hi, qk_scale_lo, keep_hi, keep_lo, p_drop,
+    total_pairs, num_heads, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
+    WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr, NUM_KEY_BLOCKS: tl.constexpr, HAS_PAD: tl.constexpr, HAS_SHIFT: tl.constexpr,
+    DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr,
+    WINDOWS: tl.constexpr,
 ):
-    N: tl.constexpr = WINDOW * WINDOW
+    N: tl.constexpr = WINDOW_H * WINDOW_W
     PADDED: tl.constexpr = NUM_KEY_BLOCKS * BLOCK_N
     channels = num_heads * HEAD_DIM
     acc_ty = lse_ptr.dtype.element_ty
-    qk_scale = tl.load(params_ptr)        # scale·log2(e)
-    keep_scale = tl.load(params_ptr + 2)  # 1 / (1 - p)
+    qk_scale = constant(qk_scale_hi, qk_scale_lo, acc_ty)  # scale·log2(e)
+    keep_scale = constant(keep_hi, keep_lo, acc_ty)        # 1 / (1 - p)
+    if DROPOUT:
+        seed = tl.load(seed_ptr)
+    else:
+        seed = 0
     d = tl.arange(0, BLOCK_D)
     d_ok = d < HEAD_DIM
     rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -48,7 +52,8 @@ def window_attention_fwd_kernel(
         table = table_ptr + (window_class(window, windows_per_row, windows_per_image, HAS_SHIFT) * num_heads
                              + head) * (PADDED * PADDED)
         q_row, q_real, q_pad = window_token_map(
-            rows, window, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image, WINDOW)
+            rows, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
+            WINDOW_H, WINDOW_W)
         q_real = q_real & live
         q = load_token_rows(qkv_ptr, pad_ptr, q_row, q_real, q_pad, 3 * channels, head * HEAD_DIM, d, d_ok, HAS_PAD)
         m = tl.full([BLOCK_M], float("-inf"), acc_ty)
@@ -57,7 +62,8 @@ def window_attention_fwd_kernel(
         for kb in tl.static_range(NUM_KEY_BLOCKS):
             cols = kb * BLOCK_N + tl.arange(0, BLOCK_N)
             k_row, k_real, k_pad = window_token_map(
-                cols, window, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image, WINDOW)
+                cols, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
+                windows_per_image, WINDOW_H, WINDOW_W)
             k_real = k_real & live
             kt = load_token_cols(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, channels + head * HEAD_DIM,
                                  d, d_ok, HAS_PAD)
@@ -79,40 +85,37 @@ def window_attention_fwd_kernel(
         tl.store(lse_ptr + pair.to(tl.int64) * PADDED + rows, m + tl.log2(l), mask=(rows < N) & live)
 
 
-@lru_cache(maxsize=64)
-def attention_params(scale: float, dropout_p: float, acc_dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """[scale·log2 e, log2 e, 1/(1-p), scale] in the accumulator dtype (scalar kernel arguments would be fp32).
-
-    Cached (read-only), so a training step does not wait on a host-to-device copy.
-    """
-    log2e = 1.4426950408889634
-    keep_scale = 1.0 / (1.0 - dropout_p)
-    return torch.tensor([scale * log2e, log2e, keep_scale, scale], dtype=acc_dtype).to(device)
+def scalar_args(scale: float, dropout_p: float) -> tuple[float, ...]:
+    """(qk_scale hi, lo, scale hi, lo, keep hi, lo): scale·log2(e), scale and 1/(1-p) as fp32 pairs (configs.split_float)."""
+    return (*configs.split_float(scale * configs.LOG2E), *configs.split_float(scale),
+            *configs.split_float(1.0 / (1.0 - dropout_p)))
 
 
-def window_attention_forward(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p, seed, plan):
+def lse_shape(batch: int, geometry, num_heads: int, plan) -> tuple[int, int]:
+    return batch * geometry.num_windows * num_heads, plan.padded
+
+
+def window_attention_forward(qkv, pad_qkv, bias, seed, num_heads, geometry, scale, dropout_p, plan):
     """(out (B, H, W, C), lse, table): lse (B·nW·heads, Np) base-2 log-sum-exp, table the score table."""
+    g = geometry
     batch, height, width, c3 = qkv.shape
     head_dim = c3 // (3 * num_heads)
-    geo = kernel_geometry(height, width, window, shift)
-    total_pairs = batch * geo[-1] * num_heads
-    configs.check_int32_indices(batch * num_heads, geo[2], geo[3])
+    total_pairs = batch * g.num_windows * num_heads
+    configs.check_int32_indices(batch * num_heads, g.padded_height, g.padded_width)
     acc_dtype = configs.accumulator_dtype(qkv.dtype)
     out = new_output((*qkv.shape[:3], c3 // 3), qkv)
-    lse = torch.empty((total_pairs, plan.padded), dtype=acc_dtype, device=qkv.device)
-    params = attention_params(scale, dropout_p, acc_dtype, qkv.device)
-    table = score_table(bias, params, num_heads, window, shift, plan)
-
-    def grid(meta):
-        return triton.cdiv(total_pairs, meta["WINDOWS"]), triton.cdiv(plan.tokens, meta["BLOCK_M"])
-
-    configs.launch(
-        window_attention_fwd_kernel, configs.forward_configs(plan), ["total_pairs", "WINDOW", "HEAD_DIM", "DROPOUT"],
-        grid,
-        qkv, qkv if pad_qkv is None else pad_qkv, table, out, lse, params, seed, dropout_p,
-        total_pairs, num_heads, *geo,
-        WINDOW=window, HEAD_DIM=head_dim, BLOCK_D=plan.block_d, BLOCK_N=plan.block,
-        NUM_KEY_BLOCKS=plan.num_blocks, HAS_PAD=pad_qkv is not None, HAS_SHIFT=shift > 0, DROPOUT=dropout_p > 0.0,
-        INPUT_PRECISION=plan.input_precision, DOT_UPCAST=configs.dot_upcast(qkv.dtype),
+    lse = torch.empty(lse_shape(batch, g, num_heads, plan), dtype=acc_dtype, device=qkv.device)
+    table = score_table(bias, acc_dtype, num_heads, g, plan, qkv.device)
+    config = plan.forward_config()
+    meta = config.kwargs
+    qk_hi, qk_lo, _, _, keep_hi, keep_lo = scalar_args(scale, dropout_p)
+    grid = (triton.cdiv(total_pairs, meta["WINDOWS"]), triton.cdiv(plan.tokens, meta["BLOCK_M"]))
+    window_attention_fwd_kernel[grid](
+        qkv, qkv if pad_qkv is None else pad_qkv, table, out, lse, lse if seed is None else seed,
+        qk_hi, qk_lo, keep_hi, keep_lo, dropout_p, total_pairs, num_heads, *kernel_geometry(g),
+        WINDOW_H=g.window[0], WINDOW_W=g.window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d, BLOCK_N=plan.block,
+        NUM_KEY_BLOCKS=plan.num_blocks, HAS_PAD=pad_qkv is not None, HAS_SHIFT=g.shifted, DROPOUT=dropout_p > 0.0,
+        INPUT_PRECISION=plan.input_precision, DOT_UPCAST=configs.dot_upcast(qkv.dtype), **meta,
+        **config.launch_options(),
     )
     return out, lse, table

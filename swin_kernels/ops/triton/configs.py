@@ -1,8 +1,10 @@
-"""Tile plans, the shipped launch configurations, and the launch helper (autotuned on a GPU, fixed when interpreted).
+"""Tile plans and the one launch configuration of each kernel per plan.
 
-Numerics never depend on the chosen configuration: autotuning only picks the query block, windows per program,
-warps and pipeline stages. The key block (the order of the online softmax) and the number of d_bias partial slots
-are functions of the problem shape alone, so a re-tune can never change a bit of the backward's reductions.
+Every kernel has exactly one launch configuration per plan (no autotuning): the numerics then depend on the
+problem shape alone, so results are bit-identical between runs *and* between processes, a new input size never
+stalls on tuning, and the launches can be captured in a CUDA graph. The plan is a function of (tokens, head_dim,
+dtype, TF32 permission); the key block (the order of the online softmax) and the number of d_bias partial slots
+follow from it and from the problem shape.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from triton import knobs
 
 INTERPRET = bool(knobs.runtime.interpret)  # decided by TRITON_INTERPRET when triton is imported
 
-MAX_WINDOW = 16          # N = M² <= 256 tokens: at most 4 blocks per side (8 on the FMA path), unrolled
+MAX_TOKENS = 256         # N = Mh·Mw <= 256 (e.g. 16x16): at most 4 blocks per side (8 on the FMA path), unrolled
 MAX_HEAD_DIM = 128       # q/k/v tiles of a block stay in registers
 KEY_BLOCK = 64           # largest key/query block; windows with N <= 64 are a single block
 FMA_BLOCK = 32           # ... on the FMA path (fp32 / fp64 with exact products)
@@ -26,22 +28,36 @@ PARTIAL_BYTES = 64 << 20  # ... and at most this much memory for them
 
 
 @dataclass(frozen=True)
-class AttentionPlan:
-    """How a window of N = M² tokens is tiled: ``num_blocks`` blocks of ``block`` tokens (padded to ``padded``).
+class LaunchConfig:
+    num_warps: int
+    num_stages: int = 1
+    maxnreg: int | None = None
+    meta: tuple = ()  # (name, value) launch meta-parameters
 
-    ``input_precision``: tl.dot's input precision. ``fma``: fp32/fp64 with exact products, where tl.dot runs
-    on FMA units and needs smaller tiles (more registers per element than tensor-core fragments) to stay clear
-    of spills. The forward's plan is kept for the backward, so both agree on every layout.
+    @property
+    def kwargs(self) -> dict:
+        return dict(self.meta)
+
+    def launch_options(self) -> dict:
+        options = {"num_warps": self.num_warps, "num_stages": self.num_stages}
+        if self.maxnreg is not None and not INTERPRET:
+            options["maxnreg"] = self.maxnreg
+        return options
+
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    """How a window of N tokens is tiled: ``num_blocks`` blocks of ``block`` tokens (padded to ``padded``).
+
+    ``input_precision``: tl.dot's input precision ("ieee" or "tf32"). ``fma``: fp32/fp64 with exact products,
+    where tl.dot runs on FMA units and needs smaller tiles (more registers per element than tensor-core
+    fragments) to stay clear of spills. The forward's plan is kept for the backward, so both agree on every layout.
     """
 
-    window: int
+    tokens: int
     head_dim: int
     input_precision: str = "ieee"
     fma: bool = False
-
-    @property
-    def tokens(self) -> int:
-        return self.window * self.window
 
     @property
     def block(self) -> int:
@@ -65,11 +81,25 @@ class AttentionPlan:
         """(queries per step against a key block in dK/dV, keys per step against a query block in dQ)."""
         return 16, 16 if self.fma else min(self.block, 32)
 
+    # ------------------------------------------------------------------------------ launch configurations
+    def forward_config(self) -> LaunchConfig:
+        """BLOCK_M query rows and WINDOWS (window, head) pairs per program."""
+        if self.fma:
+            return LaunchConfig(8 if self.block > 16 else 4, 1, FMA_MAX_REGISTERS,
+                                (("BLOCK_M", self.block), ("WINDOWS", 1)))
+        rows = self.padded if self.num_blocks == 1 else KEY_BLOCK
+        return LaunchConfig(4, 1, None, (("BLOCK_M", rows), ("WINDOWS", 1)))
 
-def attention_plan(window: int, head_dim: int, dtype: torch.dtype) -> AttentionPlan:
-    precision = dot_precision(dtype)
+    def backward_config(self) -> LaunchConfig:
+        if self.fma:
+            return LaunchConfig(8, 1, FMA_MAX_REGISTERS)
+        return LaunchConfig(4, 1, None)
+
+
+def attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, tf32: bool = False) -> AttentionPlan:
+    precision = dot_precision(dtype, tf32)
     exact_wide = dtype in (torch.float32, torch.float64) and precision == "ieee"
-    return AttentionPlan(window, head_dim, precision, fma=exact_wide)
+    return AttentionPlan(tokens, head_dim, precision, fma=exact_wide)
 
 
 def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -77,11 +107,9 @@ def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def dot_precision(dtype: torch.dtype) -> str:
-    """fp32 inputs use TF32 tensor cores only when torch allows it for matmuls; everything else is exact."""
-    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
-        return "tf32"
-    return "ieee"
+def dot_precision(dtype: torch.dtype, tf32: bool) -> str:
+    """fp32 inputs use TF32 tensor cores only when torch allows it for fp32 matmuls; everything else is exact."""
+    return "tf32" if dtype == torch.float32 and tf32 else "ieee"
 
 
 def dot_upcast(dtype: torch.dtype) -> bool:
@@ -89,40 +117,10 @@ def dot_upcast(dtype: torch.dtype) -> bool:
     return INTERPRET and dtype == torch.bfloat16
 
 
-def forward_configs(plan: AttentionPlan) -> list[triton.Config]:
-    """BLOCK_M query rows per program and WINDOWS (window, head) pairs per program; numerically neutral."""
-    if plan.fma:
-        warps = 8 if plan.block > 16 else 4
-        return [triton.Config({"BLOCK_M": plan.block, "WINDOWS": 1}, num_warps=warps, num_stages=1,
-                              maxnreg=FMA_MAX_REGISTERS)]
-    if plan.num_blocks == 1:
-        rows = plan.padded
-        return [
-            triton.Config({"BLOCK_M": rows, "WINDOWS": 1}, num_warps=4, num_stages=1),
-            triton.Config({"BLOCK_M": rows, "WINDOWS": 2}, num_warps=4, num_stages=2),
-        ]
-    return [
-        triton.Config({"BLOCK_M": 64, "WINDOWS": 1}, num_warps=4, num_stages=1),
-        triton.Config({"BLOCK_M": 64, "WINDOWS": 1}, num_warps=8, num_stages=1),
-    ]
-
-
-def backward_configs(plan: AttentionPlan, kernel: str) -> list[triton.Config]:
-    """Only warps and stages: the slots, blocks and loop order (hence every sum) are fixed by the shape.
-
-    ``kernel`` ("dkdv" or "dq") names the kernel; both currently share the list.
-    """
-    if plan.fma:
-        return [triton.Config({}, num_warps=8, num_stages=1, maxnreg=FMA_MAX_REGISTERS)]
-    return [
-        triton.Config({}, num_warps=4, num_stages=1),
-        triton.Config({}, num_warps=8, num_stages=1),
-    ]
-
-
 # pure data movement and the slot reduction: one configuration each
-PARTITION_CONFIG = triton.Config({"BLOCK_T": 32, "BLOCK_C": 64}, num_warps=4, num_stages=1)
-REDUCE_CONFIG = triton.Config({"BLOCK_S": 32}, num_warps=4, num_stages=1)
+PARTITION_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_T", 32), ("BLOCK_C", 64)))
+REDUCE_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_S", 32),))
+SCORE_TABLE_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_I", 16),))
 
 
 def backward_slots(total_windows: int, heads: int, plan: AttentionPlan, acc_dtype: torch.dtype) -> tuple[int, int]:
@@ -142,22 +140,13 @@ def check_int32_indices(batch: int, padded_h: int, padded_w: int) -> None:
         raise ValueError(f"triton: {batch} x {padded_h} x {padded_w} window slots exceed 32-bit token indices")
 
 
-_TUNERS: dict = {}
+def split_float(value: float) -> tuple[float, float]:
+    """(hi, lo) fp32 parts with hi + lo = value to ~2^-48: Triton passes Python floats as fp32, and fp64 kernels
+    rebuild the constant as hi + lo in fp64."""
+    import numpy as np
+
+    hi = float(np.float32(value))
+    return hi, float(np.float32(value - hi))
 
 
-def launch(kernel, configs: list[triton.Config], key: list[str], grid, *args, **kwargs) -> None:
-    """Run ``kernel`` with the best of ``configs`` (autotuned per key on a GPU; the first one when interpreted).
-
-    ``grid`` maps the launch meta-parameters (a dict) to the grid.
-    """
-    if INTERPRET or len(configs) == 1:
-        config = configs[0]
-        meta = {**kwargs, **config.kwargs}
-        options = {} if INTERPRET or config.maxnreg is None else {"maxnreg": config.maxnreg}
-        kernel[grid(meta)](*args, **meta, num_warps=config.num_warps, num_stages=config.num_stages, **options)
-        return
-    ident = (kernel, tuple(str(c) for c in configs), tuple(key))
-    tuner = _TUNERS.get(ident)
-    if tuner is None:
-        tuner = _TUNERS[ident] = triton.autotune(configs=configs, key=key)(kernel)
-    tuner[grid](*args, **kwargs)
+LOG2E = 1.4426950408889634

@@ -1,10 +1,13 @@
 """Where window token t of window w lives in the unpartitioned (B, H, W, ·) map, as Triton helpers.
 
-Windows are numbered row-major over (batch, window row, window column); tokens row-major inside a window.
-Token t of window w sits at (yr, xr) of the padded, rolled map; the roll by -s means the rolled map at (yr, xr)
-holds the padded map's (yr + s mod Hp, xr + s mod Wp). That position is a real token when it lies inside
-(H, W), a padding token (the pad vector) otherwise. The shift-mask region of a token is read off its rolled
-position, and so depends only on whether the window is in the last window row / column (score_table.py).
+Windows are numbered row-major over (batch, window row, window column); tokens row-major inside an (Mh, Mw)
+window. Token t of window w sits at (yr, xr) of the padded, rolled map. Along an axis the roll acts on the first
+``roll_len`` positions (the padded length when the map is padded first, the map's own length when it is rolled
+first, as timm does) by ``roll`` (the shift modulo roll_len): rolled position yr < roll_len holds
+(yr + roll) mod roll_len, and positions yr >= roll_len are padding. That position is a real token when it also
+lies inside (H, W), a padding token (the pad vector) otherwise. The shift-mask region of a token is read off its
+rolled position, and so depends only on whether the window is in the last window row / column (score_table.py).
+The same map in C++ is csrc/index_maps.h; swin_kernels/geometry.py documents it.
 """
 
 from __future__ import annotations
@@ -13,16 +16,24 @@ import triton
 import triton.language as tl
 
 
-def kernel_geometry(height: int, width: int, window: int, shift: int) -> tuple[int, ...]:
-    """(height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image): the maps' size arguments."""
-    padded_h, padded_w = triton.cdiv(height, window) * window, triton.cdiv(width, window) * window
-    return height, width, padded_h, padded_w, shift, padded_w // window, (padded_h // window) * (padded_w // window)
+def kernel_geometry(geometry) -> tuple[int, ...]:
+    """(height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image): the size
+    arguments of the maps, from a swin_kernels.geometry.WindowGeometry."""
+    g = geometry
+    return (g.height, g.width, *g.roll_length, *g.roll, g.windows_per_row, g.num_windows)
 
 
 @triton.jit
-def window_token_map(t, w, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image,
-                     WINDOW: tl.constexpr):
-    """(row, real, padded) of tokens t (< WINDOW² is in the window) of windows w (scalar or block), both int32.
+def _unroll(rolled, roll_len, roll):
+    """Unrolled position of rolled position ``rolled`` < roll_len."""
+    p = rolled + roll
+    return tl.where(p >= roll_len, p - roll_len, p)
+
+
+@triton.jit
+def window_token_map(t, w, height, width, roll_len_h, roll_len_w, roll_h, roll_w,
+                     windows_per_row, windows_per_image, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr):
+    """(row, real, padded) of tokens t (< WINDOW_H·WINDOW_W is in the window) of windows w (scalar or block), int32.
 
     row:    index of the token in the flattened (B·H·W) map, widened to int64 for element offsets; meaningful
             only where ``real`` (the launchers check that token and window-slot counts fit in int32)
@@ -31,14 +42,12 @@ def window_token_map(t, w, height, width, padded_h, padded_w, shift, windows_per
     """
     b = w // windows_per_image
     in_image = w % windows_per_image
-    rolled_y = (in_image // windows_per_row) * WINDOW + t // WINDOW
-    rolled_x = (in_image % windows_per_row) * WINDOW + t % WINDOW
-    y = rolled_y + shift
-    y = tl.where(y >= padded_h, y - padded_h, y)
-    x = rolled_x + shift
-    x = tl.where(x >= padded_w, x - padded_w, x)
-    in_window = t < WINDOW * WINDOW
-    inside = (y < height) & (x < width)
+    rolled_y = (in_image // windows_per_row) * WINDOW_H + t // WINDOW_W
+    rolled_x = (in_image % windows_per_row) * WINDOW_W + t % WINDOW_W
+    y = _unroll(rolled_y, roll_len_h, roll_h)
+    x = _unroll(rolled_x, roll_len_w, roll_w)
+    in_window = t < WINDOW_H * WINDOW_W
+    inside = (rolled_y < roll_len_h) & (rolled_x < roll_len_w) & (y < height) & (x < width)
     row = ((b * height + y) * width + x).to(tl.int64)
     return row, in_window & inside, in_window & (inside == 0)
 
@@ -57,15 +66,20 @@ def window_class(w, windows_per_row, windows_per_image, HAS_SHIFT: tl.constexpr)
 
 
 @triton.jit
-def map_token_to_slot(row, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image,
-                      WINDOW: tl.constexpr):
-    """Inverse map: flattened (B·H·W) token index (int32) -> flattened (B·nW·M²) window slot (int64)."""
+def _roll_back(y, roll_len, roll):
+    """Rolled position of unrolled position y < roll_len."""
+    p = y - roll
+    return tl.where(p < 0, p + roll_len, p)
+
+
+@triton.jit
+def map_token_to_slot(row, height, width, roll_len_h, roll_len_w, roll_h, roll_w,
+                      windows_per_row, windows_per_image, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr):
+    """Inverse map: flattened (B·H·W) token index (int32) -> flattened (B·nW·N) window slot (int64)."""
     x = row % width
     y = (row // width) % height
     b = row // (width * height)
-    rolled_y = y - shift
-    rolled_y = tl.where(rolled_y < 0, rolled_y + padded_h, rolled_y)
-    rolled_x = x - shift
-    rolled_x = tl.where(rolled_x < 0, rolled_x + padded_w, rolled_x)
-    window = b * windows_per_image + (rolled_y // WINDOW) * windows_per_row + rolled_x // WINDOW
-    return (window * (WINDOW * WINDOW) + (rolled_y % WINDOW) * WINDOW + rolled_x % WINDOW).to(tl.int64)
+    rolled_y = _roll_back(y, roll_len_h, roll_h)
+    rolled_x = _roll_back(x, roll_len_w, roll_w)
+    window = b * windows_per_image + (rolled_y // WINDOW_H) * windows_per_row + rolled_x // WINDOW_W
+    return (window * (WINDOW_H * WINDOW_W) + (rolled_y % WINDOW_H) * WINDOW_W + rolled_x % WINDOW_W).to(tl.int64)

@@ -17,57 +17,58 @@ from .index_map import kernel_geometry, map_token_to_slot, window_token_map
 
 
 @triton.jit
-def window_partition_kernel(x_ptr, out_ptr, total_slots, channels, height, width, padded_h, padded_w, shift,
-                            windows_per_row, windows_per_image, WINDOW: tl.constexpr, BLOCK_T: tl.constexpr,
-                            BLOCK_C: tl.constexpr):
+def window_partition_kernel(x_ptr, out_ptr, total_slots, channels, height, width, roll_len_h, roll_len_w, roll_h,
+                            roll_w, windows_per_row, windows_per_image, WINDOW_H: tl.constexpr,
+                            WINDOW_W: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    N: tl.constexpr = WINDOW_H * WINDOW_W
     slots = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_ok = c < channels
-    row, real, _ = window_token_map(slots % (WINDOW * WINDOW), slots // (WINDOW * WINDOW), height, width,
-                                       padded_h, padded_w, shift, windows_per_row, windows_per_image, WINDOW)
+    row, real, _ = window_token_map(slots % N, slots // N, height, width, roll_len_h, roll_len_w, roll_h, roll_w,
+                                    windows_per_row, windows_per_image, WINDOW_H, WINDOW_W)
     live = slots < total_slots
     x = tl.load(x_ptr + row[:, None] * channels + c[None, :], mask=(real & live)[:, None] & c_ok[None, :], other=0.0)
     tl.store(out_ptr + slots.to(tl.int64)[:, None] * channels + c[None, :], x, mask=live[:, None] & c_ok[None, :])
 
 
 @triton.jit
-def window_reverse_kernel(windows_ptr, out_ptr, total_rows, channels, height, width, padded_h, padded_w, shift,
-                          windows_per_row, windows_per_image, WINDOW: tl.constexpr, BLOCK_T: tl.constexpr,
-                          BLOCK_C: tl.constexpr):
+def window_reverse_kernel(windows_ptr, out_ptr, total_rows, channels, height, width, roll_len_h, roll_len_w, roll_h,
+                          roll_w, windows_per_row, windows_per_image, WINDOW_H: tl.constexpr,
+                          WINDOW_W: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     live = rows < total_rows
     mask = live[:, None] & (c < channels)[None, :]
-    slot = map_token_to_slot(rows, height, width, padded_h, padded_w, shift, windows_per_row, windows_per_image,
-                             WINDOW)
+    slot = map_token_to_slot(rows, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
+                             windows_per_image, WINDOW_H, WINDOW_W)
     x = tl.load(windows_ptr + slot[:, None] * channels + c[None, :], mask=mask)
     tl.store(out_ptr + rows.to(tl.int64)[:, None] * channels + c[None, :], x, mask=mask)
 
 
-def _launch(kernel, src: torch.Tensor, out: torch.Tensor, rows: int, channels: int, geo, window: int) -> None:
-    batch = out.shape[0] if out.dim() == 4 else src.shape[0]
-    configs.check_int32_indices(batch, geo[2], geo[3])
+def _launch(kernel, src: torch.Tensor, out: torch.Tensor, rows: int, channels: int, geometry, batch: int) -> None:
+    g = geometry
+    configs.check_int32_indices(batch, g.padded_height, g.padded_width)
     config = configs.PARTITION_CONFIG
-    block_t, block_c = config.kwargs["BLOCK_T"], config.kwargs["BLOCK_C"]
-    kernel[(triton.cdiv(rows, block_t), triton.cdiv(channels, block_c))](
-        src, out, rows, channels, *geo, WINDOW=window, **config.kwargs, num_warps=config.num_warps,
-        num_stages=config.num_stages)
+    meta = config.kwargs
+    kernel[(triton.cdiv(rows, meta["BLOCK_T"]), triton.cdiv(channels, meta["BLOCK_C"]))](
+        src, out, rows, channels, *kernel_geometry(g), WINDOW_H=g.window[0], WINDOW_W=g.window[1], **meta,
+        **config.launch_options())
 
 
-def partition_forward(x: torch.Tensor, window: int, shift: int) -> torch.Tensor:
-    """(B, H, W, C) -> (B·nW, M², C)."""
-    batch, height, width, channels = x.shape
-    geo = kernel_geometry(height, width, window, shift)
-    out = new_output((batch * geo[-1], window * window, channels), x)
-    _launch(window_partition_kernel, x, out, out.shape[0] * out.shape[1], channels, geo, window)
+def partition_forward(x: torch.Tensor, geometry) -> torch.Tensor:
+    """(B, H, W, C) -> (B·nW, N, C)."""
+    g = geometry
+    batch, _, _, channels = x.shape
+    out = new_output((batch * g.num_windows, g.tokens, channels), x)
+    _launch(window_partition_kernel, x, out, out.shape[0] * out.shape[1], channels, g, batch)
     return out
 
 
-def reverse_forward(windows: torch.Tensor, window: int, height: int, width: int, shift: int) -> torch.Tensor:
-    """(B·nW, M², C) -> (B, H, W, C)."""
+def reverse_forward(windows: torch.Tensor, geometry) -> torch.Tensor:
+    """(B·nW, N, C) -> (B, H, W, C)."""
+    g = geometry
     channels = windows.shape[-1]
-    geo = kernel_geometry(height, width, window, shift)
-    batch = windows.shape[0] // geo[-1]
-    out = new_output((batch, height, width, channels), windows)
-    _launch(window_reverse_kernel, windows, out, batch * height * width, channels, geo, window)
+    batch = windows.shape[0] // g.num_windows
+    out = new_output((batch, g.height, g.width, channels), windows)
+    _launch(window_reverse_kernel, windows, out, batch * g.height * g.width, channels, g, batch)
     return out

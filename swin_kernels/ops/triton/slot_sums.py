@@ -35,5 +35,4 @@ def sum_slots(part: torch.Tensor, out: torch.Tensor, out_offset: int, out_a_stri
     config = configs.REDUCE_CONFIG
     sum_slots_kernel[(a, rows)](
         part, out, slots, part.stride(0), part.stride(1), part.stride(2), out_offset, out_a_stride, out_b_stride,
-        cols, BLOCK_C=max(16, triton.next_power_of_2(cols)), **config.kwargs, num_warps=config.num_warps,
-        num_stages=config.num_stages)
+        cols, BLOCK_C=max(16, triton.next_power_of_2(cols)), **config.kwargs, **config.launch_options())

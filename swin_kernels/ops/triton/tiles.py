@@ -8,6 +8,12 @@ import triton.language as tl
 
 
 @triton.jit
+def constant(hi, lo, ty: tl.constexpr):
+    """hi + lo in type ty: a host constant passed as two fp32 kernel arguments (configs.split_float)."""
+    return tl.cast(hi, ty) + tl.cast(lo, ty)
+
+
+@triton.jit
 def load_token_rows(base_ptr, pad_ptr, row, real, padded, row_stride, col0, d, d_ok, HAS_PAD: tl.constexpr):
     """(tokens, BLOCK_D) tile of channels col0 + d of each token; padding tokens take the pad vector (else 0)."""
     x = tl.load(base_ptr + row[:, None] * row_stride + col0 + d[None, :], mask=real[:, None] & d_ok[None, :],

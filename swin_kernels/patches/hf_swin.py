@@ -17,13 +17,17 @@ from __future__ import annotations
 
 from functools import partial
 
-from .patch_common import (
-    ConcatenatedParameters, call_options, hooks_reason, original_forward, plain_linear_reason, window_attention_branch,
+from ..reference import relative_position_bias
+from ..weights import window_pair
+from .common import (
+    AttentionSpec, ConcatenatedParameters, call_options, extra_arg_names, hooks_reason, named_backend_lacks_dropout,
+    original, plain_linear_reason, window_attention_branch,
 )
-from .reference import relative_position_bias
-from .weights import square_window
 
+NAME = "Hugging Face transformers Swin V1"
 CLASS_NAMES = ("SwinLayer", "DonutSwinLayer", "MaskFormerSwinLayer")
+MODULE_PREFIX = "transformers.models."
+REPLACES = "forward"
 
 
 def _attentions_recorded() -> bool:
@@ -99,12 +103,13 @@ def _block_v4(layer, hidden_states, input_dimensions, always_partition=False, **
     return (hidden_states + layer.output(layer_output),)
 
 
-def forward(self, hidden_states, input_dimensions, *args, **kwargs):
+def replacement(self, hidden_states, input_dimensions, *args, **kwargs):
     """Patched forward of an HF Swin V1 block; same signature and outputs as the original."""
     options = call_options(self, args, kwargs)
-    if options.get("output_attentions") or options.get("head_mask") is not None or _attentions_recorded():
+    if (options.get("output_attentions") or options.get("head_mask") is not None or _attentions_recorded()
+            or _dropout_unavailable(self, hidden_states)):
         # attention probabilities (or head masks) exist only in the unfused computation
-        return original_forward(self, hidden_states, input_dimensions, *args, **kwargs)
+        return original(self, "forward", hidden_states, input_dimensions, *args, **kwargs)
     block = _block_v5 if _is_v5_layout(self.attention) else _block_v4
     if getattr(self, "gradient_checkpointing", False) and self.training:
         # the class forward checkpoints itself (GradientCheckpointingLayer); keep doing so
@@ -126,12 +131,30 @@ def unsupported_reason(layer) -> str | None:
         window = a.self.window_size
     else:
         return "its attention has neither the 5.x (q_proj/k_proj/v_proj/o_proj) nor the 4.x (self.query/...) layout"
-    if square_window(window) is None:
-        return f"its window {tuple(window)} is not square"
+    if len(set(window_pair(window))) != 1:
+        return f"its window {tuple(window)} is not square (SwinLayer clamps square windows only)"
     return plain_linear_reason(**linears) or hooks_reason(**dict(layer.attention.named_modules(prefix="attention")))
 
 
 def prepare(layer) -> None:
-    """Per-block state of the fused path: the q/k/v concatenation caches."""
+    """Per-block state of the fused path: the q/k/v concatenation caches, the forward's argument names."""
     layer._swin_kernels_qkv_weight = ConcatenatedParameters()
     layer._swin_kernels_qkv_bias = ConcatenatedParameters()
+    layer._swin_kernels_arg_names = extra_arg_names(layer)
+
+
+def attention_spec(layer) -> AttentionSpec:
+    a = layer.attention
+    if _is_v5_layout(a):
+        heads, weight = a.num_attention_heads, a.q_proj.weight
+        window, dropout = a.relative_position_bias.window_size, a.attention_dropout
+    else:
+        heads, weight = a.self.num_attention_heads, a.self.query.weight
+        window, dropout = a.self.window_size, a.self.dropout.p
+    return AttentionSpec(heads, weight.shape[0] // heads, window_pair(window), float(dropout), weight)
+
+
+def _dropout_unavailable(layer, hidden_states) -> bool:
+    spec = attention_spec(layer)
+    p = spec.dropout if layer.training else 0.0
+    return named_backend_lacks_dropout(layer._swin_kernels_backend, hidden_states, spec.window, spec.head_dim, p)

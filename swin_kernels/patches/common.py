@@ -1,4 +1,5 @@
-"""Pieces every model patch shares: the fused attention branch, the q/k/v weight concatenation, call options.
+"""Pieces every model patch shares: the patched method, the fused attention branch, the q/k/v weight
+concatenation, call options.
 
 A patched block feeds ``functional.shifted_window_attention`` with the qkv map of the whole (unpartitioned)
 feature map. Models that keep q, k and v as three Linears need their weights as one (3C, C) matrix:
@@ -13,14 +14,46 @@ feature map. Models that keep q, k and v as three Linears need their weights as 
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 
-from . import functional
+from .. import backends, functional
+from ..backends import Request
 
 BYPASSED_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+STATE_PREFIX = "_swin_kernels_"  # every attribute a patched block gets starts with it
+
+
+class PatchedMethod:
+    """The instance method of a patched block (its ``forward`` or another method): calls ``function(module, ...)``.
+
+    A plain object rather than a bound method, so that pickling a patched model (torch.save(model)) and copying
+    it keep the patch: a pickled bound method would be looked up again by name on unpickling, and find the
+    class's method.
+    """
+
+    def __init__(self, module: nn.Module, function) -> None:
+        self.module = module
+        self.function = function
+
+    def __call__(self, *args, **kwargs):
+        return self.function(self.module, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """What a block's attention asks of a backend, read off the block (explain, patch-time checks)."""
+
+    heads: int
+    head_dim: int
+    window: tuple[int, int]  # the block's configured window (a family may clamp it per call)
+    dropout: float
+    weight: torch.Tensor  # a weight of the qkv projection: its device and dtype
 
 
 class ConcatenatedParameters:
@@ -69,9 +102,10 @@ def _cat_filled(tensors) -> torch.Tensor:
     return torch.cat([torch.zeros_like(present) if t is None else t for t in tensors])
 
 
-def window_attention_branch(x, qkv_weight, qkv_bias, bias, num_heads: int, window: int, shift: int, scale: float,
-                            dropout_p: float, backend: str, qkv_transform=None) -> torch.Tensor:
-    """qkv Linear on the unpartitioned map x (B, H, W, C) -> fused (shifted) window attention -> (B, H, W, C).
+def window_attention_branch(x, qkv_weight, qkv_bias, bias, num_heads: int, window, shift, scale: float,
+                            dropout_p: float, backend: str, qkv_transform=None,
+                            roll_before_pad: bool = False) -> torch.Tensor:
+    """qkv Linear on the unpartitioned map x (B, H, W, C) -> fused (shifted) window attention -> (B, H, W, C').
 
     Padded tokens are zero vectors before the qkv Linear, so they see its bias. ``qkv_transform`` (per token and
     head, e.g. Swin V2's cosine normalisation) is applied to the map and to that bias alike.
@@ -82,9 +116,40 @@ def window_attention_branch(x, qkv_weight, qkv_bias, bias, num_heads: int, windo
         qkv = qkv_transform(qkv)
         pad_qkv = None if pad_qkv is None else qkv_transform(pad_qkv)
     return functional.shifted_window_attention(
-        qkv, num_heads, window, shift, pad_qkv=pad_qkv, bias=bias.to(qkv.dtype), scale=scale,
-        dropout_p=dropout_p, backend=backend,
+        qkv, num_heads, window, shift, roll_before_pad=roll_before_pad, pad_qkv=pad_qkv, bias=bias.to(qkv.dtype),
+        scale=scale, dropout_p=dropout_p, backend=backend,
     )
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the qkv Linear produces from x: autocast's where it is on for x's device, else x's."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def named_backend_lacks_dropout(backend: str, x: torch.Tensor, window, head_dim: int, dropout_p: float) -> bool:
+    """A block with attention dropout, in training, whose *named* backend has no dropout: it runs its own forward
+    (the model's own unfused code, with its own dropout) instead of failing. 'auto' picks a backend that can."""
+    if dropout_p == 0.0 or backends.requested_name(backend) == "auto":
+        return False
+    return _lacks_dropout(backends.requested_name(backend), x.device.type, compute_dtype(x), window[0], window[1],
+                          head_dim)
+
+
+@torch.compiler.assume_constant_result
+def _lacks_dropout(backend, device_type, dtype, window_h, window_w, head_dim) -> bool:
+    base = Request("attention", torch.device(device_type), dtype, (window_h, window_w), head_dim)
+    with_dropout = Request("attention", torch.device(device_type), dtype, (window_h, window_w), head_dim, True)
+    return backends.reason(backend, base) is None and backends.reason(backend, with_dropout) is not None
+
+
+def extra_arg_names(module: nn.Module, skip: int = 2) -> tuple[str, ...]:
+    """Names of the positional parameters the class forward takes after its first ``skip`` (e.g. hidden_states,
+    input_dimensions)."""
+    parameters = list(inspect.signature(type(module).forward).parameters.values())[1 + skip:]
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in parameters if p.kind in positional)
 
 
 def call_options(module: nn.Module, args: tuple, kwargs: dict) -> dict:
@@ -94,9 +159,9 @@ def call_options(module: nn.Module, args: tuple, kwargs: dict) -> dict:
     return options
 
 
-def original_forward(module: nn.Module, *args, **kwargs):
-    """Run the block's own (class) forward, e.g. when attention weights are asked for."""
-    return type(module).forward(module, *args, **kwargs)
+def original(module: nn.Module, method: str, *args, **kwargs):
+    """Run the block's own (class) method, e.g. when attention weights are asked for."""
+    return getattr(type(module), method)(module, *args, **kwargs)
 
 
 def plain_linear_reason(**linears) -> str | None:

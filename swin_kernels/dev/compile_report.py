@@ -1,11 +1,15 @@
 """Ahead-of-time compile report of every Triton kernel for sm_80 and sm_90 (no GPU needed).
 
-    python -m swin_kernels.compile_report [--jobs N] [--quick]
+    python -m swin_kernels.dev.compile_report [--jobs N] [--quick]
 
-Compiles each kernel with triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32)) for the shipped
-launch configurations, dtypes (fp16, bf16, fp32) and representative windows / head dims, then runs the ptxas
-that ships with Triton (-v) on the PTX for registers and spills. Prints one row per compile: kernel, target,
-dtype, window/head_dim, config, registers, spill bytes, shared memory, tensor-core instructions in the PTX
+Compiles each kernel with triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32)) in the one launch
+configuration the backend uses for each plan, then runs the ptxas that ships with Triton (-v) on the PTX for
+registers and spills. The full report covers every plan the backend accepts: each dtype path (fp16, bf16, fp32
+with exact products, fp32 with TF32, fp64), head_dim 32, 64 and 128 (the largest accepted; smaller ones use the
+same or smaller tiles) and windows of 49, 144 and 256 tokens (7x7, 12x12 and the largest accepted, 16x16: one,
+three and four key blocks of 64, or two, five and eight of 32 on the exact path), with and without dropout, every
+optional input present (the most registers). ``--quick``: 7x7 at head_dim 32 only. Prints one row per compile:
+kernel, target, dtype, shape, config, registers, spill bytes, shared memory, tensor-core instructions in the PTX
 (mma.sync; wgmma.mma_async on sm_90). Exits 1 if any kernel fails to compile or spills.
 """
 
@@ -25,19 +29,21 @@ from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 TARGETS = (80, 90)
-DTYPES = ("fp16", "bf16", "fp32")
-TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
-# (window, head_dim): Swin-T/S/B window 7 at head_dim 32 and 64, and the 384² window 12 (N = 144, 3 blocks)
-PLANS = ((7, 32), (7, 64), (12, 32))
-QUICK_PLANS = ((7, 32),)
+# dtype path -> (element type, TF32 allowed)
+PATHS = {"fp16": ("fp16", False), "bf16": ("bf16", False), "fp32": ("fp32", False), "tf32": ("fp32", True),
+         "fp64": ("fp64", False)}
+TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32", "fp64": "float64"}
+# ((window rows, window columns), head_dim)
+PLANS = tuple(((m, m), d) for m in (7, 12, 16) for d in (32, 64, 128))
+QUICK_PLANS = (((7, 7), 32),)
 
 
 @dataclass(frozen=True)
 class Job:
     kernel: str  # key of KERNELS
     arch: int
-    dtype: str
-    plan: str  # human-readable shape, e.g. "M7 d32"
+    dtype: str  # dtype path (PATHS)
+    plan: str  # human-readable shape, e.g. "M7x7 d32"
     constexprs: tuple  # sorted (name, value) pairs
     num_warps: int
     num_stages: int
@@ -60,36 +66,42 @@ def _kernel(name: str):
     }[name]
 
 
-def _attention_jobs(plans, dropout_too: bool) -> list[Job]:
+_FLOAT_ARGS = ("qk_scale_hi", "qk_scale_lo", "scale_hi", "scale_lo", "keep_hi", "keep_lo", "p_drop", "log2e_hi",
+               "log2e_lo")
+
+
+def _attention_jobs(plans, dropout_too: bool = True) -> list[Job]:
     import torch
 
     from swin_kernels.ops.triton import configs
 
     jobs = []
-    for index, (window, head_dim) in enumerate(plans):
-        for dtype in DTYPES:
-            # fp32 as torch defaults (allow_tf32 off): exact products, the FMA plan
-            plan = configs.attention_plan(window, head_dim, getattr(torch, TORCH_DTYPES[dtype]))
+    for window, head_dim in plans:
+        tokens = window[0] * window[1]
+        for path, (element, tf32) in PATHS.items():
+            torch_dtype = getattr(torch, TORCH_DTYPES[element])
+            plan = configs.attention_plan(tokens, head_dim, torch_dtype, tf32)
+            acc_type = "fp64" if element == "fp64" else "fp32"
             sub_dkdv, sub_dq = plan.backward_sub_blocks
-            common = dict(WINDOW=window, HEAD_DIM=head_dim, BLOCK_D=plan.block_d, HAS_PAD=True, HAS_SHIFT=True,
-                          DOT_UPCAST=False)
-            data = {n: f"*{dtype}" for n in ("qkv_ptr", "pad_ptr", "out_ptr", "dout_ptr", "dqkv_ptr")}
-            acc = {n: "*fp32" for n in ("table_ptr", "lse_ptr", "params_ptr", "dbias_part_ptr", "dpad_part_ptr")}
-            pointers = tuple(sorted({**data, **acc, "p_drop": "fp32"}.items()))
-            for dropout in (False, True) if dropout_too and index == 0 and dtype == "bf16" else (False,):
-                flags = dict(common, DROPOUT=dropout, INPUT_PRECISION=plan.input_precision)
-                label = f"M{window} d{head_dim} {plan.num_blocks}x{plan.block}" + (" dropout" if dropout else "")
-                for config in configs.forward_configs(plan):
-                    jobs += [_job("attention_fwd", arch, dtype, label, dict(flags, BLOCK_N=plan.block,
-                                  NUM_KEY_BLOCKS=plan.num_blocks, **config.kwargs), config, pointers)
-                             for arch in TARGETS]
-                backward = dict(flags, BLOCK=plan.block, NUM_BLOCKS=plan.num_blocks)
-                for config in configs.backward_configs(plan, "dkdv"):
-                    jobs += [_job("attention_dkdv", arch, dtype, label, dict(backward, SUB=sub_dkdv, NEED_DPAD=True),
-                                  config, pointers) for arch in TARGETS]
-                for config in configs.backward_configs(plan, "dq"):
-                    jobs += [_job("attention_dq", arch, dtype, label, dict(backward, SUB=sub_dq, NEED_DBIAS=True),
-                                  config, pointers) for arch in TARGETS]
+            common = dict(WINDOW_H=window[0], WINDOW_W=window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
+                          HAS_PAD=True, HAS_SHIFT=True, DOT_UPCAST=False, INPUT_PRECISION=plan.input_precision)
+            data = {n: f"*{element}" for n in ("qkv_ptr", "pad_ptr", "out_ptr", "dout_ptr", "dqkv_ptr")}
+            acc = {n: f"*{acc_type}" for n in ("table_ptr", "lse_ptr", "dbias_part_ptr", "dpad_part_ptr")}
+            pointers = tuple(sorted({**data, **acc, "seed_ptr": "*i64", **{n: "fp32" for n in _FLOAT_ARGS}}.items()))
+            for dropout in (False, True) if dropout_too else (False,):
+                flags = dict(common, DROPOUT=dropout)
+                label = (f"M{window[0]}x{window[1]} d{head_dim} {plan.num_blocks}x{plan.block}"
+                         + (" dropout" if dropout else ""))
+                forward = plan.forward_config()
+                backward = plan.backward_config()
+                for arch in TARGETS:
+                    jobs.append(_job("attention_fwd", arch, path, label, dict(
+                        flags, BLOCK_N=plan.block, NUM_KEY_BLOCKS=plan.num_blocks, **forward.kwargs), forward, pointers))
+                    blocks = dict(flags, BLOCK=plan.block, NUM_BLOCKS=plan.num_blocks)
+                    jobs.append(_job("attention_dkdv", arch, path, label, dict(blocks, SUB=sub_dkdv, NEED_DPAD=True),
+                                     backward, pointers))
+                    jobs.append(_job("attention_dq", arch, path, label, dict(blocks, SUB=sub_dq, NEED_DBIAS=True),
+                                     backward, pointers))
     return jobs
 
 
@@ -99,20 +111,28 @@ def _small_jobs(plans) -> list[Job]:
     from swin_kernels.ops.triton import configs
 
     jobs = []
-    for window, head_dim in plans[:1]:
-        plan = configs.AttentionPlan(window, head_dim)  # the tensor-core plan
+    largest = max(plans, key=lambda p: p[0][0] * p[0][1])[0]
+    for window in sorted({plans[0][0], largest}):
+        plan = configs.AttentionPlan(window[0] * window[1], 32)  # the tensor-core plan (the larger tables)
+        label = f"M{window[0]}x{window[1]}"
         for arch in TARGETS:
-            jobs.append(_job("score_table", arch, "fp32", f"M{window}",
-                             dict(WINDOW=window, PADDED=plan.padded, BLOCK_I=16,
-                                  BLOCK_J=triton.next_power_of_2(plan.padded), HAS_BIAS=True),
-                             triton.Config({}, num_warps=4, num_stages=1),
-                             (("bias_ptr", "*fp32"), ("params_ptr", "*fp32"), ("table_ptr", "*fp32"))))
-            jobs.append(_job("sum_slots", arch, "fp32", f"M{window}", dict(BLOCK_C=64, **configs.REDUCE_CONFIG.kwargs),
-                             configs.REDUCE_CONFIG, (("part_ptr", "*fp32"), ("out_ptr", "*fp32"))))
+            for acc in ("fp32", "fp64"):
+                jobs.append(_job("score_table", arch, acc, label,
+                                 dict(WINDOW_H=window[0], WINDOW_W=window[1], PADDED=plan.padded,
+                                      BLOCK_J=triton.next_power_of_2(plan.padded), HAS_BIAS=True,
+                                      **configs.SCORE_TABLE_CONFIG.kwargs),
+                                 configs.SCORE_TABLE_CONFIG,
+                                 (("bias_ptr", f"*{acc}"), ("table_ptr", f"*{acc}"), ("log2e_hi", "fp32"),
+                                  ("log2e_lo", "fp32"))))
+                jobs.append(_job("sum_slots", arch, acc, label,
+                                 dict(BLOCK_C=max(16, triton.next_power_of_2(plan.padded)),
+                                      **configs.REDUCE_CONFIG.kwargs),
+                                 configs.REDUCE_CONFIG, (("part_ptr", f"*{acc}"), ("out_ptr", f"*{acc}"))))
     for kernel, names in (("window_partition", ("x_ptr", "out_ptr")), ("window_reverse", ("windows_ptr", "out_ptr"))):
-        for dtype in DTYPES:
+        for dtype in ("fp16", "bf16", "fp32", "fp64"):
             for arch in TARGETS:
-                jobs.append(_job(kernel, arch, dtype, "M7", dict(WINDOW=7, **configs.PARTITION_CONFIG.kwargs),
+                jobs.append(_job(kernel, arch, dtype, "M7x7", dict(WINDOW_H=7, WINDOW_W=7,
+                                                                    **configs.PARTITION_CONFIG.kwargs),
                                  configs.PARTITION_CONFIG, tuple((n, f"*{dtype}") for n in names)))
     return jobs
 
@@ -194,7 +214,7 @@ def _format(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compile processes")
-    parser.add_argument("--quick", action="store_true", help="window 7, head_dim 32 only")
+    parser.add_argument("--quick", action="store_true", help="window 7x7, head_dim 32 only")
     args = parser.parse_args(argv)
     try:
         import triton  # noqa: F401
@@ -202,7 +222,7 @@ def main(argv=None) -> int:
         print("compile report: triton is not installed", file=sys.stderr)
         return 1
     plans = QUICK_PLANS if args.quick else PLANS
-    jobs = _attention_jobs(plans, dropout_too=True) + _small_jobs(plans)
+    jobs = _attention_jobs(plans) + _small_jobs(plans)
     start = time.time()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rows = list(pool.map(compile_job, jobs))

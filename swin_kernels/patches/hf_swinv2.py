@@ -21,17 +21,26 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .patch_common import (
-    ConcatenatedParameters, call_options, hooks_reason, original_forward, plain_linear_reason,
-    window_attention_branch,
+from ..weights import window_pair
+from .common import (
+    AttentionSpec, ConcatenatedParameters, call_options, extra_arg_names, hooks_reason, named_backend_lacks_dropout,
+    original, plain_linear_reason, window_attention_branch,
 )
 
+NAME = "Hugging Face transformers Swin V2"
 CLASS_NAMES = ("Swinv2Layer",)
+MODULE_PREFIX = "transformers.models."
+REPLACES = "forward"
 MAX_LOGIT_SCALE = math.log(1.0 / 0.01)
 
 
 def cosine_qkv(qkv: torch.Tensor, num_heads: int, logit_scale: torch.Tensor) -> torch.Tensor:
-    """[q | k | v] -> [normalize(q)·scale_h | normalize(k) | v], per head, for any leading shape."""
+    """[q | k | v] -> [normalize(q)·scale_h | normalize(k) | v], per head, for any leading shape.
+
+    Swin V2's cosine attention (official code, HF, timm, torchvision): scores normalize(q)·normalize(k)ᵀ times
+    exp(min(logit_scale_h, ln 100)). Both factors act per token and head, so they are applied to the qkv map
+    before the fused op, which then runs with scale 1.
+    """
     channels = qkv.shape[-1] // 3
     q, k, v = qkv.split(channels, dim=-1)
     scale = torch.clamp(logit_scale, max=MAX_LOGIT_SCALE).exp().reshape(num_heads, 1).to(qkv.dtype)
@@ -40,12 +49,11 @@ def cosine_qkv(qkv: torch.Tensor, num_heads: int, logit_scale: torch.Tensor) -> 
     return torch.cat([q.flatten(-2), k.flatten(-2), v], dim=-1)
 
 
-def continuous_position_bias(attention) -> torch.Tensor:
+def continuous_position_bias(mlp, coords_table: torch.Tensor, index: torch.Tensor, num_heads: int,
+                             tokens: int) -> torch.Tensor:
     """Dense (heads, N, N) bias: 16·sigmoid of the CPB MLP on the coordinate table, gathered per token pair."""
-    table = attention.continuous_position_bias_mlp(attention.relative_coords_table)
-    table = 16 * torch.sigmoid(table.view(-1, attention.num_attention_heads))
-    n = attention.window_size[0] * attention.window_size[1]
-    return table[attention.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+    table = 16 * torch.sigmoid(mlp(coords_table).view(-1, num_heads))
+    return table[index.view(-1)].view(tokens, tokens, -1).permute(2, 0, 1)
 
 
 def _attention(layer, x):
@@ -54,7 +62,10 @@ def _attention(layer, x):
     biases = (s.query.bias, s.key.bias, s.value.bias)
     bias = None if all(b is None for b in biases) else layer._swin_kernels_qkv_bias(biases)
     out = window_attention_branch(
-        x, weight, bias, continuous_position_bias(s), s.num_attention_heads, layer.window_size, layer.shift_size,
+        x, weight, bias, continuous_position_bias(s.continuous_position_bias_mlp, s.relative_coords_table,
+                                                  s.relative_position_index, s.num_attention_heads,
+                                                  s.window_size[0] * s.window_size[1]),
+        s.num_attention_heads, layer.window_size, layer.shift_size,
         1.0, s.dropout.p if layer.training else 0.0, layer._swin_kernels_backend,
         qkv_transform=lambda t: cosine_qkv(t, s.num_attention_heads, s.logit_scale),
     )
@@ -70,11 +81,14 @@ def _block(layer, hidden_states, input_dimensions, **_):
     return (hidden_states + layer.drop_path(layer.layernorm_after(layer_output)),)
 
 
-def forward(self, hidden_states, input_dimensions, *args, **kwargs):
+def replacement(self, hidden_states, input_dimensions, *args, **kwargs):
     """Patched forward of a Swinv2Layer; same signature and outputs as the original."""
     options = call_options(self, args, kwargs)
-    if options.get("output_attentions") or options.get("head_mask") is not None:
-        return original_forward(self, hidden_states, input_dimensions, *args, **kwargs)
+    spec = attention_spec(self)
+    if (options.get("output_attentions") or options.get("head_mask") is not None
+            or named_backend_lacks_dropout(self._swin_kernels_backend, hidden_states, spec.window, spec.head_dim,
+                                           spec.dropout if self.training else 0.0)):
+        return original(self, "forward", hidden_states, input_dimensions, *args, **kwargs)
     return _block(self, hidden_states, input_dimensions, **options)
 
 
@@ -94,3 +108,11 @@ def unsupported_reason(layer) -> str | None:
 def prepare(layer) -> None:
     layer._swin_kernels_qkv_weight = ConcatenatedParameters()
     layer._swin_kernels_qkv_bias = ConcatenatedParameters()
+    layer._swin_kernels_arg_names = extra_arg_names(layer)
+
+
+def attention_spec(layer) -> AttentionSpec:
+    s = layer.attention.self
+    heads = s.num_attention_heads
+    return AttentionSpec(heads, s.query.weight.shape[0] // heads, window_pair(s.window_size), float(s.dropout.p),
+                         s.query.weight)

@@ -1,0 +1,143 @@
+"""swin_kernels.patch(model): route the attention of every Swin block of a model through the fused op.
+
+Each supported implementation is a *family*: one module in this package that names its block classes and knows
+how to run one of its blocks through ``swin_kernels.shifted_window_attention`` with that implementation's own
+semantics (pad/roll order, window clamping, V2's cosine attention). A family module provides
+
+    NAME                      what it patches, for messages
+    CLASS_NAMES, MODULE_PREFIX the block classes it recognises (exact class names, under that module prefix)
+    REPLACES                  the name of the block method the patch replaces ("forward", or e.g. "_attn")
+    unsupported_reason(block) why this block cannot take the fused path (None when it can)
+    prepare(block)            per-block state of the fused path, created once at patch time
+    replacement(block, ...)   the method that replaces REPLACES, same signature and results
+    attention_spec(block)     AttentionSpec: heads, head_dim, window, dropout, a weight (device, dtype)
+
+Adding an implementation is one more module and one line in FAMILIES. Blocks are patched in place by giving the
+block instance its own attribute (REPLACES); parameters, buffers and ``state_dict()`` keys stay as they are.
+``unpatch`` removes the attribute, so the class's method runs again. Blocks that look like Swin blocks but cannot
+be patched are left alone, with one warning per class and reason.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+
+from torch import nn
+
+from .. import backends
+from ..backends import BackendUnavailableError, Request
+from . import hf_swin, hf_swinv2, timm_swin, torchvision_swin
+from .common import STATE_PREFIX, AttentionSpec, PatchedMethod
+
+FAMILIES = (hf_swin, hf_swinv2, timm_swin, torchvision_swin)
+
+
+def family_of(module: nn.Module):
+    """The family module that patches ``module``'s class, or None."""
+    cls = type(module)
+    for family in FAMILIES:
+        if cls.__name__ in family.CLASS_NAMES and cls.__module__.startswith(family.MODULE_PREFIX):
+            return family
+    return None
+
+
+def _looks_like_swin_block(module: nn.Module) -> bool:
+    """A window-attention block of a class this version does not know (e.g. CLAP's audio Swin, Swin2SR)."""
+    has_attention = any(hasattr(module, name) for name in ("attention", "attn"))
+    return has_attention and hasattr(module, "window_size") and hasattr(module, "shift_size")
+
+
+def is_patched(module: nn.Module) -> bool:
+    return "_swin_kernels_backend" in vars(module)
+
+
+def _check_backend_for(module: nn.Module, family, backend: str) -> str | None:
+    """Why the named ``backend`` cannot run this block's attention as its weights stand (device, dtype, sizes)."""
+    spec = family.attention_spec(module)
+    request = Request("attention", spec.weight.device, spec.weight.dtype, spec.window, spec.head_dim)
+    return backends.reason(backend, request)
+
+
+def patch(model: nn.Module, backend: str = "auto") -> nn.Module:
+    """Run every supported Swin block of ``model`` through ``swin_kernels.shifted_window_attention``.
+
+    Supported: Hugging Face transformers SwinLayer (SwinModel, SwinForImageClassification, SwinForMaskedImageModeling,
+    SwinBackbone and every model built on them), DonutSwinLayer, MaskFormerSwinLayer and Swinv2Layer; timm's
+    SwinTransformerBlock and SwinTransformerV2Block (every swin_* / swinv2_* model, features_only backbones too);
+    torchvision's ShiftedWindowAttention and ShiftedWindowAttentionV2 (swin_t/s/b, swin_v2_t/s/b). ``backend`` is
+    the backend every patched block asks for ("auto" picks per call). A named backend is checked here against each
+    block's weights (device, dtype, window, head_dim): one that cannot run them raises BackendUnavailableError now
+    rather than inside the forward. Patching again changes the backend. Returns ``model``.
+    """
+    backends.check_name(backend)
+    if backend != "auto" and backends.unavailable_reason(backend) is not None:
+        raise BackendUnavailableError(f"{backend}: {backends.unavailable_reason(backend)}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"patch() takes a torch.nn.Module, got {type(model).__name__}")
+    skipped = defaultdict(list)  # (class name, reason) -> paths
+    todo = []
+    for path, module in model.named_modules():
+        family = family_of(module)
+        if family is None:
+            if _looks_like_swin_block(module) and not _inside_patched_family(model, path):
+                skipped[(type(module).__name__, "not a Swin block class this version of swin_kernels knows")].append(
+                    path)
+            continue
+        reason = family.unsupported_reason(module)
+        if reason is None and family.REPLACES in vars(module) and not is_patched(module):
+            reason = f"its {family.REPLACES} was already replaced by someone else"
+        if reason is not None:
+            skipped[(type(module).__name__, reason)].append(path)
+            continue
+        if backend != "auto":
+            why = _check_backend_for(module, family, backend)
+            if why is not None:
+                raise BackendUnavailableError(f"{backend} cannot run {type(module).__name__} {path or '(the model)'} "
+                                              f"with its weights as they are: {why}")
+        todo.append((module, family))
+    for module, family in todo:
+        if not is_patched(module):
+            family.prepare(module)
+            setattr(module, family.REPLACES, PatchedMethod(module, family.replacement))
+        module._swin_kernels_backend = backend
+    for (name, reason), paths in skipped.items():
+        where = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        warnings.warn(f"swin_kernels.patch left {len(paths)} {name} block(s) unchanged ({where}): {reason}",
+                      stacklevel=2)
+    if not todo and not skipped:
+        warnings.warn(f"swin_kernels.patch found no Swin block in {type(model).__name__}; nothing was changed",
+                      stacklevel=2)
+    return model
+
+
+def _inside_patched_family(model: nn.Module, path: str) -> bool:
+    """Whether ``path`` is a submodule (e.g. the attention) of a block a family handles."""
+    parts = path.split(".")
+    for depth in range(len(parts) - 1, 0, -1):
+        if family_of(model.get_submodule(".".join(parts[:depth]))) is not None:
+            return True
+    return False
+
+
+def unpatch(model: nn.Module) -> nn.Module:
+    """Restore the original methods of every block ``patch`` changed. Returns ``model``."""
+    for module in model.modules():
+        if is_patched(module):
+            state = vars(module)
+            family = family_of(module)
+            replaced = family.REPLACES if family is not None else "forward"
+            for name in [name for name in state if name == replaced or name.startswith(STATE_PREFIX)]:
+                del state[name]
+    return model
+
+
+def patched_blocks(model: nn.Module):
+    """(path, block, family) of every block of ``model`` a family recognises, patched or not."""
+    for path, module in model.named_modules():
+        family = family_of(module)
+        if family is not None:
+            yield path, module, family
+
+
+__all__ = ["FAMILIES", "AttentionSpec", "family_of", "is_patched", "patch", "patched_blocks", "unpatch"]

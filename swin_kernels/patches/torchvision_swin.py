@@ -1,0 +1,85 @@
+"""torchvision's Swin attention: ShiftedWindowAttention (swin_t/s/b) and ShiftedWindowAttentionV2 (swin_v2_*).
+
+The patch replaces the attention module's ``forward(x)`` on the normed (B, H, W, C) map; the blocks around it
+(SwinTransformerBlock, pre-norm; SwinTransformerBlockV2, post-norm) stay torchvision's. torchvision's semantics:
+
+* it pads the map bottom/right, then rolls it (the official order);
+* windows and shifts are per axis; the window is never clamped, but the shift of an axis whose window is not
+  smaller than the padded size is zeroed per call (geometry.clamp_window's "shift_only" rule);
+* the relative position bias is the module's own ``get_relative_position_bias()`` (V2: 16·sigmoid of the CPB
+  MLP), the scale head_dim^-0.5 (V1) or V2's cosine attention with the logit scale clamped at ln 100, and V2
+  zeroes the key part of the qkv bias;
+* attention dropout and the output dropout follow ``self.training``, as its functional does.
+
+A module runs its own forward when attention dropout in training is asked of a named backend without dropout.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..geometry import clamp_window
+from ..weights import window_pair
+from .common import (
+    AttentionSpec, named_backend_lacks_dropout, original, plain_linear_reason, window_attention_branch,
+)
+from .hf_swinv2 import cosine_qkv
+
+NAME = "torchvision Swin V1 and V2"
+CLASS_NAMES = ("ShiftedWindowAttention", "ShiftedWindowAttentionV2")
+MODULE_PREFIX = "torchvision.models."
+REPLACES = "forward"
+
+
+def _is_v2(attn) -> bool:
+    return hasattr(attn, "logit_scale") and hasattr(attn, "cpb_mlp")
+
+
+def _zero_key_bias(bias: torch.Tensor) -> torch.Tensor:
+    """torchvision V2 zeroes the key part of the qkv bias on every call."""
+    length = bias.numel() // 3
+    return torch.cat([bias[:length], torch.zeros_like(bias[length:2 * length]), bias[2 * length:]])
+
+
+def replacement(attn, x: torch.Tensor) -> torch.Tensor:
+    """ShiftedWindowAttention[V2].forward: (B, H, W, C) -> (B, H, W, C)."""
+    _, height, width, channels = x.shape
+    window, shift = clamp_window(height, width, window_pair(attn.window_size), window_pair(attn.shift_size),
+                                 "shift_only")
+    spec = attention_spec(attn)
+    dropout_p = float(attn.attention_dropout) if attn.training else 0.0
+    if named_backend_lacks_dropout(attn._swin_kernels_backend, x, window, spec.head_dim, dropout_p):
+        return original(attn, "forward", x)
+    bias = attn.get_relative_position_bias()[0]  # (heads, N, N)
+    if _is_v2(attn):
+        qkv_bias = None if attn.qkv.bias is None else _zero_key_bias(attn.qkv.bias)
+        out = window_attention_branch(
+            x, attn.qkv.weight, qkv_bias, bias, attn.num_heads, window, shift, 1.0, dropout_p,
+            attn._swin_kernels_backend, qkv_transform=lambda t: cosine_qkv(t, attn.num_heads, attn.logit_scale))
+    else:
+        out = window_attention_branch(
+            x, attn.qkv.weight, attn.qkv.bias, bias, attn.num_heads, window, shift,
+            (channels // attn.num_heads) ** -0.5, dropout_p, attn._swin_kernels_backend)
+    out = F.linear(out, attn.proj.weight, attn.proj.bias)
+    return F.dropout(out, p=attn.dropout, training=attn.training)
+
+
+def unsupported_reason(attn) -> str | None:
+    needed = ("qkv", "proj", "window_size", "shift_size", "num_heads", "attention_dropout", "dropout",
+              "get_relative_position_bias")
+    if not all(hasattr(attn, name) for name in needed):
+        return f"it does not have torchvision's {type(attn).__name__} layout"
+    if attn.qkv.weight.shape[0] != 3 * attn.qkv.weight.shape[1]:
+        return "its qkv projection does not map C channels to 3C"
+    return plain_linear_reason(qkv=attn.qkv, proj=attn.proj)  # its own forward calls neither module (no hooks)
+
+
+def prepare(attn) -> None:
+    """Nothing to keep: torchvision's qkv is one Linear already."""
+
+
+def attention_spec(attn) -> AttentionSpec:
+    heads = attn.num_heads
+    return AttentionSpec(heads, attn.qkv.weight.shape[0] // (3 * heads), window_pair(attn.window_size),
+                         float(attn.attention_dropout), attn.qkv.weight)
