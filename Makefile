@@ -1,6 +1,8 @@
 # Two commands do everything on a fresh machine (Python 3.11 + gcc; nvcc optional):
 #   make demo   set up, check every backend that runs here against the reference, write results/REPORT.md
 #   make test   set up, then the whole test suite (what CI runs)
+# and one for a lent GPU machine without network (no venv, no package index; its own python3 and torch):
+#   make gpu-check [PYTHON=python3]   build in place, GPU tests, compute-sanitizer, GPU benchmarks; see below
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,7 +18,7 @@ EXPECT_BACKENDS ?= reference,cpp,triton$(if $(shell nvidia-smi -L 2>/dev/null),$
 comma := ,
 EXT_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' 2>/dev/null) setup.py
 
-.PHONY: setup demo test cuda-check compile-report bench clean
+.PHONY: setup demo test cuda-check compile-report bench gpu-check clean
 
 setup: $(VENV)/.deps-stamp $(VENV)/.ext-stamp
 
@@ -51,6 +53,15 @@ compile-report: setup
 
 bench: setup
 	$(PY) -m pytest benchmarks --benchmark-json=results/benchmarks.json
+
+# Uses $(PYTHON) and the packages already installed: builds the extension in place for the present GPU, imports
+# the package from this tree, and runs every stage within GPU_CHECK_BUDGET seconds (swin_kernels/dev/gpu_check.py).
+# Results in $OUT when set, else results/gpu/. Runs as a file, so a package that fails to import still gets a report.
+GPU_CHECK_BUDGET ?= 480
+GPU_CHECK_ARGS ?=
+gpu-check:
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(PYTHON) swin_kernels/dev/gpu_check.py \
+		--budget $(GPU_CHECK_BUDGET) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf build *.egg-info swin_kernels/*.so results/*.png results/REPORT.md

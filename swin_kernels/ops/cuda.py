@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import struct
+import sys
+from dataclasses import dataclass
+
 import torch
 
 from . import _ext
@@ -12,23 +17,151 @@ MAX_HEAD_DIM = 64  # and a multiple of 16, the tensor-core tile
 # The fp32 backward keeps q, k, v, dO and two fp32 score tiles in shared memory: up to 133120 bytes at head_dim 64
 # (`make cuda-check` prints the table), more than GPUs with ~100 KB per block (sm_86, sm_89) allow.
 FP32_WIDE_HEAD_SMEM = 133120
+# cudaDevAttrMaxSharedMemoryPerBlockOptin by compute capability, for torch < 2.7, whose device properties lack
+# shared_memory_per_block_optin.
+_SMEM_OPTIN_BY_CAPABILITY = {(8, 0): 163 * 1024, (8, 6): 99 * 1024, (8, 7): 163 * 1024, (8, 9): 99 * 1024,
+                             (9, 0): 227 * 1024, (10, 0): 227 * 1024, (12, 0): 99 * 1024}
 
 
+# ------------------------------------------------------------------------- which GPUs the build can run on
+@dataclass(frozen=True)
+class BuiltArchs:
+    """Compute capabilities (e.g. 90 for 9.0) of the extension's SASS images and PTX, read from its fatbinary."""
+
+    sass: tuple[int, ...]
+    ptx: tuple[int, ...]
+
+    def describe(self) -> str:
+        parts = [f"SASS for {', '.join(f'sm_{a}' for a in self.sass)}" if self.sass else "no SASS",
+                 f"PTX for {', '.join(f'compute_{a}' for a in self.ptx)}" if self.ptx else "no PTX"]
+        return " and ".join(parts)
+
+    def runs_on(self, capability: tuple[int, int]) -> bool:
+        """Whether a GPU of this compute capability can load a kernel image of the build.
+
+        SASS runs on GPUs of its major version with an equal or higher minor one (sm_80 on 8.6, not on 9.0);
+        PTX is compiled by the driver for any GPU at least as new as its virtual architecture.
+        """
+        major, minor = capability
+        device = 10 * major + minor
+        return (any(a // 10 == major and a % 10 <= minor for a in self.sass)
+                or any(a <= device for a in self.ptx))
+
+
+_FATBIN_MAGIC = 0xBA55ED50  # header of each fatbinary in the .nv_fatbin section
+_KIND_PTX, _KIND_SASS = 1, 2
+
+
+def _elf_section(path: str, wanted: str) -> bytes | None:
+    """The bytes of section ``wanted`` of a 64-bit little-endian ELF file, or None (absent, or not such a file)."""
+    with open(path, "rb") as f:
+        header = f.read(64)
+        if header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
+            return None
+        shoff, = struct.unpack_from("<Q", header, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", header, 0x3A)
+        f.seek(shoff)
+        table = f.read(shentsize * shnum)
+        sections = [struct.unpack_from("<IIQQQQ", table, i * shentsize) for i in range(shnum)]
+        _, _, _, _, names_offset, names_size = sections[shstrndx]
+        f.seek(names_offset)
+        names = f.read(names_size)
+        for name_index, _, _, _, offset, size in sections:
+            if names[name_index:names.index(b"\0", name_index)].decode() == wanted:
+                f.seek(offset)
+                return f.read(size)
+    return None
+
+
+def parse_fatbin(data: bytes) -> BuiltArchs:
+    """The architectures of every entry of the (possibly several, concatenated) fatbinaries in ``data``."""
+    sass, ptx = set(), set()
+    offset = 0
+    while offset + 16 <= len(data):
+        magic, _, header_size, fat_size = struct.unpack_from("<IHHQ", data, offset)
+        if magic != _FATBIN_MAGIC:
+            offset += 8  # fatbinaries are 8-byte aligned in the section
+            continue
+        entry, end = offset + header_size, offset + header_size + fat_size
+        while entry + 32 <= end:
+            kind, _, entry_header, payload = struct.unpack_from("<HHIQ", data, entry)
+            arch, = struct.unpack_from("<I", data, entry + 28)
+            (ptx if kind == _KIND_PTX else sass if kind == _KIND_SASS else set()).add(arch)
+            entry += entry_header + payload
+        offset = end
+    return BuiltArchs(tuple(sorted(sass)), tuple(sorted(ptx)))
+
+
+@functools.lru_cache(maxsize=None)
+def built_archs() -> BuiltArchs | None:
+    """The architectures the loaded extension's CUDA kernels were built for; None when unknown (no extension,
+    not an ELF file, or no fatbinary found)."""
+    module = sys.modules.get("swin_kernels._C")
+    path = getattr(module, "__file__", None)
+    if path is None:
+        return None
+    try:
+        data = _elf_section(path, ".nv_fatbin")
+    except (OSError, struct.error, ValueError, UnicodeDecodeError):
+        return None
+    if not data:
+        return None
+    archs = parse_fatbin(data)
+    return archs if archs.sass or archs.ptx else None
+
+
+def arch_reason(capability: tuple[int, int], gpu: str, archs: BuiltArchs | None) -> str | None:
+    """Why the build's kernels cannot load on this GPU (None: they can, or the build's archs are unknown)."""
+    if archs is None or archs.runs_on(capability):
+        return None
+    cc = f"{capability[0]}{capability[1]}"
+    return (f"the compiled extension has no kernel image for this GPU ({gpu}, compute capability "
+            f"{capability[0]}.{capability[1]}): it holds {archs.describe()}; rebuild it for this GPU with "
+            f"SWIN_KERNELS_CUDA_ARCHS={cc} (see setup.py)")
+
+
+@functools.lru_cache(maxsize=None)
+def _device_arch_reason(index: int) -> str | None:
+    return arch_reason(torch.cuda.get_device_capability(index), torch.cuda.get_device_name(index), built_archs())
+
+
+def _arch_reason_for(device: torch.device) -> str | None:
+    """The arch check for the request's GPU; nothing to check without a fatbinary or a CUDA device."""
+    if built_archs() is None or not torch.cuda.is_available():
+        return None
+    return _device_arch_reason(device.index if device.index is not None else torch.cuda.current_device())
+
+
+# ------------------------------------------------------------------------------------------ backend API
 def unavailable_reason() -> str | None:
     reason = _ext.unavailable_reason()
     if reason is not None:
         return reason
     if not _ext.has_kernel("window_attention_fwd", "CUDA"):
-        return ("the compiled extension has no CUDA kernels (torch was built without CUDA, or "
-                "SWIN_KERNELS_SKIP_CUDA=1 was set when it was built)")
+        return ("the compiled extension has no CUDA kernels: it was built without them (torch without CUDA, no "
+                "nvcc, an nvcc of another CUDA major version than torch's, which setup.py answers with a CPU-only "
+                "build and a warning, or SWIN_KERNELS_SKIP_CUDA=1)")
     if not torch.cuda.is_available():
         return "no CUDA device is available"
+    reasons = [_device_arch_reason(i) for i in range(torch.cuda.device_count())]
+    if all(reasons):
+        return reasons[0]  # no visible GPU can load the kernels; with one that can, calls say which device can't
     return None
+
+
+def _smem_optin(device: torch.device) -> int:
+    properties = torch.cuda.get_device_properties(device)
+    allowed = getattr(properties, "shared_memory_per_block_optin", None)
+    if allowed is None:
+        allowed = _SMEM_OPTIN_BY_CAPABILITY.get((properties.major, properties.minor), 99 * 1024)
+    return allowed
 
 
 def unsupported_reason(request) -> str | None:
     if request.device.type != "cuda":
         return f"the cuda backend runs on CUDA tensors, got a tensor on {request.device}"
+    if (why := _arch_reason_for(request.device)) is not None:
+        return why
     if request.op != "attention":
         return None  # partition / reverse move bytes: any dtype
     if request.dtype not in _ATTENTION_DTYPES:
@@ -41,7 +174,7 @@ def unsupported_reason(request) -> str | None:
     if request.dtype == torch.bfloat16 and torch.cuda.get_device_capability(request.device) < (8, 0):
         return "the cuda bf16 attention kernels need compute capability 8.0 or newer"
     if request.dtype == torch.float32 and (request.head_dim or 0) > 32:
-        allowed = torch.cuda.get_device_properties(request.device).shared_memory_per_block_optin
+        allowed = _smem_optin(request.device)
         if allowed < FP32_WIDE_HEAD_SMEM:
             return (f"the cuda fp32 attention backward with head_dim > 32 needs {FP32_WIDE_HEAD_SMEM} bytes of shared "
                     f"memory per block; this GPU allows {allowed}")
