@@ -1,14 +1,17 @@
 """swin-kernels: fused kernels for Swin Transformer's (shifted) window attention."""
 
-from .backends import BackendUnavailableError, available_backends
+from .backends import BackendUnavailableError, FallbackWarning, available_backends
+from .explain import explain
 from .functional import shifted_window_attention, window_partition, window_reverse
 from .modules import FusedWindowAttention
 from .patches import patch, unpatch
 
 __all__ = [
     "BackendUnavailableError",
+    "FallbackWarning",
     "FusedWindowAttention",
     "available_backends",
+    "explain",
     "patch",
     "shifted_window_attention",
     "unpatch",

@@ -17,7 +17,8 @@ import transformers as tf
 import swin_kernels
 
 from swin_family_models import (
-    ALL_CASES, NATIVE_BACKENDS, assert_close, assert_grads_close, output_tensors, randomize_, run, swin_config,
+    ALL_CASES, NATIVE_BACKENDS, assert_close, assert_grads_close, backend_device, output_tensors, patch_or_skip,
+    randomize_, run, swin_config,
 )
 
 CLASSIFIER = next(case for case in ALL_CASES if case.name == "SwinForImageClassification")
@@ -25,13 +26,14 @@ CLASSIFIER = next(case for case in ALL_CASES if case.name == "SwinForImageClassi
 SIZES = [(68, 52), (84, 76)]
 
 
-def one_stage_classifier() -> torch.nn.Module:
+def one_stage_classifier(device="cpu", heads=2) -> torch.nn.Module:
     """Two blocks (unshifted, shifted): enough to trace every patched path, cheap to compile."""
-    return randomize_(tf.SwinForImageClassification(swin_config(depths=[2], num_heads=[2], num_labels=3))).eval()
+    config = swin_config(depths=[2], num_heads=[heads], num_labels=3)
+    return randomize_(tf.SwinForImageClassification(config)).eval().to(device)
 
 
-def pixels(size, batch=2, seed=0) -> torch.Tensor:
-    return torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(seed))
+def pixels(size, batch=2, seed=0, device="cpu") -> torch.Tensor:
+    return torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
 class GraphCounter:
@@ -55,8 +57,9 @@ def fresh_dynamo():
 @pytest.mark.parametrize("backend", NATIVE_BACKENDS)
 def test_fullgraph_training_step_matches_eager(backend):
     """Forward and backward traced in one graph each (3 stages: padding, shifts and a clamped last stage)."""
-    model = swin_kernels.patch(CLASSIFIER.model(torch.float32).train(), backend=backend)
-    inputs = CLASSIFIER.inputs(torch.float32)
+    device = backend_device(backend)
+    model = patch_or_skip(CLASSIFIER.model(torch.float32, device=device).train(), backend)
+    inputs = CLASSIFIER.inputs(torch.float32, device=device)
     expected, expected_grads = run(model, inputs, grad=True)
     counter = torch._dynamo.testing.CompileCounterWithBackend("aot_eager")
     actual, grads = run(torch.compile(model, fullgraph=True, backend=counter), inputs, grad=True)
@@ -66,14 +69,14 @@ def test_fullgraph_training_step_matches_eager(backend):
                        "compiled")
 
 
-def graphs_over_sizes(model, reference_model) -> int:
+def graphs_over_sizes(model, reference_model, device="cpu") -> int:
     """Graphs dynamo compiles for ``model`` over SIZES (fullgraph), each result checked against eager."""
     torch._dynamo.reset()
     counter = GraphCounter()
     compiled = torch.compile(model, fullgraph=True, backend=counter)
     with torch.no_grad():
         for size in SIZES:
-            x = pixels(size)
+            x = pixels(size, device=device)
             expected = reference_model(pixel_values=x).logits
             assert_close([compiled(pixel_values=x).logits], [expected], torch.float32, f"at {size}")
     return counter.graphs
@@ -92,9 +95,10 @@ DYNAMIC_BACKENDS = [b for b in NATIVE_BACKENDS if b != "reference"] or NATIVE_BA
 
 @pytest.mark.parametrize("backend", DYNAMIC_BACKENDS)
 def test_dynamic_sizes_recompile_no_more_than_unpatched(backend, unpatched_graphs):
-    model = one_stage_classifier()
-    patched = swin_kernels.patch(copy.deepcopy(model), backend=backend)
-    assert graphs_over_sizes(patched, model) <= unpatched_graphs
+    device = backend_device(backend)
+    model = one_stage_classifier(device)
+    patched = patch_or_skip(copy.deepcopy(model), backend)
+    assert graphs_over_sizes(patched, model, device) <= unpatched_graphs
 
 
 def test_inductor_compiles_the_patched_model():

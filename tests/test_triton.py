@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch._dynamo.testing
 
 import swin_kernels
 from swin_kernels import backends, reference
@@ -44,6 +45,7 @@ def _device() -> str:
 
 
 DEVICE = _device()
+INTERPRETED = DEVICE == "cpu"
 
 # windows 9-11 (N = 81..121), a head_dim that is not a power of two, and head_dim 128
 EXTRA_CASES = [
@@ -254,3 +256,160 @@ def test_token_indices_must_fit_int32():
     check_int32_indices(64, 4096, 8192 - 1)
     with pytest.raises(ValueError, match="32-bit"):
         check_int32_indices(64, 4096, 8192)
+
+
+# ------------------------------------------------------------------------------------ the ops as torch operators
+def _op_inputs(case: AttentionCase, dtype=torch.float64):
+    inputs = attention_inputs(case, dtype, DEVICE)
+    return inputs["qkv"], inputs["pad_qkv"], inputs["bias"]
+
+
+OPCHECK_CASE = AttentionCase(1, 5, 7, 2, 16, (3, 2), (1, 1), True)
+
+
+@pytest.mark.parametrize("dropout_p", [0.0, 0.2])
+def test_opcheck_attention_forward(dropout_p):
+    qkv, pad, bias = _op_inputs(OPCHECK_CASE)
+    seed = torch.tensor([123], dtype=torch.int64, device=DEVICE) if dropout_p else None
+    args = (qkv, pad, bias, seed, OPCHECK_CASE.heads, *OPCHECK_CASE.op_geometry(), 0.5, dropout_p, False)
+    torch.library.opcheck(torch.ops.swin_kernels_triton.attention_fwd.default, args)
+
+
+def test_opcheck_attention_backward():
+    qkv, pad, bias = [t.detach() for t in _op_inputs(OPCHECK_CASE)]
+    geometry = (OPCHECK_CASE.heads, *OPCHECK_CASE.op_geometry(), 0.5, 0.0, False)
+    out, lse, table = torch.ops.swin_kernels_triton.attention_fwd(qkv, pad, bias, None, *geometry)
+    args = (torch.randn_like(out), qkv, pad, bias, out, lse, table, None, *geometry, True, True)
+    torch.library.opcheck(torch.ops.swin_kernels_triton.attention_bwd.default, args)
+
+
+def test_opcheck_partition_and_reverse():
+    x = torch.randn(2, 5, 7, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    geometry = ([3, 2], [1, 1], True)
+    torch.library.opcheck(torch.ops.swin_kernels_triton.window_partition.default, (x, *geometry))
+    windows = torch.randn(2 * 8, 6, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    torch.library.opcheck(torch.ops.swin_kernels_triton.window_reverse.default,
+                          (windows, [3, 2], 5, 7, [1, 1], True))
+
+
+def _module_loss(module, x):
+    return module(x).square().mean()
+
+
+def test_fullgraph_compile_of_a_training_step_matches_eager():
+    """torch.compile(fullgraph=True) of FusedWindowAttention forward + backward: one graph, eager's numbers."""
+    torch.manual_seed(0)
+    module = FusedWindowAttention(32, 2, window_size=(4, 3), shift_size=(2, 1), backend=BACKEND).to(DEVICE).train()
+    x = torch.randn(2, 9, 10, 32, device=DEVICE)
+    expected = torch.autograd.grad(_module_loss(module, x), list(module.parameters()))
+    torch._dynamo.reset()
+    counter = torch._dynamo.testing.CompileCounterWithBackend("aot_eager" if INTERPRETED else "inductor")
+    compiled = torch.compile(_module_loss, fullgraph=True, backend=counter)
+    actual = torch.autograd.grad(compiled(module, x), list(module.parameters()))
+    assert counter.frame_count == 1
+    for name, a, e in zip([n for n, _ in module.named_parameters()], actual, expected):
+        assert_relative_close(a, e, 1e-5, f"compiled d{name}")
+
+
+def test_fullgraph_compile_of_a_patched_hf_model_matches_eager():
+    from swin_family_models import assert_close, assert_grads_close, randomize_, run, swin_config
+    import transformers as tf
+
+    torch._dynamo.reset()
+    model = randomize_(tf.SwinForImageClassification(swin_config(depths=[2], num_heads=[2], num_labels=3)))
+    model = swin_kernels.patch(model.to(DEVICE).train(), backend=BACKEND)
+    inputs = {"pixel_values": torch.randn(2, 3, 36, 28, device=DEVICE)}  # a padded 9x7 map, shifted
+    expected, expected_grads = run(model, inputs, grad=True)
+    counter = torch._dynamo.testing.CompileCounterWithBackend("aot_eager" if INTERPRETED else "inductor")
+    actual, grads = run(torch.compile(model, fullgraph=True, backend=counter), inputs, grad=True)
+    assert counter.frame_count == 1
+    assert_close(actual, expected, torch.float32, "compiled outputs")
+    assert_grads_close({k.removeprefix("_orig_mod."): v for k, v in grads.items()}, expected_grads, torch.float32,
+                       "compiled")
+
+
+def test_fp32_calls_work_after_the_new_tf32_switch():
+    """torch's new switch (fp32_precision) makes reading the legacy allow_tf32 raise; the backend reads the new one
+    and uses TF32 dot products, which must stay within TF32's error."""
+    matmul = torch.backends.cuda.matmul
+    if not hasattr(matmul, "fp32_precision"):
+        pytest.skip("this torch has no fp32_precision switch")
+    previous = matmul.fp32_precision
+    case = ATTENTION_CASES[2]
+    try:
+        matmul.fp32_precision = "tf32"
+        from swin_kernels.ops.triton import fp32_matmuls_use_tf32
+
+        assert fp32_matmuls_use_tf32()
+        check_attention(BACKEND, case, torch.float32, DEVICE, low_precision_floor=2e-3)
+    finally:
+        matmul.fp32_precision = previous
+
+
+def test_no_host_synchronisation_in_forward_or_backward(monkeypatch):
+    """The launchers never read a device value on the host (no .item() / .tolist()): the dropout seed stays on the
+    device, so nothing waits on the GPU and CUDA graphs can capture the calls."""
+    case = DROPOUT_CASE
+    inputs = attention_inputs(case, torch.float32, DEVICE)
+    swin_kernels.shifted_window_attention(inputs["qkv"], case.heads, case.window, case.shift, dropout_p=0.1,
+                                          backend=BACKEND)  # first call: kernels compiled, ops registered
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a host synchronisation (.item() / .tolist()) in the triton backend")
+
+    monkeypatch.setattr(torch.Tensor, "item", forbidden)
+    monkeypatch.setattr(torch.Tensor, "tolist", forbidden)
+    out = swin_kernels.shifted_window_attention(inputs["qkv"], case.heads, case.window, case.shift,
+                                                pad_qkv=inputs["pad_qkv"], bias=inputs["bias"], dropout_p=0.1,
+                                                backend=BACKEND)
+    torch.autograd.grad(out.sum(), list(inputs.values()))
+
+
+def test_dropout_seed_comes_from_the_device_generator():
+    from swin_kernels.ops.triton import dropout_seed
+
+    device = torch.device(DEVICE)
+    state = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+    first = dropout_seed(device)
+    assert first.device.type == device.type and first.dtype == torch.int64
+    after = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+    assert not torch.equal(state, after)  # drawn from (and advancing) the device's generator
+    torch.manual_seed(5)
+    a = dropout_seed(device)
+    torch.manual_seed(5)
+    assert torch.equal(a, dropout_seed(device))
+
+
+def test_launch_configuration_is_one_per_plan():
+    """No autotuning: a plan has exactly one configuration, so no input size triggers tuning and the reduction
+    order (hence every bit of the gradients) is the same in every process."""
+    from swin_kernels.ops.triton import configs
+
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        plan = configs.attention_plan(49, 32, dtype)
+        assert plan.forward_config() == plan.forward_config() and plan.backward_config() == plan.backward_config()
+    assert not hasattr(configs, "_TUNERS")
+
+
+GRADIENT_HASH = r"""
+import hashlib, os, sys, torch
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
+import swin_kernels
+device = "cuda" if torch.cuda.is_available() else "cpu"
+gen = torch.Generator().manual_seed(0)
+qkv = torch.randn(3, 9, 13, 96, generator=gen).to(device).requires_grad_()
+bias = torch.randn(1, 16, 16, generator=gen).to(device).requires_grad_()
+out = swin_kernels.shifted_window_attention(qkv, 1, 4, 2, bias=bias, backend="triton")
+grads = torch.autograd.grad(out, (qkv, bias), torch.randn(out.shape, generator=gen).to(device))
+print(hashlib.sha256(b"".join(g.cpu().numpy().tobytes() for g in grads)).hexdigest())
+"""
+
+
+def test_gradients_bit_identical_between_processes():
+    import subprocess
+    import sys
+
+    digests = [subprocess.run([sys.executable, "-c", GRADIENT_HASH], capture_output=True, text=True, timeout=600,
+                              check=True).stdout.strip().splitlines()[-1] for _ in range(2)]
+    assert digests[0] == digests[1]

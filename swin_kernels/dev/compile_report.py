@@ -20,12 +20,13 @@ import os
 os.environ.pop("TRITON_INTERPRET", None)  # real compilation: must be decided before triton is imported
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 TARGETS = (80, 90)
@@ -36,6 +37,9 @@ TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32", "fp64"
 # ((window rows, window columns), head_dim)
 PLANS = tuple(((m, m), d) for m in (7, 12, 16) for d in (32, 64, 128))
 QUICK_PLANS = (((7, 7), 32),)
+# what `make test` compiles: Swin-T/S/B's plan and the largest accepted one (16x16 windows, head_dim 128)
+CI_PLANS = (((7, 7), 32), ((16, 16), 128))
+PLAN_SETS = {"quick": QUICK_PLANS, "ci": CI_PLANS, "full": PLANS}
 
 
 @dataclass(frozen=True)
@@ -214,19 +218,38 @@ def _format(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel compile processes")
-    parser.add_argument("--quick", action="store_true", help="window 7x7, head_dim 32 only")
+    parser.add_argument("--plans", choices=sorted(PLAN_SETS), default="ci",
+                        help="quick: 7x7 at head_dim 32; ci: that and the largest accepted plan; full: every plan")
+    parser.add_argument("--quick", action="store_const", const="quick", dest="plans", help="same as --plans quick")
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"dtype paths to compile (of {', '.join(PATHS)})")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     try:
         import triton  # noqa: F401
     except ImportError:
         print("compile report: triton is not installed", file=sys.stderr)
         return 1
-    plans = QUICK_PLANS if args.quick else PLANS
-    jobs = _attention_jobs(plans) + _small_jobs(plans)
+    plans = PLAN_SETS[args.plans]
+    paths = set(args.paths.split(","))
+    jobs = [j for j in _attention_jobs(plans) if j.dtype in paths] + _small_jobs(plans)
     start = time.time()
+    rows = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        rows = list(pool.map(compile_job, jobs))
+        futures = {pool.submit(compile_job, job): i for i, job in enumerate(jobs)}
+        for done, future in enumerate(as_completed(futures), 1):
+            row = future.result()
+            rows.append((futures[future], row))
+            job = row["job"]
+            state = row["error"] or f"{row['registers']} regs, {row['spills']} B spilled"
+            print(f"[{done}/{len(jobs)} {time.time() - start:.0f} s] {job.kernel} sm_{job.arch} {job.dtype} "
+                  f"{job.plan}: {state} ({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
+    rows = [row for _, row in sorted(rows, key=lambda pair: pair[0])]
     print(_format(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{**{k: v for k, v in r.items() if k != "job"}, "kernel": r["job"].kernel,
+                        "arch": r["job"].arch, "dtype": r["job"].dtype, "plan": r["job"].plan} for r in rows], f,
+                      indent=1)
     failed = [r for r in rows if r["error"]]
     spilled = [r for r in rows if not r["error"] and r["spills"]]
     print(f"\n{len(rows)} compiles in {time.time() - start:.0f} s with {args.jobs} processes: "

@@ -131,17 +131,20 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
 def named_backend_lacks_dropout(backend: str, x: torch.Tensor, window, head_dim: int, dropout_p: float) -> bool:
     """A block with attention dropout, in training, whose *named* backend has no dropout: it runs its own forward
     (the model's own unfused code, with its own dropout) instead of failing. 'auto' picks a backend that can."""
-    if dropout_p == 0.0 or backends.requested_name(backend) == "auto":
+    if dropout_p == 0.0:
         return False
-    return _lacks_dropout(backends.requested_name(backend), x.device.type, compute_dtype(x), window[0], window[1],
-                          head_dim)
+    return _lacks_dropout(backend, x.device.type, compute_dtype(x), window[0], window[1], head_dim)
 
 
 @torch.compiler.assume_constant_result
 def _lacks_dropout(backend, device_type, dtype, window_h, window_w, head_dim) -> bool:
+    """Host-side logic that torch.compile treats as a constant (it reads the backend override's environment)."""
+    name = backends.requested_name(backend)
+    if name == "auto":
+        return False
     base = Request("attention", torch.device(device_type), dtype, (window_h, window_w), head_dim)
     with_dropout = Request("attention", torch.device(device_type), dtype, (window_h, window_w), head_dim, True)
-    return backends.reason(backend, base) is None and backends.reason(backend, with_dropout) is not None
+    return backends.reason(name, base) is None and backends.reason(name, with_dropout) is not None
 
 
 def extra_arg_names(module: nn.Module, skip: int = 2) -> tuple[str, ...]:

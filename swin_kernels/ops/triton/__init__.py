@@ -10,11 +10,16 @@ from __future__ import annotations
 import torch
 
 try:
-    import triton  # noqa: F401
+    import triton
 except ImportError:  # the backend is optional
     _IMPORT_ERROR = "triton is not installed"
 else:
-    _IMPORT_ERROR = None
+    try:
+        from triton import knobs  # noqa: F401  (triton >= 3.4, which the kernels are written for)
+    except ImportError:
+        _IMPORT_ERROR = f"triton {triton.__version__} is too old: the kernels need triton >= 3.4"
+    else:
+        _IMPORT_ERROR = None
 
 ATTENTION_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
