@@ -1,13 +1,18 @@
-"""End to end: a whole Swin-T image classifier (HF transformers) patched by swin_kernels.patch, against itself unpatched.
+"""End to end: whole Swin-T image classifiers patched by swin_kernels.patch, against themselves unpatched.
 
-Two passes at 224x224: inference (eval, no grad) and a training step (forward, cross-entropy, backward, AdamW
-step). fp32 on the CPU, bf16 autocast on a GPU. Both models start from the same weights and see the same inputs;
-each pass is checked once (patched against unpatched), then both are warmed up by a call whose peak memory the
-allocator counts (benchmarks.memory), then timed in interleaved rounds. Throughput is batch / median time.
+Three implementations: Hugging Face transformers ``SwinForImageClassification``, timm
+``swin_tiny_patch4_window7_224`` and torchvision ``swin_t()`` (random weights, stochastic depth off so both
+contenders compute the same thing). Two passes at 224x224: inference (eval, no grad) and a training step
+(forward, cross-entropy, backward, AdamW step), each eager and under ``torch.compile`` (inductor; the quick
+mode's tiny models are traced with "aot_eager" instead, since inductor's CPU code generation takes minutes).
+fp32 on the CPU, bf16 autocast on a GPU. Both contenders start from the same weights and see the same inputs;
+each pass is checked once (patched against unpatched; for compiled ones this call compiles), then both are
+warmed up by a call whose peak memory the allocator counts (benchmarks.memory), then timed in interleaved
+rounds. Throughput is batch / median time.
 
 Peak memory is what a call allocates above what was live when it began. The patched model's inference keeps
 one thing between calls that this does not see: the concatenated q/k/v weights it caches while no gradient
-flows; the report states its size next to the peak.
+flows (HF keeps q, k and v as three Linears); the report states its size next to the peak.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from .timing import interleaved_times
 
 CONTENDERS = ("unpatched", "patched")
 PASSES = ("inference", "training step")
+MODES = ("eager", "compiled")
+LIBRARIES = ("transformers", "timm", "torchvision")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class ModelSpec:
     heads: tuple[int, ...]
     window: int
     labels: int = 1000
+    library: str = "transformers"  # one of LIBRARIES
 
     def config(self):
         from transformers import SwinConfig
@@ -49,9 +57,60 @@ class ModelSpec:
                           num_heads=list(self.heads), window_size=self.window, num_labels=self.labels,
                           drop_path_rate=0.0)
 
+    def build(self) -> torch.nn.Module:
+        """The classifier, randomly initialised by its library."""
+        if self.library == "transformers":
+            from transformers import SwinForImageClassification
 
-SWIN_T = ModelSpec("Swin-T", 224, 96, (2, 2, 6, 2), (3, 6, 12, 24), 7)
-TINY = ModelSpec("tiny Swin (quick mode)", 64, 16, (2, 2), (2, 4), 4, labels=10)
+            return SwinForImageClassification(self.config())
+        if self.library == "timm":
+            import timm
+
+            # swin_tiny_patch4_window7_224's own dimensions for Swin-T; smaller ones for the quick mode
+            return timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=self.image,
+                                     embed_dim=self.embed_dim, depths=self.depths, num_heads=self.heads,
+                                     window_size=self.window, num_classes=self.labels, drop_path_rate=0.0)
+        from torchvision.models import swin_transformer as tv
+
+        if self == TORCHVISION_SWIN_T:
+            model = tv.swin_t(weights=None, num_classes=self.labels)
+        else:
+            model = tv.SwinTransformer(patch_size=[4, 4], embed_dim=self.embed_dim, depths=list(self.depths),
+                                       num_heads=list(self.heads), window_size=[self.window] * 2,
+                                       num_classes=self.labels)
+        for module in model.modules():  # swin_t's stochastic depth (0.2) would draw differently per contender
+            if type(module).__name__ == "StochasticDepth":
+                module.p = 0.0
+        return model
+
+
+def logits(model, pixels: torch.Tensor) -> torch.Tensor:
+    """A classifier's logits: HF models return them in an output object, timm and torchvision as a tensor."""
+    output = model(pixels)
+    return output.logits if hasattr(output, "logits") else output
+
+
+def _swin_t(name: str, library: str) -> ModelSpec:
+    return ModelSpec(name, 224, 96, (2, 2, 6, 2), (3, 6, 12, 24), 7, library=library)
+
+
+def _tiny(name: str, library: str) -> ModelSpec:
+    # one stage (an unshifted and a shifted block) on a 16x16 map: dynamo traces the unpatched models slowly
+    return ModelSpec(name, 64, 16, (2,), (2,), 4, labels=10, library=library)
+
+
+SWIN_T = _swin_t("Swin-T", "transformers")
+TIMM_SWIN_T = _swin_t("timm swin_tiny_patch4_window7_224", "timm")
+TORCHVISION_SWIN_T = _swin_t("torchvision swin_t", "torchvision")
+TINY = _tiny("tiny Swin (quick mode)", "transformers")
+TINY_TIMM = _tiny("tiny timm Swin (quick mode)", "timm")
+TINY_TORCHVISION = _tiny("tiny torchvision Swin (quick mode)", "torchvision")
+FULL_SPECS = {spec.library: spec for spec in (SWIN_T, TIMM_SWIN_T, TORCHVISION_SWIN_T)}
+TINY_SPECS = {spec.library: spec for spec in (TINY, TINY_TIMM, TINY_TORCHVISION)}
+
+
+def spec_for(library: str, tiny: bool) -> ModelSpec:
+    return (TINY_SPECS if tiny else FULL_SPECS)[library]
 
 
 @dataclass
@@ -62,13 +121,14 @@ class Setting:
     autocast: torch.dtype | None
     batch: dict[str, int]
     rounds: dict[str, int]
+    compile_backend: str = "inductor"
 
     @classmethod
     def for_run(cls, full: bool, tiny: bool = False) -> "Setting":
         if tiny:
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
             return cls(device, torch.bfloat16 if device.type == "cuda" else None, dict.fromkeys(PASSES, 2),
-                       dict.fromkeys(PASSES, 1))
+                       dict.fromkeys(PASSES, 1), compile_backend="aot_eager")
         if torch.cuda.is_available():
             batch = {"inference": 128, "training step": 64}
             return cls(torch.device("cuda"), torch.bfloat16, batch, dict.fromkeys(PASSES, 20 if full else 10))
@@ -90,6 +150,7 @@ class Setting:
 class PassResult:
     pass_name: str
     batch: int
+    mode: str = "eager"
     median_s: dict[str, float] = field(default_factory=dict)
     peak: dict[str, int] = field(default_factory=dict)
     difference: float = 0.0  # patched vs unpatched, relative to the largest unpatched value
@@ -102,10 +163,8 @@ class PassResult:
 
 def build_models(spec: ModelSpec, device: torch.device, seed: int = 0) -> dict[str, torch.nn.Module]:
     """The unpatched classifier and a patched copy with the same weights (bias tables drawn like the official init)."""
-    from transformers import SwinForImageClassification
-
     torch.manual_seed(seed)
-    model = SwinForImageClassification(spec.config())
+    model = spec.build()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("relative_position_bias_table"):
@@ -121,27 +180,26 @@ def inputs(spec: ModelSpec, batch: int, device: torch.device, seed: int = 1):
     return pixels.to(device), labels.to(device)
 
 
-def pass_callable(model, pass_name: str, setting: Setting):
+def pass_callable(model, pass_name: str, setting: Setting, mode: str = "eager"):
     """A call that runs one pass and returns its logits (the training step's from before its update)."""
+    model.train(pass_name != "inference")  # before compiling: the mode is part of what dynamo guards on
+    forward = torch.compile(model, backend=setting.compile_backend) if mode == "compiled" else model
     if pass_name == "inference":
-        model.eval()
-
         def infer(pixels, labels):
             with torch.no_grad(), setting.autocast_context():
-                return model(pixel_values=pixels).logits
+                return logits(forward, pixels)
         return infer
 
-    model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def train_step(pixels, labels):
         optimizer.zero_grad(set_to_none=True)
         with setting.autocast_context():
-            logits = model(pixel_values=pixels).logits
-            loss = F.cross_entropy(logits.float(), labels)
+            out = logits(forward, pixels)
+            loss = F.cross_entropy(out.float(), labels)
         loss.backward()
         optimizer.step()
-        return logits.detach()
+        return out.detach()
     return train_step
 
 
@@ -160,29 +218,33 @@ class PreparedPass:
     calls: dict
     args: tuple
     difference: float  # patched vs unpatched logits of the first call, relative to the largest unpatched logit
+    mode: str = "eager"
 
 
-def prepare_pass(spec: ModelSpec, pass_name: str, setting: Setting) -> PreparedPass:
+def prepare_pass(spec: ModelSpec, pass_name: str, setting: Setting, mode: str = "eager") -> PreparedPass:
+    if mode == "compiled":
+        torch._dynamo.reset()  # every model of a run shares its class's code objects, and their recompile limit
     models = build_models(spec, setting.device)
     batch = setting.batch[pass_name]
     args = inputs(spec, batch, setting.device)
-    calls = {name: pass_callable(model, pass_name, setting) for name, model in models.items()}
+    calls = {name: pass_callable(model, pass_name, setting, mode) for name, model in models.items()}
     first = {name: call(*args) for name, call in calls.items()}  # the check, and the warm-up of lazy state
     return PreparedPass(pass_name, batch, models, calls, args, _relative_difference(first["patched"],
-                                                                                  first["unpatched"]))
+                                                                                  first["unpatched"]), mode)
 
 
-def measure_pass(spec: ModelSpec, pass_name: str, setting: Setting, progress=None) -> PassResult:
+def measure_pass(spec: ModelSpec, pass_name: str, setting: Setting, progress=None,
+                 mode: str = "eager") -> PassResult:
     """Check, then measure both contenders side by side on one pass."""
-    prepared = prepare_pass(spec, pass_name, setting)
+    prepared = prepare_pass(spec, pass_name, setting, mode)
     rounds = setting.rounds[pass_name]
-    result = PassResult(pass_name, prepared.batch, rounds=rounds, difference=prepared.difference)
+    result = PassResult(pass_name, prepared.batch, mode, rounds=rounds, difference=prepared.difference)
     for name, call in prepared.calls.items():
         result.peak[name] = peak_bytes(call, prepared.args, setting.device)
 
     def report_round(r: int) -> None:
         if progress is not None:
-            progress(f"  {spec.name} {pass_name} B{prepared.batch}: round {r}/{rounds}")
+            progress(f"  {spec.name} {mode} {pass_name} B{prepared.batch}: round {r}/{rounds}")
 
     samples = interleaved_times([(prepared.calls[name], lambda: prepared.args) for name in CONTENDERS], rounds,
                                 setting.device, on_round=report_round)
@@ -204,49 +266,74 @@ def cached_qkv_bytes(model) -> int:
     return total
 
 
-def run(full: bool = False, tiny: bool = False, progress=None) -> tuple[ModelSpec, Setting, list[PassResult]]:
-    spec = TINY if tiny else SWIN_T
+def run(full: bool = False, tiny: bool = False, progress=None, libraries=LIBRARIES,
+        modes=MODES) -> list[tuple[ModelSpec, Setting, list[PassResult]]]:
+    """Every pass of every mode for each library's model: [(spec, setting, results)]."""
     setting = Setting.for_run(full, tiny)
-    results = []
-    for pass_name in PASSES:
-        if progress is not None:
-            progress(f"end-to-end {spec.name} {pass_name}, batch {setting.batch[pass_name]}, {setting.precision}")
-        results.append(measure_pass(spec, pass_name, setting, progress))
-    return spec, setting, results
+    measured = []
+    for library in libraries:
+        spec = spec_for(library, tiny)
+        results = []
+        for mode in modes:
+            for pass_name in PASSES:
+                if progress is not None:
+                    progress(f"end-to-end {spec.name} {mode} {pass_name}, batch {setting.batch[pass_name]}, "
+                             f"{setting.precision}")
+                results.append(measure_pass(spec, pass_name, setting, progress, mode))
+        measured.append((spec, setting, results))
+    return measured
 
 
 def auto_backend(setting: Setting, spec: ModelSpec) -> str:
     """The backend 'auto' picks for this model's attention calls (its first stage)."""
     head_dim = spec.embed_dim // spec.heads[0]
-    request = backends.Request("attention", setting.device, setting.autocast or torch.float32, spec.window, head_dim)
-    return backends.resolve("auto", request).__name__.rsplit(".", 1)[-1]
+    request = backends.Request("attention", setting.device, setting.autocast or torch.float32,
+                               (spec.window, spec.window), head_dim)
+    return backends.choose("auto", request, warn=False)[0]
 
 
-def report_section(full: bool, progress=None) -> str:
-    """Markdown for results/REPORT.md: Swin-T patched vs unpatched, inference and training step."""
-    began = time.monotonic()
-    spec, setting, results = run(full=full, progress=progress)
+def _rows(spec: ModelSpec, results: list[PassResult]) -> list[list[str]]:
     rows = []
     for r in results:
         speedup = r.median_s["unpatched"] / r.median_s["patched"]
         memory = r.peak["patched"] / r.peak["unpatched"] if r.peak["unpatched"] else float("nan")
         cached = f" (+{format_bytes(r.cached_qkv_bytes)} cached q/k/v)" if r.cached_qkv_bytes else ""
-        rows.append([r.pass_name, str(r.batch), str(r.rounds), f"{r.images_per_s('unpatched'):.2f}",
-                     f"{r.images_per_s('patched'):.2f}", f"{speedup:.2f}x", format_bytes(r.peak["unpatched"]),
-                     format_bytes(r.peak["patched"]) + cached, f"{memory:.2f}", f"{r.difference:.1e}"])
-    header = ["pass", "batch", "rounds", "unpatched images/s", "patched images/s", "speed-up", "unpatched peak",
-              "patched peak", "memory ratio", "max difference"]
+        rows.append([spec.name, r.mode, r.pass_name, str(r.batch), str(r.rounds),
+                     f"{r.images_per_s('unpatched'):.2f}", f"{r.images_per_s('patched'):.2f}", f"{speedup:.2f}x",
+                     format_bytes(r.peak["unpatched"]), format_bytes(r.peak["patched"]) + cached,
+                     f"{memory:.2f}", f"{r.difference:.1e}"])
+    return rows
+
+
+def report_section(full: bool, progress=None, libraries=LIBRARIES) -> str:
+    """Markdown for results/REPORT.md: each library's Swin-T patched vs unpatched, inference and training step.
+
+    Compiled rows only with ``full``: inductor's CPU code generation for a whole Swin-T takes minutes per model
+    and pass (on a GPU they always run)."""
+    began = time.monotonic()
+    modes = MODES if full or torch.cuda.is_available() else ("eager",)
+    measured = run(full=full, progress=progress, libraries=libraries, modes=modes)
+    setting = measured[0][1]
+    rows = [row for spec, _, results in measured for row in _rows(spec, results)]
+    header = ["model", "mode", "pass", "batch", "rounds", "unpatched images/s", "patched images/s", "speed-up",
+              "unpatched peak", "patched peak", "memory ratio", "max difference"]
     threads = torch.get_num_threads()
     device = torch.cuda.get_device_name() if setting.device.type == "cuda" else f"CPU, {threads} torch thread(s)"
+    compiled = ("\"compiled\": `torch.compile(model)` (inductor) of each contender; its first, checked call "
+                "compiles." if "compiled" in modes else
+                "Compiled rows (`torch.compile`, inductor) come with `--full`: compiling a whole Swin-T on the CPU "
+                "takes minutes per model and pass.")
     return "\n\n".join([
-        f"## End-to-end: {spec.name} image classification ({spec.image}x{spec.image}), patched vs unpatched",
-        f"Hugging Face `SwinForImageClassification` (random weights), unpatched against `swin_kernels.patch(model)` "
-        f"(backend `auto`, here `{auto_backend(setting, spec)}`), {setting.precision} on {device}. Inference: eval, "
-        f"no grad. Training step: forward, cross-entropy, backward, AdamW step. Medians of interleaved rounds "
-        "(count in the table) after a checked call and a memory-counting warm-up; peak memory is what one call "
-        "allocates above what was live before it; the patched model also keeps its concatenated q/k/v weights "
-        "between inference calls (shown in brackets). \"max difference\": patched against unpatched logits of the "
-        "first call (before any optimizer step), relative to the largest unpatched logit.",
+        f"## End-to-end: Swin-T image classification ({SWIN_T.image}x{SWIN_T.image}), patched vs unpatched",
+        "Hugging Face `SwinForImageClassification`, timm `swin_tiny_patch4_window7_224` and torchvision "
+        "`swin_t()` (random weights, stochastic depth off), each unpatched against `swin_kernels.patch(model)` "
+        f"(backend `auto`, here `{auto_backend(setting, SWIN_T)}`), {setting.precision} on {device}. Inference: "
+        "eval, no grad. Training step: forward, cross-entropy, backward, AdamW step. " + compiled + " Medians of "
+        "interleaved rounds (count in the table) after a checked call and a memory-counting warm-up; peak memory "
+        "is what one call allocates above what was live before it; the patched HF model also keeps its "
+        "concatenated q/k/v weights between inference calls (shown in brackets). \"max difference\": patched "
+        "against unpatched logits of the first call (before any optimizer step), relative to the largest "
+        "unpatched logit.",
         table(header, rows),
         f"_Measured in {time.monotonic() - began:.0f} s._",
     ])

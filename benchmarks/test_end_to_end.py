@@ -1,7 +1,9 @@
-"""pytest-benchmark: a whole Swin-T classifier patched by swin_kernels.patch against unpatched.
+"""pytest-benchmark: whole Swin-T classifiers (HF transformers, timm, torchvision) patched by swin_kernels.patch
+against unpatched.
 
-Inference and a training step at 224x224 (see benchmarks/end_to_end.py). Under --benchmark-disable (make test)
-a tiny Swin runs each pass once: the patched model must still agree with the unpatched one.
+Inference and a training step at 224x224, eager and compiled (see benchmarks/end_to_end.py). Under
+--benchmark-disable (make test) a tiny Swin of each library runs each pass once, its compiled mode traced with
+"aot_eager": the patched model must still agree with the unpatched one.
 """
 
 from __future__ import annotations
@@ -9,30 +11,33 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .end_to_end import CONTENDERS, PASSES, SWIN_T, TINY, Setting, prepare_pass
+from .end_to_end import CONTENDERS, LIBRARIES, MODES, PASSES, Setting, prepare_pass, spec_for
 from .harness import RELATIVE_TOLERANCE
 from .memory import peak_bytes
 
-_PREPARED = {}  # (tiny, pass) -> PreparedPass, shared by both contenders so they start from the same weights
+_PREPARED = {}  # (tiny, library, mode, pass) -> PreparedPass, shared by both contenders (same weights)
 
 
-def prepared(tiny: bool, pass_name: str):
-    if (tiny, pass_name) not in _PREPARED:
+def prepared(tiny: bool, library: str, mode: str, pass_name: str):
+    key = (tiny, library, mode, pass_name)
+    if key not in _PREPARED:
         _PREPARED.clear()  # one pair of models alive at a time
         setting = Setting.for_run(full=False, tiny=tiny)
-        _PREPARED[(tiny, pass_name)] = setting, prepare_pass(TINY if tiny else SWIN_T, pass_name, setting)
-    return _PREPARED[(tiny, pass_name)]
+        _PREPARED[key] = setting, prepare_pass(spec_for(library, tiny), pass_name, setting, mode)
+    return _PREPARED[key]
 
 
 @pytest.mark.parametrize("contender", CONTENDERS)
 @pytest.mark.parametrize("pass_name", PASSES)
-def test_end_to_end(benchmark, pass_name, contender):
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_end_to_end(benchmark, library, mode, pass_name, contender):
     tiny = benchmark.disabled
-    setting, ready = prepared(tiny, pass_name)
+    setting, ready = prepared(tiny, library, mode, pass_name)
     tolerance = RELATIVE_TOLERANCE[setting.autocast or torch.float32]
     assert ready.difference <= tolerance, f"patched differs from unpatched by {ready.difference:.2e}"
-    spec = TINY if tiny else SWIN_T
-    benchmark.group = f"end-to-end {spec.name} {pass_name} B{ready.batch} {setting.precision}"
+    spec = spec_for(library, tiny)
+    benchmark.group = f"end-to-end {spec.name} {mode} {pass_name} B{ready.batch} {setting.precision}"
     call = ready.calls[contender]
     benchmark.extra_info.update(contender=contender, batch=ready.batch,
                                 peak_bytes=peak_bytes(call, ready.args, setting.device))
