@@ -220,8 +220,8 @@ def measure_sweep(sides: list[int], channels: int, heads: int, window: int, batc
     msa = GlobalAttention(channels, heads).to(device, dtype)
     models = {"MSA (global, eager)": msa}
     for backend in swin_kernels.available_backends():
-        request = Request("attention", device, dtype, window, channels // heads)
-        if backends.explain(request)[backend] is not None or (backend == "triton" and device.type != "cuda"):
+        request = Request("attention", device, dtype, (window, window), channels // heads)
+        if backends.reason(backend, request) is not None or (backend == "triton" and device.type != "cuda"):
             continue  # cannot run here, or only under the Triton interpreter, whose speed means nothing
         name = f"W-MSA swin_kernels[{backend}]"
         models[name] = swin_kernels.FusedWindowAttention(channels, heads, window, 0, backend=backend).to(device, dtype)

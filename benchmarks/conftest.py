@@ -14,7 +14,7 @@ import os
 import pytest
 import torch
 
-from .contenders import BASELINE, CONTENDERS, PreparedCache
+from .contenders import BASELINE, CONTENDERS, PreparedCache, contender_label, cpp_kernel_info
 from .machine import busy_warning
 from .memory import format_bytes
 from .shapes import bench_device, dtypes_for, quick_shapes, standard_shapes, swin_t_stage1
@@ -47,8 +47,9 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     busy = busy_warning()
+    kernels = "; ".join(f"{k}: {v}" for k, v in cpp_kernel_info(dtypes_for(bench_device())).items())
     return [f"swin-kernels benchmarks: shape set {shape_set(config)!r}, device {bench_device()}, "
-            f"torch threads {torch.get_num_threads()}"] + ([f"warning: {busy}"] if busy else [])
+            f"torch threads {torch.get_num_threads()}", kernels] + ([f"warning: {busy}"] if busy else [])
 
 
 def shape_set(config) -> str:
@@ -93,7 +94,7 @@ def bench_budget(request) -> float:
 
 @pytest.fixture
 def record(request):
-    """Append (group, contender key, median seconds, peak bytes) for the terminal summary."""
+    """Append (group, contender label, median seconds, peak bytes) for the terminal summary."""
     return request.config.stash[RECORDS].append
 
 
@@ -112,14 +113,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not records or config.getoption("benchmark_disable", False):
         return
     by_group: dict[str, list] = {}
-    for group, key, median, peak in records:
-        by_group.setdefault(group, []).append((key, median, peak))
+    for group, key, label, median, peak in records:
+        by_group.setdefault(group, []).append((key, label, median, peak))
     write = terminalreporter.write_line
     terminalreporter.section("swin-kernels: speed-up over the reference and peak memory, per group")
     for group, rows in by_group.items():
-        reference = next((median for key, median, _ in rows if key == BASELINE), None)
+        reference = next((median for key, _, median, _ in rows if key == BASELINE), None)
         write(group)
-        for key, median, peak in rows:
+        for key, label, median, peak in rows:
             speedup = f"{reference / median:6.2f}x" if reference and median else "     —"
             time_text = f"{median * 1e3:10.3f} ms" if median else "       —     "
-            write(f"    {CONTENDERS[key].label:34s} {time_text}  {speedup}  peak {format_bytes(peak)}")
+            write(f"    {label:45s} {time_text}  {speedup}  peak {format_bytes(peak)}")

@@ -8,6 +8,7 @@ per shape and level and cached by the caller, so their compile time is paid once
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -44,7 +45,7 @@ class Contender:
 def _backend_builder(name: str):
     def build(level: str, w: Workload) -> Prepared:
         s = w.shape
-        reason = backends.explain(Request("attention", w.device, w.dtype, s.window, s.head_dim))[name]
+        reason = backends.reason(name, Request("attention", w.device, w.dtype, (s.window, s.window), s.head_dim))
         if reason is None and name == "triton" and w.device.type != "cuda":
             reason = "on the CPU Triton only runs under its interpreter, a correctness tool whose speed means nothing"
         if reason is not None:
@@ -133,6 +134,38 @@ def all_contenders() -> list[Contender]:
 
 
 CONTENDERS = {c.key: c for c in all_contenders()}
+
+
+# ------------------------------------------------------------------------------- which cpp build ran
+def cpp_isa(dtype: torch.dtype) -> str | None:
+    """The instruction-set build of the cpp kernels that runs ``dtype`` here, None without the extension."""
+    from swin_kernels.ops import cpp
+
+    return cpp.kernel_isa(dtype) if cpp.unavailable_reason() is None else None
+
+
+def contender_label(key: str, dtype: torch.dtype, device: torch.device | None = None) -> str:
+    """The contender's label; for the cpp backend on the CPU with the build that ran, e.g. "(avx512bf16)"."""
+    label = CONTENDERS[key].label
+    isa = cpp_isa(dtype) if key == "cpp" and (device is None or device.type == "cpu") else None
+    return f"{label} ({isa})" if isa else label
+
+
+def cpp_kernel_info(dtypes: list[torch.dtype]) -> dict[str, str]:
+    """Machine-table rows: the cpp build each dtype runs (and any SWIN_KERNELS_CPU_ISA), the CPU flags they use."""
+    from swin_kernels.ops import cpp
+
+    if cpp.unavailable_reason() is not None:
+        return {"cpp kernels": f"not available ({cpp.unavailable_reason()})"}
+    by_isa: dict[str, list[str]] = {}
+    for dtype in dtypes:
+        by_isa.setdefault(cpp.kernel_isa(dtype), []).append(str(dtype).removeprefix("torch."))
+    chosen = os.environ.get(cpp.ISA_ENV)
+    builds = "; ".join(f"{', '.join(names)}: {isa}" for isa, names in by_isa.items())
+    return {
+        "cpp kernel builds": builds + (f" ({cpp.ISA_ENV}={chosen})" if chosen else " (the widest this CPU runs)"),
+        "CPU flags the kernels use": " ".join(cpp.cpu_flags()) or "none found (no /proc/cpuinfo)",
+    }
 
 
 class PreparedCache:

@@ -55,7 +55,7 @@ def _worst(pairs) -> tuple[float, float]:
 def check_core(backend: str, case, dtype: torch.dtype, device) -> CheckResult:
     b, h, w, heads, d, m, s = case
     label = f"B{b} {h}x{w} h{heads} d{d} M{m} s{s}"
-    reason = backends.explain(Request("attention", torch.device(device), dtype, m, d))[backend]
+    reason = backends.reason(backend, Request("attention", torch.device(device), dtype, (m, m), d))
     if reason is not None:
         return CheckResult(backend, "core", label, dtype, float("nan"), float("nan"), False, reason, str(device))
     gen = torch.Generator().manual_seed(0)
@@ -109,7 +109,7 @@ def check_all(progress=None) -> list[CheckResult]:
     results = []
     for backend in swin_kernels.available_backends():
         for device in devices:
-            if backends.explain(Request("attention", torch.device(device), torch.float32, 7, 32))[backend]:
+            if backends.reason(backend, Request("attention", torch.device(device), torch.float32, (7, 7), 32)):
                 continue  # e.g. a CPU backend asked about GPU tensors
             for dtype in (torch.float32, torch.float64):
                 if progress:

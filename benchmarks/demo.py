@@ -2,10 +2,11 @@
 
     python -m benchmarks.demo [--full] [--out results] [--threads N]
 
-Default (a few minutes on a 2-core CPU): the Swin-T stage-1 call (B=8, 56x56, C=96, 3 heads, M=7, shifted and
-unshifted) for every contender, forward and forward+backward; the complexity study up to 70x70 maps. --full:
-every Swin-T/S and Swin-B stage shape (plus 384² and 800x1216 on a GPU), the backward pass alone too, and maps
-up to 112x112. Writes <out>/REPORT.md, the plots beside it and <out>/results.json, and prints a summary.
+Default (about ten minutes on a 2-core CPU, a good part of it the fp16 rows, whose GEMMs PyTorch emulates there):
+the Swin-T stage-1 call (B=8, 56x56, C=96, 3 heads, M=7, shifted and unshifted) for every contender, forward and
+forward+backward, in fp32, bf16 and fp16 on the CPU (bf16 and fp16 on a GPU); the complexity study up to 70x70
+maps. --full: every Swin-T/S and Swin-B stage shape (plus 384² and 800x1216 on a GPU), the backward pass alone
+too, and maps up to 112x112. Writes <out>/REPORT.md, the plots beside it and <out>/results.json, and prints a summary.
 Exits with 1 when a swin_kernels backend fails a check or gives a wrong result (peers' problems are reported only).
 """
 
@@ -23,6 +24,7 @@ from swin_kernels.backends import BACKEND_NAMES
 
 from . import complexity
 from .comparison import run_comparison
+from .contenders import cpp_kernel_info
 from .correctness import check_all
 from .machine import busy_warning, load_average, machine_info
 from .progress import Progress
@@ -72,8 +74,10 @@ def main(argv=None) -> int:
     progress = Progress()
     device = bench_device()
     info = machine_info()
+    info.update(cpp_kernel_info(dtypes_for(device)))
     progress(f"swin-kernels demo on {info['CPU']} ({info['cores']} cores, {info['torch CPU threads']} torch threads), "
              f"GPU: {info['GPU']}, torch {info['torch']}")
+    progress(f"cpp kernel builds: {info.get('cpp kernel builds', info.get('cpp kernels'))}")
     if busy:
         progress(f"WARNING: {busy}")
 
@@ -82,8 +86,9 @@ def main(argv=None) -> int:
     failed = [c for c in ran if not c.passed]
     for backend in dict.fromkeys(c.backend for c in ran):
         mine = [c for c in ran if c.backend == backend]
-        worst = ", ".join(f"{str(dtype).removeprefix('torch.')} {max(c.relative_error for c in mine if c.dtype == dtype):.1e}"
-                          for dtype in dict.fromkeys(c.dtype for c in mine))
+        worst = ", ".join(
+            f"{str(dtype).removeprefix('torch.')} {max(c.relative_error for c in mine if c.dtype == dtype):.1e}"
+            for dtype in dict.fromkeys(c.dtype for c in mine))
         progress(f"  {backend}: {sum(c.passed for c in mine)}/{len(mine)} checks pass; largest relative error {worst}")
 
     shapes = standard_shapes(device) if args.full else swin_t_stage1()

@@ -29,10 +29,9 @@ def core_through(attend: Attend, g: WindowGeometry, num_heads: int) -> Callable:
     """(qkv map, pad_qkv, bias) -> (B, H, W, C) with ``attend`` on the windows: pad, roll, partition, reverse."""
 
     def core(qkv: torch.Tensor, pad_qkv: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        windows = ref.partition_windows(ref.cyclic_roll(ref.pad_to_windows(qkv, g, pad_qkv), -g.shift), g.window)
+        windows = ref.partition_windows(ref.pad_and_roll(qkv, g, pad_qkv), g.window)
         out = ref.merge_heads(attend(*ref.split_heads(windows, num_heads), bias))
-        out = ref.cyclic_roll(ref.merge_windows(out, g.window, g.padded_height, g.padded_width), g.shift)
-        return out[:, : g.height, : g.width]
+        return ref.unroll_and_crop(ref.merge_windows(out, g.window, g.padded_height, g.padded_width), g)
 
     return core
 
@@ -78,7 +77,7 @@ def flex_attend(g: WindowGeometry, batch: int, scale: float, device: torch.devic
     from torch.nn.attention.flex_attention import create_block_mask
 
     block_mask = None
-    if g.shift:
+    if g.shifted:
         ids = ref.shift_region_ids(g, device)[None, :, :, None]
         region = ref.partition_windows(ids, g.window).squeeze(-1)  # (nW, N) region id of each token
         n_win = region.shape[0]
@@ -106,10 +105,10 @@ def hf_swin_layer(attn: nn.Module, g: WindowGeometry, implementation: str) -> nn
     from transformers.models.swin.modeling_swin import SwinLayer
 
     c = attn.dim
-    config = SwinConfig(embed_dim=c, depths=[2], num_heads=[attn.num_heads], window_size=g.window,
+    config = SwinConfig(embed_dim=c, depths=[2], num_heads=[attn.num_heads], window_size=g.window[0],
                         qkv_bias=attn.qkv.bias is not None, attn_implementation=implementation)
     layer = SwinLayer(config, dim=c, input_resolution=(g.height, g.width), num_heads=attn.num_heads,
-                      shift_size=g.shift)
+                      shift_size=g.shift[0])
     layer = layer.to(device=attn.qkv.weight.device, dtype=attn.qkv.weight.dtype).eval()
     hf = layer.attention
     with torch.no_grad():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .contenders import BASELINE, CONTENDERS
+from .contenders import BASELINE, CONTENDERS, contender_label
 from .harness import PROBLEM_PREFIXES, PassResult
 from .memory import format_bytes
 from .workload import LEVEL_TITLES, LEVELS, PASSES
@@ -59,7 +59,7 @@ def comparison_table(results: list[PassResult], level: str) -> tuple[str, dict[s
     for r in results:
         if r.level != level:
             continue
-        row = cells.setdefault((_shape_text(r), r.contender), {})
+        row = cells.setdefault((_shape_text(r), r.contender, r.dtype), {})
         if r.skipped:
             skips.setdefault((CONTENDERS[r.contender].label, r.skipped), []).append(r.pass_name)
             continue
@@ -78,10 +78,10 @@ def comparison_table(results: list[PassResult], level: str) -> tuple[str, dict[s
         header += [f"{p} time (speed-up)", f"{p} peak memory (ratio)"]
     header.append("max error")
     rows = []
-    for (shape, key), row in cells.items():
+    for (shape, key, dtype), row in cells.items():
         if not any(p in row for p in passes):
             continue
-        line = [shape, CONTENDERS[key].label]
+        line = [shape, contender_label(key, dtype)]
         for p in passes:
             line += list(row.get(p, ("—", "—")))
         line.append(f"{row['error']:.1e}" if "error" in row else ("reference" if key == BASELINE else "—"))
@@ -100,7 +100,8 @@ def comparison_section(results: list[PassResult], threads: int) -> str:
         "(allocator counts; for a backward, on top of what its forward saved), with its ratio to the reference's. "
         "*Max error*: largest deviation from the reference (output for the forward, input gradient otherwise), "
         "relative to the reference's largest magnitude. *forward* is inference (no autograd graph); "
-        "*backward* times the gradients of inputs and weights from a graph built untimed; *forward+backward* both.",
+        "*backward* times the gradients of inputs and weights from a graph built untimed; *forward+backward* both. "
+        "The cpp rows name the instruction-set build of the kernels that ran (see the machine table).",
     ]
     for level in LEVELS:
         text, skips = comparison_table(results, level)
@@ -156,7 +157,8 @@ def complexity_section(result) -> str:
     rows = []
     for i, tokens in enumerate(r.series[0].tokens):
         side = int(round(tokens**0.5))
-        rows.append([f"{side}² = {tokens}"] + [f"{_ms(s.seconds[i])} / {format_bytes(s.peak_bytes[i])}" for s in r.series])
+        rows.append([f"{side}² = {tokens}"]
+                    + [f"{_ms(s.seconds[i])} / {format_bytes(s.peak_bytes[i])}" for s in r.series])
     parts.append(table(["map (tokens)"] + [f"{n}: time / peak" for n in names], rows))
     if r.fits:
         parts.append(f"\nLog-log slopes fitted over maps of ≥ {r.fits[0].fit_from_tokens} tokens (least squares); "
@@ -169,8 +171,8 @@ def complexity_section(result) -> str:
                      "once a tensor outgrows the caches); below it, fixed costs still weigh at the small end.")
     parts.append("\nCrossover (measured):\n")
     parts += [f"- {name}: {sentence}" for name, sentence in r.crossovers.items()]
-    parts.append(f"\nBy the formulas, W-MSA is cheaper whenever hw > M² = {r.window**2} (a map larger than one window); "
-                 f"counting padding, {r.count_crossover}.")
+    parts.append(f"\nBy the formulas, W-MSA is cheaper whenever hw > M² = {r.window**2} (a map larger than one "
+                 f"window); counting padding, {r.count_crossover}.")
     if r.plots:
         parts.append("")
         parts += [f"![{title}]({name})" for title, name in r.plots.items()]

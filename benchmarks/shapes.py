@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from swin_kernels.geometry import WindowGeometry
+from swin_kernels.geometry import WindowGeometry, clamp_window
 
 # model label -> (embed dim, heads per stage)
 MODELS = {"Swin-T/S": (96, (3, 6, 12, 24)), "Swin-B": (128, (4, 8, 16, 32))}
@@ -59,10 +59,10 @@ def stage_shape(model: str, stage: int, image: tuple[int, int], batch: int, wind
     dim, heads = MODELS[model]
     scale = PATCH * 2 ** (stage - 1)
     height, width = -(-image[0] // scale), -(-image[1] // scale)  # patch embedding and merging pad (ceil)
-    g = WindowGeometry.for_block(height, width, window, window // 2 if shifted else 0)
+    (window, _), (shift, _) = clamp_window(height, width, window, window // 2 if shifted else 0, "official")
     label = str(image[0]) if image[0] == image[1] else f"{image[0]}x{image[1]}"
     return BenchShape(model, stage, label, batch, height, width, dim * 2 ** (stage - 1), heads[stage - 1],
-                      g.window, g.shift)
+                      window, shift)
 
 
 def _stages(model, image, batch, window, stages=(1, 2, 3, 4)) -> list[BenchShape]:
@@ -94,8 +94,8 @@ def standard_shapes(device: torch.device) -> list[BenchShape]:
 
 
 def dtypes_for(device: torch.device) -> list[torch.dtype]:
-    """fp32 on the CPU; the mixed-precision types Swin trains and serves in on a GPU."""
-    return [torch.bfloat16, torch.float16] if device.type == "cuda" else [torch.float32]
+    """The mixed-precision types Swin trains and serves in, and on the CPU fp32 first (its usual dtype there)."""
+    return [torch.bfloat16, torch.float16] if device.type == "cuda" else [torch.float32, torch.bfloat16, torch.float16]
 
 
 def bench_device() -> torch.device:

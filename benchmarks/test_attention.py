@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .contenders import CONTENDERS, Unsupported
+from .contenders import Unsupported, contender_label, cpp_isa
 from .harness import prepare_pass
 from .memory import peak_bytes
 from .timing import rounds_for, synchronize
@@ -37,8 +37,11 @@ def test_attention(benchmark, prepared_cache, bench_budget, record, case):
     rounds = rounds_for(time.perf_counter() - begin, budget_s=bench_budget) if benchmark.enabled else 1
     benchmark.pedantic(timed, setup=lambda: (setup(), {}), rounds=rounds)
     assert peak > 0, "every pass allocates its output or gradients: a zero peak means the count missed them"
-    benchmark.extra_info.update(contender=key, label=CONTENDERS[key].label, level=level, pass_name=pass_name,
+    label = contender_label(key, dtype, device)
+    benchmark.extra_info.update(contender=key, label=label, level=level, pass_name=pass_name,
                                 shape=shape.label, dtype=str(dtype), peak_memory_bytes=peak,
                                 relative_error_vs_reference=error)
+    if key == "cpp":
+        benchmark.extra_info["kernel_isa"] = cpp_isa(dtype)
     median = benchmark.stats.stats.median if benchmark.enabled and benchmark.stats else None
-    record((benchmark.group, key, median, peak))
+    record((benchmark.group, key, label, median, peak))

@@ -16,7 +16,7 @@ import torch
 import swin_kernels
 from swin_kernels import FusedWindowAttention
 from swin_kernels.backends import BackendUnavailableError
-from swin_kernels.ops import _ext
+from swin_kernels.ops import _ext, cpp
 
 from backend_checks import (
     ATTENTION_CASES,
@@ -43,22 +43,12 @@ def extension_loaded():
     assert reason is None, f"the cpp backend cannot run: {reason}"
 
 
-def cpu_isas() -> list[str]:
-    """The instruction-set builds of the kernels this CPU can run (each is selectable by environment)."""
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    isas = ["generic"]
-    if " avx2 " in flags and " fma " in flags:
-        isas.append("avx2")
-    if all(f" {f} " in flags for f in ("avx512f", "avx512vl", "avx512dq")):
-        isas.append("avx512")
-    return isas
-
-
 # ------------------------------------------------------------------------------------ shared backend checks
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("case", ATTENTION_CASES + GEOMETRY_CASES, ids=str)
 def test_attention_matches_reference(case, dtype):
     check_attention(BACKEND, case, dtype)  # forward + every gradient, outputs poisoned with NaN first
+    # bf16 / fp16: tests/test_cpp_low_precision.py, on every instruction-set build
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
@@ -67,12 +57,32 @@ def test_partition_and_reverse_are_exact(case, dtype):
     check_partition(BACKEND, *case, dtype=dtype)
 
 
-@pytest.mark.parametrize("isa", cpu_isas())
+@pytest.mark.parametrize("isa", cpp.runnable_isas())  # the builds whose flags /proc/cpuinfo lists
 def test_every_instruction_set_build_matches_reference(isa, monkeypatch):
-    monkeypatch.setenv("SWIN_KERNELS_CPU_ISA", isa)
+    monkeypatch.setenv(cpp.ISA_ENV, isa)
     for case in (ATTENTION_CASES[2], ATTENTION_CASES[4], ATTENTION_CASES[7]):
         check_attention(BACKEND, case, torch.float32)
     check_attention(BACKEND, ATTENTION_CASES[1], torch.float64)
+
+
+def test_kernel_isa_names_the_build_that_runs(monkeypatch):
+    """By default the widest build /proc/cpuinfo allows (the library asks the CPU itself: the two must agree);
+    SWIN_KERNELS_CPU_ISA picks another, and only bf16 tells avx512bf16 from avx512."""
+    isas = cpp.runnable_isas()
+    monkeypatch.delenv(cpp.ISA_ENV, raising=False)
+    assert cpp.kernel_isa(torch.bfloat16) == isas[0]
+    for isa in isas:
+        monkeypatch.setenv(cpp.ISA_ENV, isa)
+        assert cpp.kernel_isa(torch.bfloat16) == isa
+        for dtype in (torch.float16, torch.float32, torch.float64):
+            assert cpp.kernel_isa(dtype) == ("avx512" if isa == "avx512bf16" else isa)
+    for name in ("sse9", *(set(cpp.ISA_BUILDS) - set(isas))):
+        monkeypatch.setenv(cpp.ISA_ENV, name)
+        with pytest.raises(RuntimeError, match=f"SWIN_KERNELS_CPU_ISA={name} is not one of"):
+            cpp.kernel_isa()
+        with pytest.raises(RuntimeError, match="is not one of"):
+            torch.ops.swin_kernels.window_attention_fwd(torch.randn(1, 7, 7, 24), None, None, 2, [7, 7], [0, 0],
+                                                        False, 0.5)
 
 
 def test_softmax_gradient_rows_sum_to_zero_as_in_pytorch():
@@ -156,8 +166,8 @@ def test_opcheck_attention_forward(optional):
     torch.library.opcheck(torch.ops.swin_kernels.window_attention_fwd.default, args)
 
 
-@pytest.mark.parametrize("case", [AttentionCase(2, 5, 7, 2, 8, 3, 1), AttentionCase(1, 5, 7, 2, 8, (2, 3), (1, 0), True)],
-                         ids=str)
+@pytest.mark.parametrize("case", [AttentionCase(2, 5, 7, 2, 8, 3, 1),
+                                  AttentionCase(1, 5, 7, 2, 8, (2, 3), (1, 0), True)], ids=str)
 def test_opcheck_attention_backward(case):
     inputs = attention_inputs(case, torch.float64)
     qkv, pad, bias = inputs["qkv"], inputs["pad_qkv"], inputs["bias"]
@@ -236,11 +246,11 @@ def test_fused_window_attention_end_to_end(dtype):
 
 
 def test_unsupported_calls_say_why():
-    x = torch.randn(1, 7, 7, 24, dtype=torch.bfloat16)
-    with pytest.raises(BackendUnavailableError, match="cpp: .*float32 and float64"):
+    x = torch.randn(1, 7, 7, 24).to(torch.float8_e4m3fn)
+    with pytest.raises(BackendUnavailableError, match="cpp: .*float32, float64, bfloat16 and float16"):
         swin_kernels.shifted_window_attention(x, 2, 7, backend=BACKEND)
     with pytest.raises(BackendUnavailableError, match="cpp: .*dropout"):
-        swin_kernels.shifted_window_attention(x.float(), 2, 7, dropout_p=0.1, backend=BACKEND)
+        swin_kernels.shifted_window_attention(x.bfloat16(), 2, 7, dropout_p=0.1, backend=BACKEND)
 
 
 def test_missing_extension_is_reported_and_the_package_still_works():

@@ -6,6 +6,8 @@
 #define SWIN_VECTOR_BYTES 16
 #define SWIN_TILE_ROWS 4
 #define SWIN_TILE_VECTORS 2
+#define SWIN_HALF_F16C 0
 #define SWIN_ISA_NAME "generic"
+#define SWIN_OTHER_ISA_NAME SWIN_ISA_NAME
 #define SWIN_KERNEL_TABLE kGenericKernels
 #include "attention_kernels.h"

@@ -3,12 +3,17 @@
 // The including file defines, after its `#pragma GCC target(...)`:
 //   SWIN_VECTOR_BYTES  bytes of one SIMD register (64 for AVX-512, 32 for AVX2, 16 for SSE)
 //   SWIN_TILE_ROWS     rows of a register tile, SWIN_TILE_VECTORS its widest width in SIMD vectors
-//   SWIN_KERNEL_TABLE  name of the KernelTable it exports (e.g. kAvx512Kernels), SWIN_ISA_NAME its name
+//   SWIN_HALF_F16C     512 / 256: convert float16 with the AVX-512 / F16C instructions, 0: in portable code
+//   SWIN_NATIVE_BF16   1: the bfloat16 forward multiplies bfloat16 pairs with AVX512-BF16 (native_bf16.h)
+//   SWIN_KERNEL_TABLE  name of the KernelTable it exports (e.g. kAvx512Kernels), SWIN_ISA_NAME its name,
+//                      SWIN_OTHER_ISA_NAME the name of the build whose code its types other than bfloat16 run
 // Everything else is in an anonymous namespace, so the per-ISA copies never meet at link time.
 //
 // Per window the kernel first copies the qkv rows of its N tokens from the (B, H, W, 3C) map, found through
 // maps::token_pixel, into a per-thread stage (padding -> pad_qkv): whole rows, so the reads stream instead of
-// picking 3 x head_dim values out of every row once per head. Then per head, with q, k, v read from the stage:
+// picking 3 x head_dim values out of every row once per head. bfloat16 / float16 rows are converted to float
+// on the way in, and results rounded back on the way out, so every type runs the float arithmetic below.
+// Then per head, with q, k, v read from the stage:
 //   S = q k^T                     register-tiled GEMM, N x N' (N' = N rounded up to the SIMD width)
 //   S = S*scale + bias + mask     bias from a per-call table padded with -inf columns, mask from region ids
 //   P = exp(S - max)              rows four at a time; row sums give 1/l and lse = max + log(l)
@@ -18,9 +23,17 @@
 // D_i = sum_j P_ij dP_ij (= dO_i . O_i, so the output need not be read back):
 //   dV = P^T dO,  dP = dO V^T,  dS = P * (dP - D),  dQ = dS K * scale,  dK = dS^T Q * scale,
 // collects dq/dk/dv rows in a gradient stage written to (B, H, W, 3C) (each real token once), and adds padded
-// tokens' rows and dS into the chunk's own partial sums of grad_pad_qkv and grad_bias.
+// tokens' rows and dS into the chunk's own partial sums of grad_pad_qkv and grad_bias (in float for the half
+// types, rounded once after the reduction over chunks).
 #pragma once
 
+#ifndef SWIN_NATIVE_BF16
+#define SWIN_NATIVE_BF16 0
+#endif
+
+#include <utility>
+
+#include "conversions.h"
 #include "kernel_api.h"
 
 namespace swin_kernels {
@@ -119,16 +132,23 @@ template <typename T, int Bytes>
 struct VectorOf {
   typedef T type __attribute__((vector_size(Bytes)));
 };
+// Halves by shuffles, not by copying through the vector's address: an accumulator whose address is taken stays
+// in memory (it is not split into registers), and the loops feeding it then wait on stores.
+template <typename V, int... Is>
+inline auto low_half(V v, std::integer_sequence<int, Is...>) {
+  return __builtin_shufflevector(v, v, Is...);
+}
+template <typename V, int... Is>
+inline auto high_half(V v, std::integer_sequence<int, Is...>) {
+  return __builtin_shufflevector(v, v, (Is + static_cast<int>(sizeof...(Is)))...);
+}
 template <typename T, int Bytes>
 inline T lane_sum_of(typename VectorOf<T, Bytes>::type v) {
   if constexpr (Bytes == 2 * sizeof(T)) {
     return v[0] + v[1];
   } else {
-    typedef typename VectorOf<T, Bytes / 2>::type Half;
-    Half low, high;
-    __builtin_memcpy(&low, &v, sizeof(Half));
-    __builtin_memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof(Half), sizeof(Half));
-    return lane_sum_of<T, Bytes / 2>(low + high);
+    constexpr auto half = std::make_integer_sequence<int, Bytes / 2 / sizeof(T)>{};
+    return lane_sum_of<T, Bytes / 2>(low_half(v, half) + high_half(v, half));
   }
 }
 template <typename T, int Bytes>
@@ -136,10 +156,8 @@ inline T lane_max_of(typename VectorOf<T, Bytes>::type v) {
   if constexpr (Bytes == 2 * sizeof(T)) {
     return v[0] > v[1] ? v[0] : v[1];
   } else {
-    typedef typename VectorOf<T, Bytes / 2>::type Half;
-    Half low, high;
-    __builtin_memcpy(&low, &v, sizeof(Half));
-    __builtin_memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof(Half), sizeof(Half));
+    constexpr auto half = std::make_integer_sequence<int, Bytes / 2 / sizeof(T)>{};
+    const auto low = low_half(v, half), high = high_half(v, half);
     return lane_max_of<T, Bytes / 2>(high > low ? high : low);
   }
 }
@@ -226,12 +244,12 @@ inline void finish_rows(const double* max, const double* sum, int64_t n, double*
 
 // Padded bias of every head: table[h, i, j] = bias[h, i, j] (0 without bias) for j < n, -inf for n <= j < ldn,
 // so a scores row needs no tail handling and its padding columns come out of the exp as 0.
-template <typename T>
-void build_bias_table(int64_t heads, int64_t n, int64_t ldn, const T* bias, T* table) {
+template <typename In, typename T>
+void build_bias_table(int64_t heads, int64_t n, int64_t ldn, const In* bias, T* table) {
   for (int64_t h = 0; h < heads; ++h)
     for (int64_t i = 0; i < n; ++i) {
       T* row = table + (h * n + i) * ldn;
-      for (int64_t j = 0; j < n; ++j) row[j] = bias ? bias[(h * n + i) * n + j] : T(0);
+      for (int64_t j = 0; j < n; ++j) row[j] = bias ? to_compute(bias[(h * n + i) * n + j]) : T(0);
       for (int64_t j = n; j < ldn; ++j) row[j] = -__builtin_inf();
     }
 }
@@ -421,6 +439,9 @@ struct Tiles {
   T* row_max;      // rows: max of the row's scores (forward)
   T* row_sum;      // rows: sum of the row's exps (forward)
   T* bias_table;   // heads x n x ldn: build_bias_table, once per call (bias_ready)
+  T* pad;          // 3C: pad_qkv in the compute type (zeros without it), with the bias table
+  T* p16;          // rows x ldn bfloat16: P rounded (native bfloat16 forward only)
+  T* packed_v;     // ceil(n/2) x ldd bfloat16 pairs: v's rows interleaved (native bfloat16 forward only)
   int64_t* bias_ready;
   int64_t* pixel;  // n: the token's pixel (b*H*W + y*W + x), -1 for padding
 };
@@ -448,12 +469,19 @@ int64_t carve(const AttentionProblem& p, bool backward, char* base, Tiles<T>* ti
   t.row_max = take(lay.rows);
   t.row_sum = take(lay.rows);
   t.bias_table = take(static_cast<int64_t>(p.heads) * lay.n * lay.ldn);
+  t.pad = take(lay.c3);
   if (backward) {
     t.dout = take(stage_rows * lay.c);
     t.grad = take(stage_rows * lay.c3);
     t.vt = take(lay.d * lay.ldn);
     t.ds = take(square);
   }
+#if SWIN_NATIVE_BF16
+  if (!backward) {
+    t.p16 = take(lay.rows * lay.ldn / 2);
+    t.packed_v = take((lay.n + 1) / 2 * lay.ldd);
+  }
+#endif
   t.pixel = base ? reinterpret_cast<int64_t*>(base + offset) : nullptr;
   offset += maps::round_up(lay.n * static_cast<int64_t>(sizeof(int64_t)), kAlign);
   t.bias_ready = base ? reinterpret_cast<int64_t*>(base + offset) : nullptr;
@@ -492,13 +520,22 @@ bool load_window(const maps::WindowGrid& g, int64_t bw, const Tiles<T>& t) {
   return maps::window_is_masked(g, w);
 }
 
-// stage[i, :] = src[pixel_i, :] (width elements), or fill (null: zeros) for padding tokens.
-template <typename T>
-inline void stage_rows(const Tiles<T>& t, int64_t n, const T* src, int64_t width, const T* fill, T* stage) {
+// Once per call and thread: the bias table and the padding tokens' q/k/v in the compute type.
+template <typename In, typename T>
+void prepare_call(const AttentionProblem& p, const Layout& lay, const In* bias, const In* pad_qkv, const Tiles<T>& t) {
+  if (*t.bias_ready) return;
+  build_bias_table(p.heads, lay.n, lay.ldn, bias, t.bias_table);
+  if (pad_qkv) load_row(pad_qkv, lay.c3, t.pad);  // else the zeros of prepare_scratch
+  *t.bias_ready = 1;
+}
+
+// stage[i, :] = src[pixel_i, :] (width elements, converted), or fill (null: zeros) for padding tokens.
+template <typename In, typename T>
+inline void stage_rows(const Tiles<T>& t, int64_t n, const In* src, int64_t width, const T* fill, T* stage) {
   for (int64_t i = 0; i < n; ++i) {
     T* dst = stage + i * width;
     if (t.pixel[i] >= 0)
-      __builtin_memcpy(dst, src + t.pixel[i] * width, width * sizeof(T));
+      load_row(src + t.pixel[i] * width, width, dst);
     else if (fill)
       __builtin_memcpy(dst, fill, width * sizeof(T));
     else
@@ -578,16 +615,17 @@ inline void store_head(const T* product, int64_t ldd, int64_t n, int64_t d, cons
 }
 
 // --------------------------------------------------------------------------------------------- forward
-template <typename T>
-void forward(const AttentionProblem& p, const ForwardArgs<T>& a, int64_t begin, int64_t end, void* scratch) {
+// In: the storage type of the tensors; T: the type everything is computed in.
+template <typename In, typename T = Compute<In>>
+void forward(const AttentionProblem& p, const ForwardArgs<In>& a, int64_t begin, int64_t end, void* scratch) {
   const Tiles<T> t = tiles_in<T>(p, false, scratch);
   const Layout lay = layout_of<T>(p);
   const int64_t n = lay.n, d = lay.d, c = lay.c, c3 = lay.c3, heads = p.heads;
   const T scale = static_cast<T>(p.scale);
-  if (!*t.bias_ready) build_bias_table(heads, n, lay.ldn, a.bias, t.bias_table), *t.bias_ready = 1;
+  prepare_call(p, lay, a.bias, a.pad_qkv, t);
   for (int64_t bw = begin; bw < end; ++bw) {
     const bool masked = load_window(p.grid, bw, t);
-    stage_rows(t, n, a.qkv, c3, a.pad_qkv, t.qkv);
+    stage_rows(t, n, a.qkv, c3, t.pad, t.qkv);
     for (int64_t h = 0; h < heads; ++h) {
       const T* q = t.qkv + h * d;
       const T* v = t.qkv + 2 * c + h * d;
@@ -600,19 +638,19 @@ void forward(const AttentionProblem& p, const ForwardArgs<T>& a, int64_t begin, 
       store_head(t.product, lay.ldd, n, d, t.row_values, T(1), t.out + h * d, c);
     }
     for (int64_t i = 0; i < n; ++i)  // padding tokens are cropped
-      if (t.pixel[i] >= 0) __builtin_memcpy(a.out + t.pixel[i] * c, t.out + i * c, c * sizeof(T));
+      if (t.pixel[i] >= 0) store_row(t.out + i * c, c, a.out + t.pixel[i] * c);
   }
 }
 
 // --------------------------------------------------------------------------------------------- backward
-template <typename T>
-void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin, int64_t end, void* scratch) {
+template <typename In, typename T = Compute<In>>
+void backward(const AttentionProblem& p, const BackwardArgs<In>& a, int64_t begin, int64_t end, void* scratch) {
   const Tiles<T> t = tiles_in<T>(p, true, scratch);
   const Layout lay = layout_of<T>(p);
   const int64_t n = lay.n, d = lay.d, c = lay.c, c3 = lay.c3, heads = p.heads;
   const int64_t total = p.batch * p.grid.windows_per_image;
   const T scale = static_cast<T>(p.scale);
-  if (!*t.bias_ready) build_bias_table(heads, n, lay.ldn, a.bias, t.bias_table), *t.bias_ready = 1;
+  prepare_call(p, lay, a.bias, a.pad_qkv, t);
   for (int64_t chunk = begin; chunk < end; ++chunk) {
     T* grad_bias = a.grad_bias_partials + chunk * heads * n * n;
     T* grad_pad = a.grad_pad_partials + chunk * c3;
@@ -622,7 +660,7 @@ void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin
     const int64_t last = first + a.windows_per_chunk < total ? first + a.windows_per_chunk : total;
     for (int64_t bw = first; bw < last; ++bw) {
       const bool masked = load_window(p.grid, bw, t);
-      stage_rows(t, n, a.qkv, c3, a.pad_qkv, t.qkv);
+      stage_rows(t, n, a.qkv, c3, t.pad, t.qkv);
       stage_rows(t, n, a.grad_out, c, static_cast<const T*>(nullptr), t.dout);  // padding is cropped: dO = 0
       for (int64_t h = 0; h < heads; ++h) {
         const T* q = t.qkv + h * d;
@@ -650,7 +688,7 @@ void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin
       for (int64_t i = 0; i < n; ++i) {
         const T* g = t.grad + i * c3;
         if (t.pixel[i] >= 0) {
-          __builtin_memcpy(a.grad_qkv + t.pixel[i] * c3, g, c3 * sizeof(T));
+          store_row(g, c3, a.grad_qkv + t.pixel[i] * c3);
         } else {  // a padded token's q/k/v is pad_qkv: its gradient adds up there
           for (int64_t e = 0; e < c3; ++e) grad_pad[e] += g[e];
         }
@@ -659,24 +697,35 @@ void backward(const AttentionProblem& p, const BackwardArgs<T>& a, int64_t begin
   }
 }
 
-void forward_f32(const AttentionProblem& p, const ForwardArgs<float>& a, int64_t b, int64_t e, void* s) {
-  forward<float>(p, a, b, e, s);
-}
-void forward_f64(const AttentionProblem& p, const ForwardArgs<double>& a, int64_t b, int64_t e, void* s) {
-  forward<double>(p, a, b, e, s);
-}
-void backward_f32(const AttentionProblem& p, const BackwardArgs<float>& a, int64_t b, int64_t e, void* s) {
-  backward<float>(p, a, b, e, s);
-}
-void backward_f64(const AttentionProblem& p, const BackwardArgs<double>& a, int64_t b, int64_t e, void* s) {
-  backward<double>(p, a, b, e, s);
-}
-
 }  // namespace
+}  // namespace cpu
+}  // namespace swin_kernels
+
+#if SWIN_NATIVE_BF16
+#include "native_bf16.h"
+#define SWIN_FORWARD_BF16 forward_bf16
+#else
+#define SWIN_FORWARD_BF16 forward<BFloat16>
+#endif
+
+namespace swin_kernels {
+namespace cpu {
 
 // Constant-initialised data (no code runs), so naming the table is safe on any CPU.
-extern const KernelTable SWIN_KERNEL_TABLE = {SWIN_ISA_NAME, scratch_bytes, prepare_scratch, forward_f32,
-                                             forward_f64,   backward_f32,  backward_f64};
+extern const KernelTable SWIN_KERNEL_TABLE = {
+    .isa = SWIN_ISA_NAME,
+    .other_isa = SWIN_OTHER_ISA_NAME,
+    .scratch_bytes = scratch_bytes,
+    .prepare_scratch = prepare_scratch,
+    .forward_f32 = forward<float>,
+    .forward_f64 = forward<double>,
+    .forward_bf16 = SWIN_FORWARD_BF16,
+    .forward_f16 = forward<Half>,
+    .backward_f32 = backward<float>,
+    .backward_f64 = backward<double>,
+    .backward_bf16 = backward<BFloat16>,
+    .backward_f16 = backward<Half>,
+};
 
 }  // namespace cpu
 }  // namespace swin_kernels

@@ -1,5 +1,8 @@
 // CPU implementations of the swin_kernels ops: argument checks, output allocation, threading
 // (at::parallel_for) and the choice of the instruction-set build of the attention kernels.
+//
+// Attention takes float32, float64, bfloat16 and float16; the half types compute in float32 and keep lse and
+// the backward's partial sums in float32 (their gradients are rounded to the input type once, at the end).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -10,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <type_traits>
 
 #include "../op_checks.h"
 #include "kernel_api.h"
@@ -25,33 +29,83 @@ constexpr int64_t kMaxBackwardChunks = 128;
 bool cpu_has(const char* feature_set) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
-  if (std::strcmp(feature_set, "avx512") == 0)
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (std::strcmp(feature_set, "avx2") == 0) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                      __builtin_cpu_supports("avx512dq");
+  if (std::strcmp(feature_set, "avx512bf16") == 0)
+    return avx512 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16");
+  if (std::strcmp(feature_set, "avx512") == 0) return avx512;
+  if (std::strcmp(feature_set, "avx2") == 0) return avx2;
 #endif
   return std::strcmp(feature_set, "generic") == 0;
 }
 
-// The widest build this CPU runs; SWIN_KERNELS_CPU_ISA=generic|avx2|avx512 picks a narrower one (tests do).
+// The builds, widest first.
+constexpr const KernelTable* kBuilds[] = {&kAvx512Bf16Kernels, &kAvx512Kernels, &kAvx2Kernels, &kGenericKernels};
+
+// The widest build this CPU runs; SWIN_KERNELS_CPU_ISA=generic|avx2|avx512|avx512bf16 picks another (tests do).
 const KernelTable& kernels() {
   const char* requested = std::getenv("SWIN_KERNELS_CPU_ISA");
   if (requested != nullptr && *requested != '\0') {
     TORCH_CHECK(cpu_has(requested), "swin_kernels: SWIN_KERNELS_CPU_ISA=", requested,
-                " is not one of generic, avx2, avx512 that this CPU supports");
-    if (std::strcmp(requested, "avx512") == 0) return kAvx512Kernels;
-    if (std::strcmp(requested, "avx2") == 0) return kAvx2Kernels;
-    return kGenericKernels;
+                " is not one of generic, avx2, avx512, avx512bf16 that this CPU supports");
+    for (const KernelTable* k : kBuilds)
+      if (std::strcmp(requested, k->isa) == 0) return *k;
   }
-  static const KernelTable& best =
-      cpu_has("avx512") ? kAvx512Kernels : (cpu_has("avx2") ? kAvx2Kernels : kGenericKernels);
-  return best;
+  static const KernelTable* const best = [] {
+    for (const KernelTable* k : kBuilds)
+      if (cpu_has(k->isa)) return k;
+    return &kGenericKernels;
+  }();
+  return *best;
 }
 
-void check_cpu_float(const at::Tensor& t) {
+// The build whose code runs attention of this dtype here (after SWIN_KERNELS_CPU_ISA).
+std::string cpu_kernel_isa(at::ScalarType dtype) {
+  const KernelTable& k = kernels();
+  return dtype == at::kBFloat16 ? k.isa : k.other_isa;
+}
+
+void check_cpu_attention_dtype(const at::Tensor& t) {
   TORCH_CHECK(t.device().is_cpu(), "swin_kernels: the CPU kernels need CPU tensors, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
-              "swin_kernels: the CPU attention kernels support float32 and float64, got ", t.scalar_type());
+  const at::ScalarType s = t.scalar_type();
+  TORCH_CHECK(s == at::kFloat || s == at::kDouble || s == at::kBFloat16 || s == at::kHalf,
+              "swin_kernels: the CPU attention kernels support float32, float64, bfloat16 and float16, got ", s);
+}
+
+// torch's element types -> the kernels' (bit-identical) storage types.
+template <typename S>
+struct KernelTypeOf {
+  typedef S type;
+};
+template <>
+struct KernelTypeOf<at::BFloat16> {
+  typedef BFloat16 type;
+};
+template <>
+struct KernelTypeOf<at::Half> {
+  typedef Half type;
+};
+template <typename S>
+using KernelType = typename KernelTypeOf<S>::type;
+static_assert(sizeof(at::BFloat16) == sizeof(BFloat16) && sizeof(at::Half) == sizeof(Half), "16-bit storage");
+
+template <typename S>
+const KernelType<S>* kernel_data(const at::Tensor& t) {
+  return reinterpret_cast<const KernelType<S>*>(t.data_ptr<S>());
+}
+template <typename S>
+KernelType<S>* kernel_data(at::Tensor& t) {
+  return reinterpret_cast<KernelType<S>*>(t.data_ptr<S>());
+}
+template <typename S>
+const KernelType<S>* kernel_data_or_null(const std::optional<at::Tensor>& t) {
+  return t.has_value() ? kernel_data<S>(*t) : nullptr;
+}
+
+// The dtype of lse and of the backward's partial sums.
+at::ScalarType compute_dtype(at::ScalarType s) {
+  return s == at::kBFloat16 || s == at::kHalf ? at::kFloat : s;
 }
 
 AttentionProblem problem_of(const AttentionSizes& s, double scale) {
@@ -62,11 +116,6 @@ AttentionProblem problem_of(const AttentionSizes& s, double scale) {
   p.scale = scale;
   p.grid = s.grid;
   return p;
-}
-
-template <typename T>
-const T* data_or_null(const std::optional<at::Tensor>& t) {
-  return t.has_value() ? t->data_ptr<T>() : nullptr;
 }
 
 // Runs fn(begin, end, scratch) over [0, count) on the intra-op threads, each with its own scratch. The range is
@@ -89,71 +138,73 @@ void parallel_pieces(const AttentionProblem& p, const KernelTable& k, bool backw
 
 template <typename T>
 void attention_forward(const AttentionProblem& p, const KernelTable& k, const ForwardArgs<T>& args, int64_t windows) {
-  parallel_pieces(p, k, false, sizeof(T) == 8, windows, [&](int64_t begin, int64_t end, void* scratch) {
-    if constexpr (sizeof(T) == 8)
-      k.forward_f64(p, args, begin, end, scratch);
-    else
-      k.forward_f32(p, args, begin, end, scratch);
-  });
+  const ForwardFn<T> forward = forward_of(k, args.qkv);
+  parallel_pieces(p, k, false, std::is_same_v<T, double>, windows,
+                  [&](int64_t begin, int64_t end, void* scratch) { forward(p, args, begin, end, scratch); });
 }
 
 std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, const std::optional<at::Tensor>& pad_qkv,
                                                         const std::optional<at::Tensor>& bias, int64_t num_heads,
                                                         at::IntArrayRef window, at::IntArrayRef shift,
                                                         bool roll_before_pad, double scale) {
-  check_cpu_float(qkv);
+  check_cpu_attention_dtype(qkv);
   const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift, roll_before_pad);
   const AttentionProblem p = problem_of(s, scale);
   const int64_t windows = s.batch * s.grid.windows_per_image;
   at::Tensor out = new_output({s.batch, s.height, s.width, s.channels}, qkv.options());
-  at::Tensor lse = new_output({windows, s.heads, s.grid.tokens}, qkv.options());
+  at::Tensor lse =
+      new_output({windows, s.heads, s.grid.tokens}, qkv.options().dtype(compute_dtype(qkv.scalar_type())));
   const KernelTable& k = kernels();
-  AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "window_attention_fwd", [&] {
-    const ForwardArgs<scalar_t> args{qkv.data_ptr<scalar_t>(), data_or_null<scalar_t>(pad_qkv),
-                                     data_or_null<scalar_t>(bias), out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>()};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, qkv.scalar_type(), "window_attention_fwd", [&] {
+    using Acc = Compute<KernelType<scalar_t>>;
+    const ForwardArgs<KernelType<scalar_t>> args{.qkv = kernel_data<scalar_t>(qkv),
+                                                 .pad_qkv = kernel_data_or_null<scalar_t>(pad_qkv),
+                                                 .bias = kernel_data_or_null<scalar_t>(bias),
+                                                 .out = kernel_data<scalar_t>(out),
+                                                 .lse = lse.data_ptr<Acc>()};
     attention_forward(p, k, args, windows);
   });
   return {out, lse};
 }
 
-// out[e] = sum over chunks c, in order, of partials[c, e].
-template <typename T>
+// out[e] = sum over chunks c, in order, of partials[c, e] (in Acc), rounded once to S.
+template <typename Acc, typename S>
 void reduce_chunks(const at::Tensor& partials, at::Tensor& out) {
   const int64_t chunks = partials.size(0), size = out.numel();
-  const T* src = partials.data_ptr<T>();
-  T* dst = out.data_ptr<T>();
+  const Acc* src = partials.data_ptr<Acc>();
+  S* dst = out.data_ptr<S>();
   at::parallel_for(0, size, 4096, [&](int64_t begin, int64_t end) {
     for (int64_t e = begin; e < end; ++e) {
-      T total = src[e];
+      Acc total = src[e];
       for (int64_t c = 1; c < chunks; ++c) total += src[c * size + e];
-      dst[e] = total;
+      dst[e] = static_cast<S>(total);  // round to nearest even for the half types
     }
   });
 }
 
-template <typename T>
-void attention_backward(const AttentionProblem& p, const KernelTable& k, BackwardArgs<T> args, int64_t chunks,
-                        at::Tensor& pad_partials, at::Tensor& bias_partials, at::Tensor& grad_pad,
+template <typename S>
+void attention_backward(const AttentionProblem& p, const KernelTable& k, BackwardArgs<KernelType<S>> args,
+                        int64_t chunks, at::Tensor& pad_partials, at::Tensor& bias_partials, at::Tensor& grad_pad,
                         at::Tensor& grad_bias) {
-  args.grad_pad_partials = pad_partials.data_ptr<T>();
-  args.grad_bias_partials = bias_partials.data_ptr<T>();
-  parallel_pieces(p, k, true, sizeof(T) == 8, chunks, [&](int64_t begin, int64_t end, void* scratch) {
-    if constexpr (sizeof(T) == 8)
-      k.backward_f64(p, args, begin, end, scratch);
-    else
-      k.backward_f32(p, args, begin, end, scratch);
-  });
-  reduce_chunks<T>(pad_partials, grad_pad);
-  reduce_chunks<T>(bias_partials, grad_bias);
+  using T = KernelType<S>;
+  using Acc = Compute<T>;
+  args.grad_pad_partials = pad_partials.data_ptr<Acc>();
+  args.grad_bias_partials = bias_partials.data_ptr<Acc>();
+  const BackwardFn<T> backward = backward_of(k, args.qkv);
+  parallel_pieces(p, k, true, std::is_same_v<T, double>, chunks,
+                  [&](int64_t begin, int64_t end, void* scratch) { backward(p, args, begin, end, scratch); });
+  reduce_chunks<Acc, S>(pad_partials, grad_pad);
+  reduce_chunks<Acc, S>(bias_partials, grad_bias);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
     const at::Tensor& grad_out, const at::Tensor& qkv, const std::optional<at::Tensor>& pad_qkv,
     const std::optional<at::Tensor>& bias, const at::Tensor& lse, int64_t num_heads,
     at::IntArrayRef window, at::IntArrayRef shift, bool roll_before_pad, double scale) {
-  check_cpu_float(qkv);
+  check_cpu_attention_dtype(qkv);
   const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift, roll_before_pad);
-  check_attention_backward_args(s, qkv, grad_out, lse, qkv.scalar_type());
+  const at::ScalarType acc_dtype = compute_dtype(qkv.scalar_type());
+  check_attention_backward_args(s, qkv, grad_out, lse, acc_dtype);
   const AttentionProblem p = problem_of(s, scale);
   const int64_t n = s.grid.tokens, windows = s.batch * s.grid.windows_per_image;
   const int64_t per_chunk = (windows + kMaxBackwardChunks - 1) / kMaxBackwardChunks;
@@ -161,15 +212,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
   at::Tensor grad_qkv = new_output(qkv.sizes(), qkv.options());
   at::Tensor grad_pad = new_output({3 * s.channels}, qkv.options());
   at::Tensor grad_bias = new_output({s.heads, n, n}, qkv.options());
-  at::Tensor pad_partials = at::empty({chunks, 3 * s.channels}, qkv.options());
-  at::Tensor bias_partials = at::empty({chunks, s.heads, n, n}, qkv.options());
+  at::Tensor pad_partials = at::empty({chunks, 3 * s.channels}, qkv.options().dtype(acc_dtype));
+  at::Tensor bias_partials = at::empty({chunks, s.heads, n, n}, qkv.options().dtype(acc_dtype));
   const KernelTable& k = kernels();
-  AT_DISPATCH_FLOATING_TYPES(qkv.scalar_type(), "window_attention_bwd", [&] {
-    const BackwardArgs<scalar_t> args{grad_out.data_ptr<scalar_t>(), qkv.data_ptr<scalar_t>(),
-                                      data_or_null<scalar_t>(pad_qkv), data_or_null<scalar_t>(bias),
-                                      lse.data_ptr<scalar_t>(), grad_qkv.data_ptr<scalar_t>(), nullptr, nullptr,
-                                      per_chunk};
-    attention_backward(p, k, args, chunks, pad_partials, bias_partials, grad_pad, grad_bias);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, qkv.scalar_type(), "window_attention_bwd", [&] {
+    using Acc = Compute<KernelType<scalar_t>>;
+    const BackwardArgs<KernelType<scalar_t>> args{.grad_out = kernel_data<scalar_t>(grad_out),
+                                                  .qkv = kernel_data<scalar_t>(qkv),
+                                                  .pad_qkv = kernel_data_or_null<scalar_t>(pad_qkv),
+                                                  .bias = kernel_data_or_null<scalar_t>(bias),
+                                                  .lse = lse.data_ptr<Acc>(),
+                                                  .grad_qkv = kernel_data<scalar_t>(grad_qkv),
+                                                  .grad_pad_partials = nullptr,  // set by attention_backward
+                                                  .grad_bias_partials = nullptr,
+                                                  .windows_per_chunk = per_chunk};
+    attention_backward<scalar_t>(p, k, args, chunks, pad_partials, bias_partials, grad_pad, grad_bias);
   });
   return {grad_qkv, grad_pad, grad_bias};
 }
@@ -225,6 +282,11 @@ at::Tensor window_reverse(const at::Tensor& windows, at::IntArrayRef window, int
 }  // namespace
 }  // namespace cpu
 }  // namespace swin_kernels
+
+// Which build of the kernels runs CPU attention of a dtype: "avx512bf16", "avx512", "avx2" or "generic".
+TORCH_LIBRARY_FRAGMENT(swin_kernels, m) {
+  m.def("cpu_kernel_isa(ScalarType dtype) -> str", &swin_kernels::cpu::cpu_kernel_isa);
+}
 
 TORCH_LIBRARY_IMPL(swin_kernels, CPU, m) {
   m.impl("window_attention_fwd", &swin_kernels::cpu::window_attention_fwd);
