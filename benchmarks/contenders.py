@@ -24,10 +24,20 @@ from .workload import Prepared, Workload, make_workload
 
 BASELINE = "reference"
 
-# Each shape compiles its own graphs; without room for them dynamo would silently fall back to eager.
-torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
-torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 4096)
-torch._dynamo.config.fail_on_recompile_limit_hit = True
+
+
+def _raise_dynamo_limits(config=torch._dynamo.config) -> None:
+    """Each shape compiles its own graphs; without room for them dynamo would silently fall back to eager.
+    (torch < 2.7 names the limits cache_size_limit / accumulated_cache_size_limit / fail_on_cache_limit_hit.)"""
+    for new, old, value in (("recompile_limit", "cache_size_limit", 256),
+                            ("accumulated_recompile_limit", "accumulated_cache_size_limit", 4096)):
+        name = new if hasattr(config, new) else old
+        setattr(config, name, max(getattr(config, name), value))
+    setattr(config, "fail_on_recompile_limit_hit" if hasattr(config, "fail_on_recompile_limit_hit")
+            else "fail_on_cache_limit_hit", True)
+
+
+_raise_dynamo_limits()
 
 
 class Unsupported(Exception):

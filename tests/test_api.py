@@ -68,6 +68,36 @@ def test_partition_shapes():
     windows = swin_kernels.window_partition(x, 4, 1)
     assert windows.shape == (3 * 3 * 4, 16, 5)
     assert swin_kernels.window_reverse(windows, 4, 10, 13, 1).shape == x.shape
+    rectangular = swin_kernels.window_partition(x, (2, 5), (1, 0), roll_before_pad=True)
+    assert rectangular.shape == (3 * 5 * 3, 10, 5)
+    back = swin_kernels.window_reverse(rectangular, (2, 5), 10, 13, (1, 0), roll_before_pad=True)
+    assert torch.equal(back, x)
+
+
+@pytest.mark.parametrize("rule, expected", [
+    ("official", ((5, 5), (0, 0))),     # the smaller side is not larger than the window: one window of it
+    ("per_axis", ((5, 7), (0, 3))),     # timm: only the short axis is clamped and unshifted
+    ("shift_only", ((7, 7), (0, 3))),   # torchvision: the window stays, the short axis is unshifted
+    ("none", ((7, 7), (3, 3))),
+])
+def test_clamping_rules_of_each_family(rule, expected):
+    from swin_kernels.geometry import clamp_window
+
+    assert clamp_window(5, 20, 7, 3, rule) == expected
+
+
+def test_module_with_rectangular_window_and_timm_order_matches_reference():
+    torch.manual_seed(0)
+    module = FusedWindowAttention(16, 2, (3, 5), (1, 2), backend="reference", roll_before_pad=True).double()
+    assert module.relative_position_bias_table.shape == (5 * 9, 2)
+    x = torch.randn(2, 7, 11, 16, dtype=torch.float64)
+    from swin_kernels import reference as ref
+
+    qkv = module.qkv(x)
+    bias = ref.relative_position_bias(module.relative_position_bias_table, (3, 5), table_window=(3, 5))
+    expected = module.proj(ref.shifted_window_attention(qkv, 2, (3, 5), (1, 2), module.qkv.bias, bias,
+                                                        module.scale, roll_before_pad=True))
+    torch.testing.assert_close(module(x), expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("call,error,match", [
@@ -97,6 +127,17 @@ def test_partition_shapes():
                                                    bias=torch.randn(2, 16, 16, device="meta")), ValueError, "meta"),
     (lambda: swin_kernels.shifted_window_attention(torch.randn(1, 8, 8, 24), 2, 4, dropout_p=1.0), ValueError,
      "dropout_p"),
+    (lambda: swin_kernels.window_partition(torch.randn(1, 8, 8, 3), (4, 2), (1, 2)), ValueError,
+     "shift 2 and window 2 along the columns"),
+    (lambda: swin_kernels.window_partition(torch.randn(1, 8, 8, 3), (4, 0)), ValueError, "window_size must be >= 1"),
+    (lambda: swin_kernels.window_partition(torch.randn(1, 8, 8, 3), (4, 2, 1)), TypeError, "pair of ints"),
+    (lambda: swin_kernels.window_partition(torch.randn(1, 8, 8, 3), 4.0), TypeError, "int or a pair"),
+    (lambda: swin_kernels.window_partition(torch.randn(1, 8, 8, 3), 4, roll_before_pad="yes"), TypeError,
+     "roll_before_pad must be a bool"),
+    (lambda: swin_kernels.shifted_window_attention(torch.randn(1, 8, 8, 24), 2, (4, 2), bias=torch.randn(2, 16, 16)),
+     ValueError, "bias must have shape \\(2, 8, 8\\)"),
+    (lambda: FusedWindowAttention(32, 4, (7, 5), 3, window_clamp="official"), ValueError, "square"),
+    (lambda: FusedWindowAttention(32, 4, 7, 3, window_clamp="sometimes"), ValueError, "unknown window_clamp"),
 ])
 def test_bad_input_raises_a_clear_error(call, error, match):
     with pytest.raises(error, match=match):

@@ -52,7 +52,11 @@ def test_patched_model_under_autocast(case, dtype):
         actual = output_tensors(patched(**inputs))
     blocks = [m for m in patched.modules() if type(m).__name__.endswith(("SwinLayer", "Swinv2Layer"))]
     assert events.count("swin_kernels::window_attention_fwd") == len(blocks), events
+    if not all(torch.isfinite(e).all() for e in expected):
+        pytest.skip(f"the unpatched model itself overflows under {dtype} autocast (non-finite outputs): "
+                    "nothing to compare against")
     for a, e, t in zip(actual, expected, truth, strict=True):
+        assert torch.isfinite(a).all(), f"autocast {dtype}: non-finite outputs where the unpatched model has none"
         ours, theirs = _relative(a, t), _relative(e, t)
         assert ours <= 2 * theirs + 1e-3, f"autocast {dtype}: error {ours:.2e} vs unpatched {theirs:.2e}"
 

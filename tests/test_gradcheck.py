@@ -6,6 +6,8 @@ import torch
 import swin_kernels
 from swin_kernels import backends
 
+from swin_family_models import backend_device
+
 BACKENDS = list(backends.BACKEND_NAMES)
 
 
@@ -14,11 +16,14 @@ def fast_mode(backend: str) -> bool:
     return backend == "triton" and not torch.cuda.is_available()
 
 
-def require(backend: str, op: str, head_dim=None):
-    request = backends.Request(op, torch.device("cpu"), torch.float64, (3, 3), head_dim)
+def require(backend: str, op: str, head_dim=None) -> torch.device:
+    """The device the backend runs on, or skip with the dispatcher's reason why it cannot run fp64 there."""
+    device = backend_device(backend)
+    request = backends.Request(op, device, torch.float64, (3, 3), head_dim)
     reason = backends.reasons(request)[backend]
     if reason is not None:
         pytest.skip(f"{backend} cannot run {op} in fp64 here: {reason}")
+    return device
 
 
 # (window, shift, roll_before_pad): unshifted, shifted, and a rectangular window rolled before padding
@@ -28,12 +33,12 @@ GEOMETRIES = [(3, 0, False), (3, 1, False), ((2, 3), (1, 2), True)]
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("window, shift, roll_before_pad", GEOMETRIES)
 def test_attention_gradcheck(backend, window, shift, roll_before_pad):
-    require(backend, "attention", head_dim=4)
+    device = require(backend, "attention", head_dim=4)
     gen = torch.Generator().manual_seed(1)
     n = 9 if window == 3 else 6
-    qkv = torch.randn(2, 5, 4, 24, generator=gen, dtype=torch.float64, requires_grad=True)  # 2 heads, d = 4
-    pad = torch.randn(24, generator=gen, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(2, n, n, generator=gen, dtype=torch.float64, requires_grad=True)
+    qkv = torch.randn(2, 5, 4, 24, generator=gen, dtype=torch.float64).to(device).requires_grad_()  # 2 heads, d 4
+    pad = torch.randn(24, generator=gen, dtype=torch.float64).to(device).requires_grad_()
+    bias = torch.randn(2, n, n, generator=gen, dtype=torch.float64).to(device).requires_grad_()
 
     def attention(qkv, pad, bias):
         return swin_kernels.shifted_window_attention(qkv, 2, window, shift, roll_before_pad=roll_before_pad,
@@ -45,12 +50,12 @@ def test_attention_gradcheck(backend, window, shift, roll_before_pad):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("window, shift, roll_before_pad", GEOMETRIES[1:])
 def test_partition_and_reverse_gradcheck(backend, window, shift, roll_before_pad):
-    require(backend, "partition")
-    x = torch.randn(2, 5, 4, 3, dtype=torch.float64, requires_grad=True)
+    device = require(backend, "partition")
+    x = torch.randn(2, 5, 4, 3, dtype=torch.float64, device=device, requires_grad=True)
     options = dict(backend=backend, roll_before_pad=roll_before_pad)
     windows = swin_kernels.window_partition(x, window, shift, **options)
     assert torch.autograd.gradcheck(lambda t: swin_kernels.window_partition(t, window, shift, **options), (x,),
                                     fast_mode=fast_mode(backend))
-    windows = torch.randn(windows.shape, dtype=torch.float64, requires_grad=True)
+    windows = torch.randn(windows.shape, dtype=torch.float64, device=device, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: swin_kernels.window_reverse(t, window, 5, 4, shift, **options),
                                     (windows,), fast_mode=fast_mode(backend))

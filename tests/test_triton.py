@@ -386,9 +386,13 @@ def test_launch_configuration_is_one_per_plan():
     from swin_kernels.ops.triton import configs
 
     for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        plan = configs.attention_plan(49, 32, dtype)
-        assert plan.forward_config() == plan.forward_config() and plan.backward_config() == plan.backward_config()
-    assert not hasattr(configs, "_TUNERS")
+        for tokens, head_dim in ((49, 32), (256, 64)):
+            plan = configs.attention_plan(tokens, head_dim, dtype)
+            assert plan.forward_config() == configs.attention_plan(tokens, head_dim, dtype).forward_config()
+            for kernel in ("dkdv", "dq"):
+                config = plan.backward_config(kernel)
+                assert plan.padded % config.kwargs["BLOCK"] == 0 and plan.padded % config.kwargs["SUB"] == 0
+    assert not hasattr(configs, "_TUNERS") and not hasattr(configs, "launch")  # no autotuner anywhere
 
 
 GRADIENT_HASH = r"""

@@ -1,14 +1,15 @@
 """Ahead-of-time compile report of every Triton kernel for sm_80 and sm_90 (no GPU needed).
 
-    python -m swin_kernels.dev.compile_report [--jobs N] [--quick]
+    python -m swin_kernels.dev.compile_report [--jobs N] [--plans quick|ci|full] [--paths bf16,...] [--json F]
 
 Compiles each kernel with triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32)) in the one launch
 configuration the backend uses for each plan, then runs the ptxas that ships with Triton (-v) on the PTX for
-registers and spills. The full report covers every plan the backend accepts: each dtype path (fp16, bf16, fp32
-with exact products, fp32 with TF32, fp64), head_dim 32, 64 and 128 (the largest accepted; smaller ones use the
-same or smaller tiles) and windows of 49, 144 and 256 tokens (7x7, 12x12 and the largest accepted, 16x16: one,
-three and four key blocks of 64, or two, five and eight of 32 on the exact path), with and without dropout, every
-optional input present (the most registers). ``--quick``: 7x7 at head_dim 32 only. Prints one row per compile:
+registers and spills. ``--plans full`` covers every plan the backend accepts: each dtype path (fp16, bf16, fp32
+with exact products, fp32 with TF32, fp64), head_dim 32, 64 and 128 (the largest accepted, 64 for fp64; and 16,
+the smallest tile, at 7x7) and windows of 49, 144 and 256 tokens (7x7, 12x12 and the largest accepted,
+16x16: one, three and four key blocks of 64, or two, five and eight of 32 on the exact path), with and without
+dropout, every optional input present (the most registers). ``--plans ci`` (the default, what `make test` runs):
+7x7 at head_dim 32 in full, and each path's largest accepted plan with dropout. ``--quick``: 7x7 at head_dim 32. Prints one row per compile:
 kernel, target, dtype, shape, config, registers, spill bytes, shared memory, tensor-core instructions in the PTX
 (mma.sync; wgmma.mma_async on sm_90). Exits 1 if any kernel fails to compile or spills.
 """
@@ -35,10 +36,11 @@ PATHS = {"fp16": ("fp16", False), "bf16": ("bf16", False), "fp32": ("fp32", Fals
          "fp64": ("fp64", False)}
 TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32", "fp64": "float64"}
 # ((window rows, window columns), head_dim)
-PLANS = tuple(((m, m), d) for m in (7, 12, 16) for d in (32, 64, 128))
+PLANS = (((7, 7), 16),) + tuple(((m, m), d) for m in (7, 12, 16) for d in (32, 64, 128))
 QUICK_PLANS = (((7, 7), 32),)
-# what `make test` compiles: Swin-T/S/B's plan and the largest accepted one (16x16 windows, head_dim 128)
-CI_PLANS = (((7, 7), 32), ((16, 16), 128))
+# what `make test` compiles: Swin-T/S/B's plan with and without dropout, and with dropout (the most registers) the
+# largest accepted plans: 16x16 windows at head_dim 128 (64 for fp64, the largest it accepts)
+CI_PLANS = (((7, 7), 32), ((16, 16), 64), ((16, 16), 128))
 PLAN_SETS = {"quick": QUICK_PLANS, "ci": CI_PLANS, "full": PLANS}
 
 
@@ -74,39 +76,56 @@ _FLOAT_ARGS = ("qk_scale_hi", "qk_scale_lo", "scale_hi", "scale_lo", "keep_hi", 
                "log2e_lo")
 
 
-def _attention_jobs(plans, dropout_too: bool = True) -> list[Job]:
+def _attention_jobs(plans, dropout_too: bool = True, ci: bool = False) -> list[Job]:
+    """Every kernel of every plan and dtype path the backend accepts (unsupported plans are left out: the backend
+    declines them). ``ci``: beyond the first plan, only the dropout variants and each path's largest plan."""
     import torch
 
     from swin_kernels.ops.triton import configs
 
     jobs = []
-    for window, head_dim in plans:
+    for index, (window, head_dim) in enumerate(plans):
         tokens = window[0] * window[1]
         for path, (element, tf32) in PATHS.items():
             torch_dtype = getattr(torch, TORCH_DTYPES[element])
             plan = configs.attention_plan(tokens, head_dim, torch_dtype, tf32)
+            if not plan.supported:
+                continue
+            if ci and index > 0 and _largest_supported(plans, path) != (window, head_dim):
+                continue
             acc_type = "fp64" if element == "fp64" else "fp32"
-            sub_dkdv, sub_dq = plan.backward_sub_blocks
             common = dict(WINDOW_H=window[0], WINDOW_W=window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
                           HAS_PAD=True, HAS_SHIFT=True, DOT_UPCAST=False, INPUT_PRECISION=plan.input_precision)
             data = {n: f"*{element}" for n in ("qkv_ptr", "pad_ptr", "out_ptr", "dout_ptr", "dqkv_ptr")}
             acc = {n: f"*{acc_type}" for n in ("table_ptr", "lse_ptr", "dbias_part_ptr", "dpad_part_ptr")}
             pointers = tuple(sorted({**data, **acc, "seed_ptr": "*i64", **{n: "fp32" for n in _FLOAT_ARGS}}.items()))
-            for dropout in (False, True) if dropout_too else (False,):
+            forward = plan.forward_config()
+            variants = (True,) if ci and index > 0 else (False, True) if dropout_too else (False,)
+            for dropout in variants:
                 flags = dict(common, DROPOUT=dropout)
                 label = (f"M{window[0]}x{window[1]} d{head_dim} {plan.num_blocks}x{plan.block}"
                          + (" dropout" if dropout else ""))
-                forward = plan.forward_config()
-                backward = plan.backward_config()
                 for arch in TARGETS:
                     jobs.append(_job("attention_fwd", arch, path, label, dict(
-                        flags, BLOCK_N=plan.block, NUM_KEY_BLOCKS=plan.num_blocks, **forward.kwargs), forward, pointers))
-                    blocks = dict(flags, BLOCK=plan.block, NUM_BLOCKS=plan.num_blocks)
-                    jobs.append(_job("attention_dkdv", arch, path, label, dict(blocks, SUB=sub_dkdv, NEED_DPAD=True),
-                                     backward, pointers))
-                    jobs.append(_job("attention_dq", arch, path, label, dict(blocks, SUB=sub_dq, NEED_DBIAS=True),
-                                     backward, pointers))
+                        flags, NUM_KEY_BLOCKS=plan.padded // forward.kwargs["BLOCK_N"], **forward.kwargs), forward,
+                        pointers))
+                    for kernel, flag in (("dkdv", "NEED_DPAD"), ("dq", "NEED_DBIAS")):
+                        config = plan.backward_config(kernel)
+                        jobs.append(_job(f"attention_{kernel}", arch, path, label, dict(
+                            flags, NUM_BLOCKS=plan.padded // config.kwargs["BLOCK"], **config.kwargs, **{flag: True}),
+                            config, pointers))
     return jobs
+
+
+def _largest_supported(plans, path: str):
+    import torch
+
+    from swin_kernels.ops.triton import configs
+
+    element, tf32 = PATHS[path]
+    dtype = getattr(torch, TORCH_DTYPES[element])
+    supported = [(w, d) for w, d in plans if configs.attention_plan(w[0] * w[1], d, dtype, tf32).supported]
+    return max(supported, key=lambda p: (p[0][0] * p[0][1], p[1]))
 
 
 def _small_jobs(plans) -> list[Job]:
@@ -231,7 +250,7 @@ def main(argv=None) -> int:
         return 1
     plans = PLAN_SETS[args.plans]
     paths = set(args.paths.split(","))
-    jobs = [j for j in _attention_jobs(plans) if j.dtype in paths] + _small_jobs(plans)
+    jobs = [j for j in _attention_jobs(plans, ci=args.plans == "ci") if j.dtype in paths] + _small_jobs(plans)
     start = time.time()
     rows = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:

@@ -61,6 +61,14 @@ def unsupported_reason(request) -> str | None:
                 f"{request.window[0]}x{request.window[1]}")
     if request.head_dim is not None and request.head_dim > MAX_HEAD_DIM:
         return f"attention supports head_dim up to {MAX_HEAD_DIM}, got {request.head_dim}"
+    if request.head_dim is not None:
+        from .configs import attention_plan
+
+        tf32 = request.dtype == torch.float32 and fp32_matmuls_use_tf32()
+        plan = attention_plan(request.tokens, request.head_dim, request.dtype, tf32)
+        if not plan.supported:
+            return (f"{plan.path} attention with head_dim {request.head_dim} has no register-spill-free tiling "
+                    "(the compile report's table); fp64 runs head_dim up to 64")
     return None
 
 

@@ -80,7 +80,7 @@ def window_attention_dkdv_kernel(
         pair = window * num_heads + head
         table = table_ptr + (window_class(window, windows_per_row, windows_per_image, HAS_SHIFT) * num_heads
                              + head) * (PADDED * PADDED)
-        for kb in tl.static_range(NUM_BLOCKS):
+        for kb in range(NUM_BLOCKS):
             keys = kb * BLOCK + tl.arange(0, BLOCK)
             k_row, k_real, k_pad = window_token_map(
                 keys, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
@@ -167,7 +167,7 @@ def window_attention_dq_kernel(
         pair = window * num_heads + head
         table = table_ptr + (window_class(window, windows_per_row, windows_per_image, HAS_SHIFT) * num_heads
                              + head) * (PADDED * PADDED)
-        for qb in tl.static_range(NUM_BLOCKS):
+        for qb in range(NUM_BLOCKS):
             queries = qb * BLOCK + tl.arange(0, BLOCK)
             q_row, q_real, q_pad = window_token_map(
                 queries, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
@@ -231,21 +231,22 @@ def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, seed, n
                   if need_dbias else lse)
     dpad_part = (torch.empty((slots, num_heads, 2, plan.block_d), dtype=acc_dtype, device=qkv.device)
                  if need_dpad else lse)
-    sub_dkdv, sub_dq = plan.backward_sub_blocks
     common = (*scalar_args(scale, dropout_p), dropout_p, total_windows, per_slot, num_heads, *kernel_geometry(g))
     meta = dict(WINDOW_H=g.window[0], WINDOW_W=g.window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
-                BLOCK=plan.block, NUM_BLOCKS=plan.num_blocks, HAS_PAD=pad_qkv is not None, HAS_SHIFT=g.shifted,
-                DROPOUT=dropout_p > 0.0, INPUT_PRECISION=plan.input_precision,
-                DOT_UPCAST=configs.dot_upcast(qkv.dtype), **plan.backward_config().launch_options())
+                HAS_PAD=pad_qkv is not None, HAS_SHIFT=g.shifted, DROPOUT=dropout_p > 0.0,
+                INPUT_PRECISION=plan.input_precision, DOT_UPCAST=configs.dot_upcast(qkv.dtype))
     pad = qkv if pad_qkv is None else pad_qkv
     seed = lse if seed is None else seed
-    grid = (slots, num_heads)
-    window_attention_dkdv_kernel[grid](
-        qkv, pad, table, out, dout, lse, seed, dqkv, dpad_part, *common, plan.padded // sub_dkdv,
-        SUB=sub_dkdv, NEED_DPAD=need_dpad, **meta)
-    window_attention_dq_kernel[grid](
-        qkv, pad, table, out, dout, lse, seed, dqkv, dbias_part, *common, plan.padded // sub_dq,
-        SUB=sub_dq, NEED_DBIAS=need_dbias, **meta)
+
+    def launch(kernel, which: str, partial: torch.Tensor, **flag) -> None:
+        config = plan.backward_config(which)
+        block, sub = config.kwargs["BLOCK"], config.kwargs["SUB"]
+        kernel[(slots, num_heads)](qkv, pad, table, out, dout, lse, seed, dqkv, partial, *common, plan.padded // sub,
+                                   NUM_BLOCKS=plan.padded // block, **config.kwargs, **flag, **meta,
+                                   **config.launch_options())
+
+    launch(window_attention_dkdv_kernel, "dkdv", dpad_part, NEED_DPAD=need_dpad)
+    launch(window_attention_dq_kernel, "dq", dbias_part, NEED_DBIAS=need_dbias)
     dbias = None
     if need_dbias:
         n = plan.tokens

@@ -59,7 +59,7 @@ def window_attention_fwd_kernel(
         m = tl.full([BLOCK_M], float("-inf"), acc_ty)
         l = tl.zeros([BLOCK_M], acc_ty)
         acc = tl.zeros([BLOCK_M, BLOCK_D], acc_ty)
-        for kb in tl.static_range(NUM_KEY_BLOCKS):
+        for kb in range(NUM_KEY_BLOCKS):
             cols = kb * BLOCK_N + tl.arange(0, BLOCK_N)
             k_row, k_real, k_pad = window_token_map(
                 cols, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
@@ -82,7 +82,9 @@ def window_attention_fwd_kernel(
         o = acc / l[:, None]
         tl.store(out_ptr + q_row[:, None] * channels + head * HEAD_DIM + d[None, :], o.to(out_ptr.dtype.element_ty),
                  mask=q_real[:, None] & d_ok[None, :])
-        tl.store(lse_ptr + pair.to(tl.int64) * PADDED + rows, m + tl.log2(l), mask=(rows < N) & live)
+        # every row of the padded layout is written (0 past the window's N tokens, which nothing reads)
+        tl.store(lse_ptr + pair.to(tl.int64) * PADDED + rows, tl.where(rows < N, m + tl.log2(l), 0.0),
+                 mask=(rows < PADDED) & live)
 
 
 def scalar_args(scale: float, dropout_p: float) -> tuple[float, ...]:
@@ -109,13 +111,14 @@ def window_attention_forward(qkv, pad_qkv, bias, seed, num_heads, geometry, scal
     config = plan.forward_config()
     meta = config.kwargs
     qk_hi, qk_lo, _, _, keep_hi, keep_lo = scalar_args(scale, dropout_p)
-    grid = (triton.cdiv(total_pairs, meta["WINDOWS"]), triton.cdiv(plan.tokens, meta["BLOCK_M"]))
+    # every row of the padded layout gets a program (its lse row is written even past the window's N tokens)
+    grid = (triton.cdiv(total_pairs, meta["WINDOWS"]), plan.padded // meta["BLOCK_M"])
     window_attention_fwd_kernel[grid](
         qkv, qkv if pad_qkv is None else pad_qkv, table, out, lse, lse if seed is None else seed,
         qk_hi, qk_lo, keep_hi, keep_lo, dropout_p, total_pairs, num_heads, *kernel_geometry(g),
-        WINDOW_H=g.window[0], WINDOW_W=g.window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d, BLOCK_N=plan.block,
-        NUM_KEY_BLOCKS=plan.num_blocks, HAS_PAD=pad_qkv is not None, HAS_SHIFT=g.shifted, DROPOUT=dropout_p > 0.0,
-        INPUT_PRECISION=plan.input_precision, DOT_UPCAST=configs.dot_upcast(qkv.dtype), **meta,
-        **config.launch_options(),
+        WINDOW_H=g.window[0], WINDOW_W=g.window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
+        NUM_KEY_BLOCKS=plan.padded // meta["BLOCK_N"], HAS_PAD=pad_qkv is not None, HAS_SHIFT=g.shifted,
+        DROPOUT=dropout_p > 0.0, INPUT_PRECISION=plan.input_precision, DOT_UPCAST=configs.dot_upcast(qkv.dtype),
+        **meta, **config.launch_options(),
     )
     return out, lse, table

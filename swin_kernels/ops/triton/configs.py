@@ -19,10 +19,8 @@ INTERPRET = bool(knobs.runtime.interpret)  # decided by TRITON_INTERPRET when tr
 
 MAX_TOKENS = 256         # N = Mh·Mw <= 256 (e.g. 16x16): at most 4 blocks per side (8 on the FMA path), unrolled
 MAX_HEAD_DIM = 128       # q/k/v tiles of a block stay in registers
-KEY_BLOCK = 64           # largest key/query block; windows with N <= 64 are a single block
+KEY_BLOCK = 64           # largest block of the padded layout; windows with N <= 64 are a single block
 FMA_BLOCK = 32           # ... on the FMA path (fp32 / fp64 with exact products)
-# ptxas's own register target for 8-warp FMA kernels (e.g. 80 on sm_90) spills; an explicit cap avoids that
-FMA_MAX_REGISTERS = 255
 MAX_SLOTS = 512          # d_bias / d_pad partial sums: at most this many per head ...
 PARTIAL_BYTES = 64 << 20  # ... and at most this much memory for them
 
@@ -46,18 +44,67 @@ class LaunchConfig:
 
 
 @dataclass(frozen=True)
-class AttentionPlan:
-    """How a window of N tokens is tiled: ``num_blocks`` blocks of ``block`` tokens (padded to ``padded``).
+class KernelShape:
+    """One kernel's tiles: ``rows`` tokens per program step (forward: queries, BLOCK_M; dK/dV: keys; dQ: queries)
+    against ``cols`` tokens per inner step (forward: keys, BLOCK_N; backward: SUB), on ``warps`` warps."""
 
-    ``input_precision``: tl.dot's input precision ("ieee" or "tf32"). ``fma``: fp32/fp64 with exact products,
-    where tl.dot runs on FMA units and needs smaller tiles (more registers per element than tensor-core
-    fragments) to stay clear of spills. The forward's plan is kept for the backward, so both agree on every layout.
+    rows: int
+    cols: int
+    warps: int
+    maxnreg: int | None = None
+
+
+# The first configuration without register spills on sm_80 and sm_90 (dropout on, every optional input present:
+# the most registers), found by `python -m swin_kernels.dev.tune_configs` over candidates in order of preference
+# (larger tiles, fewer warps first) and checked by the compile report. Key: (dtype path, BLOCK_D >= 32,
+# multi-block window); windows of fewer tokens use tiles capped at their block. Values: (forward, dK/dV, dQ).
+# 255 = maxnreg: ptxas's own register target (e.g. 168 for 4 warps, 80 for 8 on sm_90) would spill there.
+_S = KernelShape
+KERNEL_SHAPES: dict[tuple[str, int, bool], tuple[KernelShape, KernelShape, KernelShape]] = {
+    ("bf16", 32, False): (_S(64, 64, 4), _S(64, 16, 4), _S(64, 32, 4, 255)),
+    ("bf16", 32, True): (_S(64, 64, 4), _S(64, 16, 4, 255), _S(64, 32, 4, 255)),
+    ("bf16", 64, False): (_S(64, 32, 4), _S(64, 16, 4), _S(64, 16, 4)),
+    ("bf16", 64, True): (_S(64, 64, 4), _S(32, 16, 4), _S(64, 32, 4)),
+    ("bf16", 128, False): (_S(64, 64, 4), _S(32, 16, 4), _S(32, 16, 4, 255)),
+    ("bf16", 128, True): (_S(32, 64, 4), _S(32, 16, 8), _S(32, 16, 4, 255)),
+    ("tf32", 32, False): (_S(64, 64, 4), _S(64, 16, 4), _S(64, 32, 4, 255)),
+    ("tf32", 32, True): (_S(64, 64, 4), _S(64, 16, 4), _S(64, 32, 4, 255)),
+    ("tf32", 64, False): (_S(64, 64, 4), _S(32, 16, 8), _S(64, 16, 4)),
+    ("tf32", 64, True): (_S(64, 64, 4), _S(32, 16, 4, 255), _S(64, 16, 4)),
+    ("tf32", 128, False): (_S(64, 64, 4), _S(32, 16, 8), _S(32, 16, 8)),
+    ("tf32", 128, True): (_S(32, 32, 4), _S(32, 16, 8), _S(32, 16, 8)),
+    ("fp32", 32, False): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(32, 16, 8, 255)),
+    ("fp32", 32, True): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(32, 16, 8, 255)),
+    ("fp32", 64, False): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(32, 16, 8, 255)),
+    ("fp32", 64, True): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(32, 16, 8, 255)),
+    ("fp32", 128, False): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(16, 16, 8, 255)),
+    ("fp32", 128, True): (_S(32, 32, 8, 255), _S(16, 16, 8, 255), _S(16, 16, 8, 255)),
+    ("fp64", 32, False): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(32, 16, 8, 255)),
+    ("fp64", 32, True): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(32, 16, 8, 255)),
+    ("fp64", 64, False): (_S(32, 32, 8, 255), _S(16, 16, 8, 255), _S(16, 16, 8, 255)),
+    ("fp64", 64, True): (_S(32, 32, 8, 255), _S(16, 16, 8, 255), _S(32, 16, 8, 255)),
+}
+KERNEL_SHAPES.update({("fp16",) + key[1:]: shapes for key, shapes in KERNEL_SHAPES.items() if key[0] == "bf16"})
+# classes with no spill-free configuration at all: the backend declines them (unsupported_reason)
+UNSUPPORTED = {("fp64", 128, False), ("fp64", 128, True)}
+
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    """How a window of N tokens is laid out (``num_blocks`` blocks of ``block`` tokens, padded to ``padded``) and
+    tiled by each kernel (``shapes``).
+
+    ``path``: the dtype path ("fp16", "bf16", "tf32", "fp32", "fp64"); ``input_precision``: tl.dot's ("ieee" or
+    "tf32"). ``fma``: fp32/fp64 with exact products, where tl.dot runs on FMA units and needs smaller tiles (more
+    registers per element than tensor-core fragments). The forward's plan is kept for the backward, so both agree
+    on every layout; the kernels' own tiles divide the block, so they address the same padded layout.
     """
 
     tokens: int
     head_dim: int
     input_precision: str = "ieee"
     fma: bool = False
+    path: str = "bf16"
 
     @property
     def block(self) -> int:
@@ -77,29 +124,37 @@ class AttentionPlan:
         return max(16, triton.next_power_of_2(self.head_dim))
 
     @property
-    def backward_sub_blocks(self) -> tuple[int, int]:
-        """(queries per step against a key block in dK/dV, keys per step against a query block in dQ)."""
-        return 16, 16 if self.fma else min(self.block, 32)
+    def shape_class(self) -> tuple[str, int, bool]:
+        return self.path, max(32, self.block_d), self.num_blocks > 1
 
-    # ------------------------------------------------------------------------------ launch configurations
+    @property
+    def supported(self) -> bool:
+        return self.shape_class not in UNSUPPORTED
+
+    @property
+    def shapes(self) -> tuple[KernelShape, KernelShape, KernelShape]:
+        """(forward, dK/dV, dQ) tiles, each capped at the block (a small window needs no larger tile)."""
+        chosen = KERNEL_SHAPES[self.shape_class]
+        return tuple(KernelShape(min(s.rows, self.block), min(s.cols, self.block), s.warps, s.maxnreg)
+                     for s in chosen)
+
     def forward_config(self) -> LaunchConfig:
-        """BLOCK_M query rows and WINDOWS (window, head) pairs per program."""
-        if self.fma:
-            return LaunchConfig(8 if self.block > 16 else 4, 1, FMA_MAX_REGISTERS,
-                                (("BLOCK_M", self.block), ("WINDOWS", 1)))
-        rows = self.padded if self.num_blocks == 1 else KEY_BLOCK
-        return LaunchConfig(4, 1, None, (("BLOCK_M", rows), ("WINDOWS", 1)))
+        """BLOCK_M query rows and BLOCK_N keys per step; WINDOWS (window, head) pairs per program."""
+        s = self.shapes[0]
+        return LaunchConfig(s.warps, 1, s.maxnreg, (("BLOCK_M", s.rows), ("BLOCK_N", s.cols), ("WINDOWS", 1)))
 
-    def backward_config(self) -> LaunchConfig:
-        if self.fma:
-            return LaunchConfig(8, 1, FMA_MAX_REGISTERS)
-        return LaunchConfig(4, 1, None)
+    def backward_config(self, kernel: str) -> LaunchConfig:
+        """``kernel``: "dkdv" or "dq"; meta BLOCK (keys or queries per program step) and SUB (per inner step)."""
+        s = self.shapes[1 if kernel == "dkdv" else 2]
+        return LaunchConfig(s.warps, 1, s.maxnreg, (("BLOCK", s.rows), ("SUB", s.cols)))
 
 
 def attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, tf32: bool = False) -> AttentionPlan:
     precision = dot_precision(dtype, tf32)
     exact_wide = dtype in (torch.float32, torch.float64) and precision == "ieee"
-    return AttentionPlan(tokens, head_dim, precision, fma=exact_wide)
+    path = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}.get(
+        dtype, "tf32" if precision == "tf32" else "fp32")
+    return AttentionPlan(tokens, head_dim, precision, fma=exact_wide, path=path)
 
 
 def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -1,0 +1,148 @@
+"""Find, per plan class, the first Triton launch configuration that compiles without register spills.
+
+    python -m swin_kernels.dev.tune_configs [--jobs N] [--paths bf16,fp32,...]
+
+A plan class is (dtype path, BLOCK_D, multi-block window); for each class and kernel (forward, dK/dV, dQ) the
+candidates below are tried in order of preference (larger tiles and fewer warps first), each compiled for sm_80
+and sm_90 on every window of the class in WINDOWS, with and without dropout, every optional input present. The
+first one without spills anywhere wins; a class where none does is printed as unsupported. The result is printed as the KERNEL_SHAPES
+literal of swin_kernels/ops/triton/configs.py (fp16 takes bf16's shapes: the same tiles, the same registers; the
+compile report checks them). No GPU is needed: Triton compiles ahead of time for both targets.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.pop("TRITON_INTERPRET", None)  # real compilation: must be decided before triton is imported
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+
+from swin_kernels.dev import compile_report as report  # noqa: E402
+
+MAXNREG = 255
+# (rows, cols, warps, maxnreg) in order of preference
+TENSOR_CORE = {
+    "fwd": [(64, 64, 4, None), (64, 32, 4, None), (32, 64, 4, None), (32, 32, 4, None), (64, 64, 8, None),
+            (32, 32, 8, None), (32, 32, 8, MAXNREG), (16, 32, 4, None), (16, 16, 4, None), (16, 16, 8, MAXNREG)],
+    "dkdv": [(64, 16, 4, None), (64, 16, 4, MAXNREG), (32, 16, 4, None), (32, 16, 4, MAXNREG), (32, 16, 8, None),
+             (16, 16, 4, None), (16, 16, 8, None), (16, 16, 8, MAXNREG)],
+    "dq": [(64, 32, 4, None), (64, 32, 4, MAXNREG), (64, 16, 4, None), (32, 32, 4, None), (32, 16, 4, None),
+           (32, 16, 4, MAXNREG), (32, 16, 8, None), (16, 16, 4, None), (16, 16, 8, MAXNREG)],
+}
+FMA = {
+    "fwd": [(32, 32, 8, MAXNREG), (32, 16, 8, MAXNREG), (16, 16, 8, MAXNREG), (16, 16, 4, MAXNREG)],
+    "dkdv": [(32, 16, 8, MAXNREG), (16, 16, 8, MAXNREG), (16, 16, 4, MAXNREG)],
+    "dq": [(32, 16, 8, MAXNREG), (16, 16, 8, MAXNREG), (16, 16, 4, MAXNREG)],
+}
+PATHS = ("bf16", "tf32", "fp32", "fp64")
+BLOCK_DS = (32, 64, 128)
+
+
+# ptxas is not monotonic in the tile sizes: a candidate must compile clean on every window of its class that the
+# compile report covers (and on the largest single block), with and without dropout.
+WINDOWS = ((4, 8), (7, 7), (8, 8), (12, 12), (16, 16))
+
+
+def representatives(path: str, multi: bool) -> list[tuple[int, int]]:
+    import torch
+
+    from swin_kernels.ops.triton import configs
+
+    element, tf32 = report.PATHS[path]
+    dtype = getattr(torch, report.TORCH_DTYPES[element])
+    return [w for w in WINDOWS if (configs.attention_plan(w[0] * w[1], 32, dtype, tf32).num_blocks > 1) == multi]
+
+
+def candidate_jobs(path: str, block_d: int, multi: bool, kernel: str, candidate) -> list:
+    jobs = []
+    for window in representatives(path, multi):
+        for dropout in (False, True):
+            jobs += _window_jobs(path, block_d, kernel, candidate, window, dropout)
+    return jobs
+
+
+def _window_jobs(path: str, block_d: int, kernel: str, candidate, window, dropout: bool) -> list:
+    import torch
+
+    from swin_kernels.ops.triton import configs
+
+    element, tf32 = report.PATHS[path]
+    plan = configs.attention_plan(window[0] * window[1], block_d, getattr(torch, report.TORCH_DTYPES[element]),
+                                  tf32)
+    rows, cols, warps, maxnreg = candidate
+    rows, cols = min(rows, plan.block), min(cols, plan.block)
+    acc_type = "fp64" if element == "fp64" else "fp32"
+    flags = dict(WINDOW_H=window[0], WINDOW_W=window[1], HEAD_DIM=block_d, BLOCK_D=plan.block_d, HAS_PAD=True,
+                 HAS_SHIFT=True, DOT_UPCAST=False, INPUT_PRECISION=plan.input_precision, DROPOUT=dropout)
+    data = {n: f"*{element}" for n in ("qkv_ptr", "pad_ptr", "out_ptr", "dout_ptr", "dqkv_ptr")}
+    acc = {n: f"*{acc_type}" for n in ("table_ptr", "lse_ptr", "dbias_part_ptr", "dpad_part_ptr")}
+    pointers = tuple(sorted({**data, **acc, "seed_ptr": "*i64",
+                             **{n: "fp32" for n in report._FLOAT_ARGS}}.items()))
+    label = f"{path} d{block_d} M{window[0]}x{window[1]} {rows}x{cols} w{warps} r{maxnreg} dropout={dropout}"
+    if kernel == "fwd":
+        config = configs.LaunchConfig(warps, 1, maxnreg, (("BLOCK_M", rows), ("BLOCK_N", cols), ("WINDOWS", 1)))
+        constexprs = dict(flags, NUM_KEY_BLOCKS=plan.padded // cols, **config.kwargs)
+    else:
+        config = configs.LaunchConfig(warps, 1, maxnreg, (("BLOCK", rows), ("SUB", cols)))
+        flag = "NEED_DPAD" if kernel == "dkdv" else "NEED_DBIAS"
+        constexprs = dict(flags, NUM_BLOCKS=plan.padded // rows, **config.kwargs, **{flag: True})
+    return [report._job(f"attention_{kernel}", arch, path, label, constexprs, config, pointers)
+            for arch in report.TARGETS]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--paths", default=",".join(PATHS))
+    args = parser.parse_args(argv)
+    searches = {}
+    for path in args.paths.split(","):
+        table = FMA if path in ("fp32", "fp64") else TENSOR_CORE
+        for block_d in BLOCK_DS:
+            for multi in (False, True):
+                for kernel in ("fwd", "dkdv", "dq"):
+                    searches[(path, block_d, multi, kernel)] = list(table[kernel])
+    chosen: dict = {}
+    start = time.time()
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        rounds = 0
+        while searches:
+            rounds += 1
+            batch = {key: candidate_jobs(*key, candidates[0]) for key, candidates in searches.items()}
+            flat = [(key, job) for key, jobs in batch.items() for job in jobs]
+            results = list(pool.map(report.compile_job, [job for _, job in flat]))
+            by_key: dict = {}
+            for (key, _), row in zip(flat, results):
+                by_key.setdefault(key, []).append(row)
+            for key, rows in by_key.items():
+                ok = all(r["error"] is None and r["spills"] == 0 for r in rows)
+                state = "ok" if ok else ", ".join(r["error"] or f"{r['spills']} B" for r in rows)
+                print(f"[round {rounds}, {time.time() - start:.0f} s] {key} {searches[key][0]}: {state}",
+                      file=sys.stderr, flush=True)
+                if ok:
+                    chosen[key] = searches.pop(key)[0]
+                else:
+                    searches[key].pop(0)
+                    if not searches[key]:
+                        chosen[key] = None
+                        del searches[key]
+    print("KERNEL_SHAPES = {")
+    for path in args.paths.split(","):
+        for block_d in BLOCK_DS:
+            for multi in (False, True):
+                shapes = [chosen[(path, block_d, multi, k)] for k in ("fwd", "dkdv", "dq")]
+                if any(s is None for s in shapes):
+                    print(f"    # ({path!r}, {block_d}, {multi}): no spill-free configuration ({shapes})")
+                    continue
+                text = ", ".join(f"KernelShape({r}, {c}, {w}{'' if m is None else f', {m}'})" for r, c, w, m in shapes)
+                print(f"    ({path!r}, {block_d}, {multi}): ({text}),")
+    print("}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
