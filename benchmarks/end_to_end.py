@@ -5,7 +5,7 @@ Three implementations: Hugging Face transformers ``SwinForImageClassification``,
 contenders compute the same thing). Two passes at 224x224: inference (eval, no grad) and a training step
 (forward, cross-entropy, backward, AdamW step), each eager and under ``torch.compile`` (inductor; the quick
 mode's tiny models are traced with "aot_eager" instead, since inductor's CPU code generation takes minutes).
-fp32 on the CPU, bf16 autocast on a GPU. Both contenders start from the same weights and see the same inputs;
+fp32 and bf16 autocast on the CPU, bf16 autocast on a GPU. Both contenders start from the same weights and see the same inputs;
 each pass is checked once (patched against unpatched; for compiled ones this call compiles), then both are
 warmed up by a call whose peak memory the allocator counts (benchmarks.memory), then timed in interleaved
 rounds. Throughput is batch / median time.
@@ -124,17 +124,19 @@ class Setting:
     compile_backend: str = "inductor"
 
     @classmethod
-    def for_run(cls, full: bool, tiny: bool = False) -> "Setting":
+    def for_run(cls, full: bool, tiny: bool = False, autocast: torch.dtype | None = None) -> "Setting":
+        """``autocast``: the CPU's precision (None: fp32; torch.bfloat16: bf16 autocast); a GPU always runs bf16
+        autocast."""
         if tiny:
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-            return cls(device, torch.bfloat16 if device.type == "cuda" else None, dict.fromkeys(PASSES, 2),
+            return cls(device, torch.bfloat16 if device.type == "cuda" else autocast, dict.fromkeys(PASSES, 2),
                        dict.fromkeys(PASSES, 1), compile_backend="aot_eager")
         if torch.cuda.is_available():
             batch = {"inference": 128, "training step": 64}
             return cls(torch.device("cuda"), torch.bfloat16, batch, dict.fromkeys(PASSES, 20 if full else 10))
         # CPU: about 1 s per inference round and 5-7 s per training round at batch 8 on 2 cores
         batch = {"inference": 32 if full else 8, "training step": 16 if full else 8}
-        return cls(torch.device("cpu"), None, batch, {"inference": 7, "training step": 5})
+        return cls(torch.device("cpu"), autocast, batch, {"inference": 7, "training step": 5})
 
     @property
     def precision(self) -> str:
@@ -267,9 +269,9 @@ def cached_qkv_bytes(model) -> int:
 
 
 def run(full: bool = False, tiny: bool = False, progress=None, libraries=LIBRARIES,
-        modes=MODES) -> list[tuple[ModelSpec, Setting, list[PassResult]]]:
+        modes=MODES, autocast: torch.dtype | None = None) -> list[tuple[ModelSpec, Setting, list[PassResult]]]:
     """Every pass of every mode for each library's model: [(spec, setting, results)]."""
-    setting = Setting.for_run(full, tiny)
+    setting = Setting.for_run(full, tiny, autocast)
     measured = []
     for library in libraries:
         spec = spec_for(library, tiny)
@@ -285,20 +287,25 @@ def run(full: bool = False, tiny: bool = False, progress=None, libraries=LIBRARI
 
 
 def auto_backend(setting: Setting, spec: ModelSpec) -> str:
-    """The backend 'auto' picks for this model's attention calls (its first stage)."""
+    """The backend 'auto' picks for this model's attention calls (its first stage), with the kernel build on the CPU."""
     head_dim = spec.embed_dim // spec.heads[0]
     request = backends.Request("attention", setting.device, setting.autocast or torch.float32,
                                (spec.window, spec.window), head_dim)
-    return backends.choose("auto", request, warn=False)[0]
+    name = backends.choose("auto", request, warn=False)[0]
+    if name == "cpp":
+        from swin_kernels.ops import cpp
+
+        name += f" ({cpp.kernel_isa(request.dtype)} build)"
+    return name
 
 
-def _rows(spec: ModelSpec, results: list[PassResult]) -> list[list[str]]:
+def _rows(spec: ModelSpec, precision: str, results: list[PassResult]) -> list[list[str]]:
     rows = []
     for r in results:
         speedup = r.median_s["unpatched"] / r.median_s["patched"]
         memory = r.peak["patched"] / r.peak["unpatched"] if r.peak["unpatched"] else float("nan")
         cached = f" (+{format_bytes(r.cached_qkv_bytes)} cached q/k/v)" if r.cached_qkv_bytes else ""
-        rows.append([spec.name, r.mode, r.pass_name, str(r.batch), str(r.rounds),
+        rows.append([spec.name, precision, r.mode, r.pass_name, str(r.batch), str(r.rounds),
                      f"{r.images_per_s('unpatched'):.2f}", f"{r.images_per_s('patched'):.2f}", f"{speedup:.2f}x",
                      format_bytes(r.peak["unpatched"]), format_bytes(r.peak["patched"]) + cached,
                      f"{memory:.2f}", f"{r.difference:.1e}"])
@@ -313,10 +320,14 @@ def report_section(full: bool, progress=None, libraries=LIBRARIES) -> str:
     began = time.monotonic()
     modes = MODES if full or torch.cuda.is_available() else ("eager",)
     measured = run(full=full, progress=progress, libraries=libraries, modes=modes)
+    if not torch.cuda.is_available():  # the CPU also runs bf16 autocast (eager), the way people infer on CPUs
+        measured += run(full=full, progress=progress, libraries=libraries, modes=("eager",),
+                        autocast=torch.bfloat16)
     setting = measured[0][1]
-    rows = [row for spec, _, results in measured for row in _rows(spec, results)]
-    header = ["model", "mode", "pass", "batch", "rounds", "unpatched images/s", "patched images/s", "speed-up",
-              "unpatched peak", "patched peak", "memory ratio", "max difference"]
+    rows = [row for spec, s, results in measured for row in _rows(spec, s.precision, results)]
+    backends_used = sorted({f"{s.precision}: {auto_backend(s, SWIN_T)}" for _, s, _ in measured})
+    header = ["model", "precision", "mode", "pass", "batch", "rounds", "unpatched images/s", "patched images/s",
+              "speed-up", "unpatched peak", "patched peak", "memory ratio", "max difference"]
     threads = torch.get_num_threads()
     device = torch.cuda.get_device_name() if setting.device.type == "cuda" else f"CPU, {threads} torch thread(s)"
     compiled = ("\"compiled\": `torch.compile(model)` (inductor) of each contender; its first, checked call "
@@ -327,7 +338,7 @@ def report_section(full: bool, progress=None, libraries=LIBRARIES) -> str:
         f"## End-to-end: Swin-T image classification ({SWIN_T.image}x{SWIN_T.image}), patched vs unpatched",
         "Hugging Face `SwinForImageClassification`, timm `swin_tiny_patch4_window7_224` and torchvision "
         "`swin_t()` (random weights, stochastic depth off), each unpatched against `swin_kernels.patch(model)` "
-        f"(backend `auto`, here `{auto_backend(setting, SWIN_T)}`), {setting.precision} on {device}. Inference: "
+        f"(backend `auto`, here {'; '.join(backends_used)}) on {device}. Inference: "
         "eval, no grad. Training step: forward, cross-entropy, backward, AdamW step. " + compiled + " Medians of "
         "interleaved rounds (count in the table) after a checked call and a memory-counting warm-up; peak memory "
         "is what one call allocates above what was live before it; the patched HF model also keeps its "
