@@ -1,13 +1,20 @@
 """Workers of the multi-process training tests (spawned by test_training.py; importable in a fresh process).
 
-Each worker joins a 2-process gloo group on the loopback interface, builds the same patched Swin classifier from
+Each worker joins a 2-process gloo group on the loopback interface (rendezvous through a file), builds the same patched Swin classifier from
 the same seed, trains it for a few SGD steps on its half of every batch (DDP, or FSDP2's fully_shard) and rank 0
 saves the final parameters for the test to compare with one process training on the whole batches.
+
+A worker ends with os._exit once every rank has its result: torch's own teardown can deadlock here. Freeing the
+DDP reducer destroys the gloo process group with the GIL held and joins its worker thread, which may still be
+freeing a finished all-reduce whose thread-local state holds a Python object, and waits for the GIL (seen in
+about one run in ten, native stacks of both threads). Collectives also time out after two minutes, not thirty.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
+import sys
 
 from swin_kernels.dev.torchvision_compat import make_torchvision_importable
 
@@ -59,23 +66,26 @@ def full_state(model: torch.nn.Module) -> dict:
     return state
 
 
-def worker(rank: int, world: int, mode: str, port: int, out_path: str, backend: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def worker(rank: int, world: int, mode: str, rendezvous: str, out_path: str, backend: str) -> None:
+    # rendezvous through a file (no port to race for), gloo on the loopback interface whatever the host name is
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        model = swin_kernels.patch(build_model(), backend=backend)
-        if mode == "ddp":
-            model = torch.nn.parallel.DistributedDataParallel(model)
-        else:
-            from torch.distributed.fsdp import fully_shard
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(minutes=2))
+    model = swin_kernels.patch(build_model(), backend=backend)
+    if mode == "ddp":
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    else:
+        from torch.distributed.fsdp import fully_shard
 
-            for block in [m for m in model.modules() if type(m).__name__ == "SwinLayer"]:
-                fully_shard(block)
-            fully_shard(model)
-        train(model, rank, world)
-        state = full_state(model)
-        if rank == 0:
-            torch.save(state, out_path)
-    finally:
-        dist.destroy_process_group()
+        for block in [m for m in model.modules() if type(m).__name__ == "SwinLayer"]:
+            fully_shard(block)
+        fully_shard(model)
+    train(model, rank, world)
+    state = full_state(model)
+    if rank == 0:
+        torch.save(state, out_path)
+    dist.barrier()  # every rank is done with the group: leave without torch's teardown (see the module's doc)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

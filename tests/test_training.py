@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import gc
 import os
-import socket
+import time
 
 import pytest
 import torch
@@ -84,15 +84,21 @@ def test_checkpointing_matches_unpatched_without_dropout(backend):
 
 
 # ----------------------------------------------------------------------------------------- DDP and FSDP2
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+DISTRIBUTED_DEADLINE_S = 300  # a few SGD steps take 10-20 s; a hang fails the test instead of holding up the run
 
 
-def _train_distributed(mode: str, backend: str, tmp_path) -> dict:
-    out = tmp_path / f"{mode}.pt"
-    mp.spawn(workers.worker, args=(2, mode, _free_port(), str(out), backend), nprocs=2, join=True)
+def _train_distributed(mode: str, backend: str, folder) -> dict:
+    """folder: a path without brackets (file:// rendezvous URLs do not take them; tmp_path of a test does)."""
+    out = folder / f"{mode}.pt"
+    args = (2, mode, str(folder / "rendezvous"), str(out), backend)
+    context = mp.start_processes(workers.worker, args=args, nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + DISTRIBUTED_DEADLINE_S
+    while not context.join(timeout=1):  # raises ProcessRaisedException when a worker fails
+        if time.monotonic() > deadline:
+            alive = [i for i, process in enumerate(context.processes) if process.is_alive()]
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"{mode}: rank(s) {alive} still running after {DISTRIBUTED_DEADLINE_S} s")
     return torch.load(out)
 
 
@@ -106,7 +112,7 @@ DISTRIBUTED_BACKEND = "cpp" if "cpp" in swin_kernels.available_backends() else "
 
 
 @pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
-def test_two_processes_train_like_one_on_the_whole_batch(mode, tmp_path):
+def test_two_processes_train_like_one_on_the_whole_batch(mode, tmp_path_factory):
     """2 gloo processes on the loopback interface, each on half of every batch, end with the parameters of one
     process training on the whole batches (fp64: only the order of the gradient reduction differs)."""
     if mode == "fsdp2":
@@ -115,7 +121,7 @@ def test_two_processes_train_like_one_on_the_whole_batch(mode, tmp_path):
         except ImportError as error:
             pytest.skip(f"this torch has no FSDP2 fully_shard: {error}")
     expected = _train_alone(DISTRIBUTED_BACKEND)
-    actual = _train_distributed(mode, DISTRIBUTED_BACKEND, tmp_path)
+    actual = _train_distributed(mode, DISTRIBUTED_BACKEND, tmp_path_factory.mktemp(mode))
     assert actual.keys() == expected.keys()
     for name, value in expected.items():
         if not value.is_floating_point():
