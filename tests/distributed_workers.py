@@ -1,8 +1,9 @@
 """Workers of the multi-process training tests (spawned by test_training.py; importable in a fresh process).
 
-Each worker joins a 2-process gloo group on the loopback interface (rendezvous through a file), builds the same patched Swin classifier from
-the same seed, trains it for a few SGD steps on its half of every batch (DDP, or FSDP2's fully_shard) and rank 0
-saves the final parameters for the test to compare with one process training on the whole batches.
+Each worker joins a 2-process gloo group on the loopback interface (rendezvous through a file), builds the same
+patched Swin classifier from the same seed, trains it for a few SGD steps on its half of every batch (DDP, or
+FSDP2's fully_shard) and rank 0 saves the final parameters for the test to compare with one process training on
+the whole batches.
 
 A worker ends with os._exit once every rank has its result: torch's own teardown can deadlock here. Freeing the
 DDP reducer destroys the gloo process group with the GIL held and joins its worker thread, which may still be
