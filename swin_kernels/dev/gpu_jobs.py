@@ -18,6 +18,13 @@ INTERRUPT_GRACE_S = 20.0  # after SIGINT: time to write results
 TERMINATE_GRACE_S = 5.0
 
 
+def _interruptible() -> None:
+    """In the child before exec: SIGINT back to its default. A command started in the background by a shell
+    without job control (``nohup make gpu-check &``) inherits SIGINT ignored, and Python keeps it ignored, so the
+    graceful stop at a time limit (pytest writes its report on SIGINT) would not reach it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass(eq=False)  # compared by identity
 class Job:
     name: str
@@ -40,7 +47,8 @@ class Job:
         handle.flush()
         self.started = time.monotonic()
         self.process = subprocess.Popen(self.command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=self.env, cwd=self.cwd, start_new_session=True)
+                                        env=self.env, cwd=self.cwd, start_new_session=True,
+                                        preexec_fn=_interruptible)
         handle.close()  # the child holds its own descriptor
         return self
 
