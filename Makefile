@@ -46,21 +46,21 @@ test: setup
 	$(PY) -m pytest benchmarks -q --benchmark-disable
 
 cuda-check: setup
-	$(PY) -m swin_kernels.dev.cuda_check
+	$(PY) -m tools.cuda_check
 
 compile-report: setup
-	$(PY) -m swin_kernels.dev.compile_report
+	$(PY) -m tools.compile_report
 
 bench: setup
 	$(PY) -m pytest benchmarks --benchmark-json=results/benchmarks.json
 
 # Uses $(PYTHON) and the packages already installed: builds the extension in place for the present GPU, imports
-# the package from this tree, and runs every stage within GPU_CHECK_BUDGET seconds (swin_kernels/dev/gpu_check.py).
+# the package from this tree, and runs every stage within GPU_CHECK_BUDGET seconds (tools/gpu_check.py).
 # Results in $OUT when set, else results/gpu/. Runs as a file, so a package that fails to import still gets a report.
 GPU_CHECK_BUDGET ?= 480
 GPU_CHECK_ARGS ?=
 gpu-check:
-	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(PYTHON) swin_kernels/dev/gpu_check.py \
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(PYTHON) tools/gpu_check.py \
 		--budget $(GPU_CHECK_BUDGET) $(GPU_CHECK_ARGS)
 
 clean:

@@ -4,7 +4,7 @@
 checks the backends, runs a short comparison and the W-MSA vs MSA complexity study, and writes results/REPORT.md.
 """
 
-from swin_kernels.dev.torchvision_compat import make_torchvision_importable
+from tools.torchvision_compat import make_torchvision_importable
 
-# Before anything imports transformers, timm or torchvision: see swin_kernels/dev/torchvision_compat.py.
+# Before anything imports transformers, timm or torchvision: see tools/torchvision_compat.py.
 make_torchvision_importable()

@@ -8,7 +8,7 @@ from torch import nn
 
 from . import backends, functional
 from .geometry import CLAMP_RULES, WindowGeometry, check_feature_map, check_window_sizes, clamp_window
-from .reference import relative_position_bias, relative_position_index
+from .bias import relative_position_bias, relative_position_index
 
 
 class FusedWindowAttention(nn.Module):

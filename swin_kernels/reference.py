@@ -10,52 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .bias import relative_position_bias, relative_position_index, table_window_size  # noqa: F401  (re-exported)
 from .geometry import SHIFT_MASK_VALUE, Pair, WindowGeometry, as_pair
-
-
-# ----------------------------------------------------------------------------------------------- index maps
-def relative_position_index(window, table_window=None, device=None) -> torch.Tensor:
-    """(N, N) index into a ((2Th-1)(2Tw-1), heads) table: idx(i, j) = (Δrow + Th-1)·(2Tw-1) + (Δcol + Tw-1).
-
-    ``window`` (Mh, Mw) (or an int for a square), N = Mh·Mw. ``table_window`` (Th, Tw) defaults to ``window``; a
-    larger one addresses the centre of a bigger table, which is how a window clamped at run time keeps its
-    relative positions.
-    """
-    window = as_pair(window, "window")
-    table_window = window if table_window is None else as_pair(table_window, "table_window")
-    if table_window[0] < window[0] or table_window[1] < window[1]:
-        raise ValueError(f"a table for window {table_window} cannot serve window {window}")
-    rows = torch.arange(window[0], device=device).repeat_interleave(window[1])  # token t = row * Mw + col
-    cols = torch.arange(window[1], device=device).repeat(window[0])
-    d_row = rows[:, None] - rows[None, :] + table_window[0] - 1
-    d_col = cols[:, None] - cols[None, :] + table_window[1] - 1
-    return d_row * (2 * table_window[1] - 1) + d_col
-
-
-def table_window_size(table: torch.Tensor) -> int:
-    """The window T of a square ((2T-1)², heads) relative position bias table."""
-    side = round(table.shape[0] ** 0.5)
-    if table.dim() != 2 or side * side != table.shape[0] or side % 2 == 0:
-        raise ValueError(f"relative position bias table must have shape ((2M-1)^2, heads), got {tuple(table.shape)}"
-                         "; pass table_window for a rectangular window's table")
-    return (side + 1) // 2
-
-
-def relative_position_bias(table: torch.Tensor, window, index: torch.Tensor | None = None,
-                           table_window=None) -> torch.Tensor:
-    """Gather the dense (heads, N, N) bias of a window from a ((2Th-1)(2Tw-1), heads) table (T >= window).
-
-    ``index``: the table's own relative_position_index(T) where the caller keeps one (a module buffer), so a
-    call at the full window builds nothing; it is rebuilt when absent or when the window is clamped below T.
-    ``table_window``: T, needed for a rectangular table when ``index`` does not fit (a square one is inferred).
-    """
-    window = as_pair(window, "window")
-    n = window[0] * window[1]
-    if index is None or index.numel() != n * n:
-        if table_window is None:
-            table_window = table_window_size(table)
-        index = relative_position_index(window, table_window, device=table.device)
-    return table[index.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1).contiguous()
 
 
 def _axis_regions(length: int, window: int, shift: int, device=None) -> torch.Tensor:

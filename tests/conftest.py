@@ -9,7 +9,7 @@ if not torch.cuda.is_available():
     # triton), so the kernels run on CPU tensors.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from swin_kernels.dev.torchvision_compat import make_torchvision_importable  # noqa: E402
+from tools.torchvision_compat import make_torchvision_importable  # noqa: E402
 
 # PyPI's torchvision is built for PyPI's CUDA torch; beside the CPU torch its compiled ops cannot load and it fails
 # to import (and with it transformers and timm) unless two op schemas exist first. See torchvision_compat.

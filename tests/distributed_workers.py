@@ -17,7 +17,7 @@ import datetime
 import os
 import sys
 
-from swin_kernels.dev.torchvision_compat import make_torchvision_importable
+from tools.torchvision_compat import make_torchvision_importable
 
 make_torchvision_importable()  # before transformers, which imports torchvision
 

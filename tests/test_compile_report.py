@@ -14,7 +14,7 @@ pytest.importorskip("triton", reason="the compile report needs triton")
 # Real compilation needs a process where TRITON_INTERPRET was never set (conftest sets it for this one).
 SCRIPT = r"""
 import json
-from swin_kernels.dev import compile_report as report
+from tools import compile_report as report
 plans = report.QUICK_PLANS
 wanted = {("attention_fwd", 80, "bf16"), ("window_reverse", 90, "fp16")}
 jobs = [job for job in report._attention_jobs(plans, dropout_too=False) + report._small_jobs(plans)

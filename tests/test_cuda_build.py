@@ -6,7 +6,7 @@ import torch
 
 import swin_kernels
 from swin_kernels import backends
-from swin_kernels.dev import cuda_check
+from tools import cuda_check
 from swin_kernels.backends import BackendUnavailableError
 from swin_kernels.ops import cuda as cuda_backend
 

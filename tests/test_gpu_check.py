@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from swin_kernels.dev import gpu_jobs
-from swin_kernels.dev.gpu_results import parse_junit, parse_sanitizer, parse_verbose_log
+from tools import gpu_jobs
+from tools.gpu_results import parse_junit, parse_sanitizer, parse_verbose_log
 
 
 def _import_benchmarks():
@@ -35,7 +35,7 @@ gpu_bench, gpu_metrics = _import_benchmarks()
 AttentionGroup, CompileCaps, EndToEndGroup = gpu_bench.AttentionGroup, gpu_bench.CompileCaps, gpu_bench.EndToEndGroup
 
 ROOT = Path(__file__).resolve().parents[1]
-GPU_CHECK = ROOT / "swin_kernels" / "dev" / "gpu_check.py"
+GPU_CHECK = ROOT / "tools" / "gpu_check.py"
 MAX_OUTPUT_FILES = 8  # what the lent machine sends back
 
 

@@ -21,7 +21,7 @@ import torch
 from setuptools import Distribution, Extension
 from torch.utils import cpp_extension
 
-from swin_kernels.dev import torch_api_check
+from tools import torch_api_check
 from swin_kernels.ops import cuda as cuda_backend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def test_build_in_place_does_not_read_pyproject(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------------- torch APIs used here
 def test_installed_torch_has_every_api_the_package_uses():
-    result = subprocess.run([sys.executable, "-m", "swin_kernels.dev.torch_api_check", "--strict"], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "tools.torch_api_check", "--strict"], capture_output=True,
                             text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     for api in torch_api_check.APIS:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from ..reference import relative_position_bias
+from ..bias import relative_position_bias
 from ..weights import window_pair
 from .common import (
     AttentionSpec, ConcatenatedParameters, call_options, extra_arg_names, hooks_reason, named_backend_lacks_dropout,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ..geometry import WindowGeometry
-from ..reference import relative_position_bias
+from ..bias import relative_position_bias
 from ..weights import window_pair
 from .common import (
     AttentionSpec, ConcatenatedParameters, hooks_reason, named_backend_lacks_dropout, original, plain_linear_reason,

@@ -55,7 +55,7 @@ class KernelShape:
 
 
 # The first configuration without register spills on sm_80 and sm_90 (dropout on, every optional input present:
-# the most registers), found by `python -m swin_kernels.dev.tune_configs` over candidates in order of preference
+# the most registers), found by `python -m tools.tune_configs` over candidates in order of preference
 # (larger tiles, fewer warps first) and checked by the compile report. Key: (dtype path, BLOCK_D >= 32,
 # multi-block window); windows of fewer tokens use tiles capped at their block. Values: (forward, dK/dV, dQ).
 # 255 = maxnreg: ptxas's own register target (e.g. 168 for 4 warps, 80 for 8 on sm_90) would spill there.

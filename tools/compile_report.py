@@ -1,6 +1,6 @@
 """Ahead-of-time compile report of every Triton kernel for sm_80 and sm_90 (no GPU needed).
 
-    python -m swin_kernels.dev.compile_report [--jobs N] [--plans quick|ci|full] [--paths bf16,...] [--json F]
+    python -m tools.compile_report [--jobs N] [--plans quick|ci|full] [--paths bf16,...] [--json F]
 
 Compiles each kernel with triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32)) in the one launch
 configuration the backend uses for each plan, then runs the ptxas that ships with Triton (-v) on the PTX for

@@ -1,6 +1,6 @@
 """One small forward + backward of every CUDA and Triton kernel, for compute-sanitizer (memcheck, racecheck).
 
-    compute-sanitizer --tool memcheck python -m swin_kernels.dev.sanitize_kernels [--backends triton,cuda]
+    compute-sanitizer --tool memcheck python -m tools.sanitize_kernels [--backends triton,cuda]
 
 Maps that need padding (9x10 with window 7), a shift, an unshifted 8x8 window (64 tokens: the cuda kernels'
 largest), and for Triton a 12x12 window (several key blocks) and dropout; fp32, fp16 and bf16 (fp32 and the

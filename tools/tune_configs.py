@@ -1,6 +1,6 @@
 """Find, per plan class, the first Triton launch configuration that compiles without register spills.
 
-    python -m swin_kernels.dev.tune_configs [--jobs N] [--paths bf16,fp32,...]
+    python -m tools.tune_configs [--jobs N] [--paths bf16,fp32,...]
 
 A plan class is (dtype path, BLOCK_D, multi-block window); for each class and kernel (forward, dK/dV, dQ) the
 candidates below are tried in order of preference (larger tiles and fewer warps first), each compiled for sm_80
@@ -21,7 +21,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 
-from swin_kernels.dev import compile_report as report  # noqa: E402
+from tools import compile_report as report  # noqa: E402
 
 MAXNREG = 255
 # (rows, cols, warps, maxnreg) in order of preference

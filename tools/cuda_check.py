@@ -9,7 +9,7 @@
 Prints one row per kernel and architecture (registers, spills, static and dynamic shared memory) and exits non-zero
 on any compile error, any register spill or shared memory over the limit.
 
-    python -m swin_kernels.dev.cuda_check [--arch 80 --arch 90] [--jobs 2]
+    python -m tools.cuda_check [--arch 80 --arch 90] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
 DEFAULT_ARCHS = ("80", "90")
 # cudaDevAttrMaxSharedMemoryPerBlockOptin of the architectures' flagship parts (A100, H100).

@@ -1,6 +1,6 @@
 """Which torch APIs swin_kernels uses, the first torch release that has each, and whether the installed torch has them.
 
-    python -m swin_kernels.dev.torch_api_check [--strict]
+    python -m tools.torch_api_check [--strict]
 
 prints the table; exit status 1 when the package (run time or build) needs an API this torch lacks, or with
 --strict when the benchmarks or tests do.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 # Scopes: what needs the API. The package's minimum torch is the newest "since" of its required runtime and build
 # APIs; the benchmarks and tests may need more.
 PACKAGE_SCOPES = ("runtime", "build")

@@ -1,6 +1,6 @@
 """`make gpu-check`: what a lent GPU machine (no network, its own torch) should check, within a time budget.
 
-    python swin_kernels/dev/gpu_check.py [--budget 480] [--out DIR] [--python PY] [--stages ...]
+    python tools/gpu_check.py [--budget 480] [--out DIR] [--python PY] [--stages ...]
 
 Run as a file, standard library only, so that a report is written even when the package fails to import with
 that machine's torch. It never creates a virtual environment or asks a package index: the extension is built in
@@ -40,7 +40,7 @@ else:
     from .gpu_results import PytestCounts, Stage, bundle, parse_sanitizer, read_test_counts, write_report, \
         write_summary
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 TEST_FILES = ("tests/test_triton.py", "tests/test_cuda_build.py", "tests/test_patching.py", "tests/test_compile.py",
               "tests/test_gradcheck.py")
@@ -272,7 +272,7 @@ class GpuCheck:
         jobs = []
         for name in SANITIZER_TOOLS:
             command = [tool, "--tool", name, "--error-exitcode", "86", "--print-limit", "30",
-                       "--target-processes", "application-only", self.python, "-m", "swin_kernels.dev.sanitize_kernels"]
+                       "--target-processes", "application-only", self.python, "-m", "tools.sanitize_kernels"]
             jobs.append(self.job(f"sanitizer-{name}", command, deadline, PYTORCH_NO_CUDA_MEMORY_CACHING="1").start())
         return jobs
 
