@@ -6,6 +6,8 @@ semantics (pad/roll order, window clamping, V2's cosine attention). A family mod
 
     NAME                      what it patches, for messages
     CLASS_NAMES, MODULE_PREFIX the block classes it recognises (exact class names, under that module prefix)
+    matches(module)           optional: a structural test used instead of CLASS_NAMES/MODULE_PREFIX, for code
+                              copied into many packages under many module names
     REPLACES                  the name of the block method the patch replaces ("forward", or e.g. "_attn")
     unsupported_reason(block) why this block cannot take the fused path (None when it can)
     prepare(block)            per-block state of the fused path, created once at patch time
@@ -37,7 +39,11 @@ def family_of(module: nn.Module):
     """The family module that patches ``module``'s class, or None."""
     cls = type(module)
     for family in FAMILIES:
-        if cls.__name__ in family.CLASS_NAMES and cls.__module__.startswith(family.MODULE_PREFIX):
+        matches = getattr(family, "matches", None)
+        if matches is not None:
+            if matches(module):
+                return family
+        elif cls.__name__ in family.CLASS_NAMES and cls.__module__.startswith(family.MODULE_PREFIX):
             return family
     return None
 
