@@ -72,8 +72,8 @@ def _kernel(name: str):
     }[name]
 
 
-_FLOAT_ARGS = ("qk_scale_hi", "qk_scale_lo", "scale_hi", "scale_lo", "keep_hi", "keep_lo", "p_drop", "log2e_hi",
-               "log2e_lo")
+_FLOAT_ARGS = ("qk_scale_hi", "qk_scale_lo", "scale_hi", "scale_lo", "keep_hi", "keep_lo", "p_drop", "inv_scale_hi",
+               "inv_scale_lo")
 
 
 def _attention_jobs(plans, dropout_too: bool = True, ci: bool = False) -> list[Job]:
@@ -107,7 +107,8 @@ def _attention_jobs(plans, dropout_too: bool = True, ci: bool = False) -> list[J
                          + (" dropout" if dropout else ""))
                 for arch in TARGETS:
                     jobs.append(_job("attention_fwd", arch, path, label, dict(
-                        flags, NUM_KEY_BLOCKS=plan.padded // forward.kwargs["BLOCK_N"], **forward.kwargs), forward,
+                        flags, NUM_KEY_BLOCKS=plan.padded // forward.kwargs["BLOCK_N"], FAST_LOG2=acc_type == "fp32",
+                        **forward.kwargs), forward,
                         pointers))
                     for kernel, flag in (("dkdv", "NEED_DPAD"), ("dq", "NEED_DBIAS")):
                         config = plan.backward_config(kernel)
@@ -145,8 +146,8 @@ def _small_jobs(plans) -> list[Job]:
                                       BLOCK_J=triton.next_power_of_2(plan.padded), HAS_BIAS=True,
                                       **configs.SCORE_TABLE_CONFIG.kwargs),
                                  configs.SCORE_TABLE_CONFIG,
-                                 (("bias_ptr", f"*{acc}"), ("table_ptr", f"*{acc}"), ("log2e_hi", "fp32"),
-                                  ("log2e_lo", "fp32"))))
+                                 (("bias_ptr", f"*{acc}"), ("table_ptr", f"*{acc}"), ("inv_scale_hi", "fp32"),
+                                  ("inv_scale_lo", "fp32"))))
                 jobs.append(_job("sum_slots", arch, acc, label,
                                  dict(BLOCK_C=max(16, triton.next_power_of_2(plan.padded)),
                                       **configs.REDUCE_CONFIG.kwargs),

@@ -20,7 +20,7 @@ import triton.language as tl
 from ..outputs import new_output
 from . import configs
 from .attention_forward import scalar_args
-from .index_map import kernel_geometry, window_class, window_token_map
+from .index_map import has_padding, kernel_geometry, window_class, window_token_map
 from .slot_sums import sum_slots
 from .tiles import constant, dropout_keep, load_row_stats, load_token_cols, load_token_rows, matmul, score_block
 
@@ -225,15 +225,16 @@ def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, seed, n
     acc_dtype = configs.accumulator_dtype(qkv.dtype)
     slots, per_slot = configs.backward_slots(total_windows, num_heads, plan, acc_dtype)
     need_dpad = need_dpad and pad_qkv is not None
+    pad_tokens = pad_qkv is not None and has_padding(g)  # else d_pad_qkv is 0: no window reads the pad vector
     need_dbias = need_dbias and bias is not None
     dqkv = new_output(qkv.shape, qkv)
     dbias_part = (torch.empty((slots, num_heads, plan.padded, plan.padded), dtype=acc_dtype, device=qkv.device)
                   if need_dbias else lse)
     dpad_part = (torch.empty((slots, num_heads, 2, plan.block_d), dtype=acc_dtype, device=qkv.device)
-                 if need_dpad else lse)
+                 if need_dpad and pad_tokens else lse)
     common = (*scalar_args(scale, dropout_p), dropout_p, total_windows, per_slot, num_heads, *kernel_geometry(g))
     meta = dict(WINDOW_H=g.window[0], WINDOW_W=g.window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
-                HAS_PAD=pad_qkv is not None, HAS_SHIFT=g.shifted, DROPOUT=dropout_p > 0.0,
+                HAS_PAD=pad_tokens, HAS_SHIFT=g.shifted, DROPOUT=dropout_p > 0.0,
                 INPUT_PRECISION=plan.input_precision, DOT_UPCAST=configs.dot_upcast(qkv.dtype))
     pad = qkv if pad_qkv is None else pad_qkv
     seed = lse if seed is None else seed
@@ -245,7 +246,7 @@ def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, seed, n
                                    NUM_BLOCKS=plan.padded // block, **config.kwargs, **flag, **meta,
                                    **config.launch_options())
 
-    launch(window_attention_dkdv_kernel, "dkdv", dpad_part, NEED_DPAD=need_dpad)
+    launch(window_attention_dkdv_kernel, "dkdv", dpad_part, NEED_DPAD=need_dpad and pad_tokens)
     launch(window_attention_dq_kernel, "dq", dbias_part, NEED_DBIAS=need_dbias)
     dbias = None
     if need_dbias:
@@ -253,7 +254,9 @@ def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, seed, n
         dbias = new_output(bias.shape, bias)
         sum_slots(dbias_part, dbias, 0, n * n, n, n, n)
     dpad = None
-    if need_dpad:
+    if need_dpad and not pad_tokens:
+        dpad = torch.zeros_like(pad_qkv)
+    elif need_dpad:
         dpad = new_output(pad_qkv.shape, pad_qkv)
         dpad[:channels].zero_()  # padding tokens' outputs are cropped: their dO, hence dQ, is 0
         sum_slots(dpad_part, dpad, channels, head_dim, channels, 2, head_dim)

@@ -3,9 +3,11 @@
 A program takes BLOCK_M query rows of WINDOWS consecutive (window, head) pairs (heads vary fastest, so
 neighbouring iterations read neighbouring channels of the same tokens). Per pair it loads the query rows and
 then each key block straight from qkv (B, H, W, 3C) through the window index map, adds the score table of the
-window's class (bias + shift mask, score_table.py), runs an online softmax in fp32 (fp64 for fp64) in base 2,
-and stores O at the tokens' own places in out (B, H, W, C); padding tokens are not stored. The row
-log-sum-exp (base 2) is kept for the backward. Dropout draws its Philox seed from a device tensor (taken
+window's class (bias + shift mask, score_table.py) as the dot's accumulator, runs an online softmax in fp32
+(fp64 for fp64) in base 2, and stores O at the tokens' own places in out (B, H, W, C); padding tokens are not
+stored. The row log-sum-exp (base 2) is kept for the backward. HAS_PAD is set only when the window grid
+really has padding tokens (the map is not a multiple of the window), so the pad-select code is compiled out
+otherwise. Dropout draws its Philox seed from a device tensor (taken
 from torch's generator of that device by the caller), so no host synchronisation happens and CUDA graphs work.
 """
 
@@ -17,9 +19,9 @@ import triton.language as tl
 
 from ..outputs import new_output
 from . import configs
-from .index_map import kernel_geometry, window_class, window_token_map
+from .index_map import has_padding, kernel_geometry, window_class, window_token_map
 from .score_table import score_table
-from .tiles import constant, dropout_keep, load_token_cols, load_token_rows, matmul, score_block
+from .tiles import constant, dropout_keep, fast_log2, load_token_cols, load_token_rows, matmul, score_block
 
 
 @triton.jit
@@ -28,8 +30,8 @@ def window_attention_fwd_kernel(
     total_pairs, num_heads, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
     WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr, NUM_KEY_BLOCKS: tl.constexpr, HAS_PAD: tl.constexpr, HAS_SHIFT: tl.constexpr,
-    DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, BLOCK_M: tl.constexpr,
-    WINDOWS: tl.constexpr,
+    DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, FAST_LOG2: tl.constexpr,
+    BLOCK_M: tl.constexpr, WINDOWS: tl.constexpr,
 ):
     N: tl.constexpr = WINDOW_H * WINDOW_W
     PADDED: tl.constexpr = NUM_KEY_BLOCKS * BLOCK_N
@@ -79,11 +81,11 @@ def window_attention_fwd_kernel(
                 p = tl.where(keep, p * keep_scale, 0.0)
             acc = acc * alpha[:, None] + matmul(p.to(v.dtype), v, INPUT_PRECISION, DOT_UPCAST)
             m = m_new
-        o = acc / l[:, None]
+        o = acc * (1.0 / l)[:, None]
         tl.store(out_ptr + q_row[:, None] * channels + head * HEAD_DIM + d[None, :], o.to(out_ptr.dtype.element_ty),
                  mask=q_real[:, None] & d_ok[None, :])
         # every row of the padded layout is written (0 past the window's N tokens, which nothing reads)
-        tl.store(lse_ptr + pair.to(tl.int64) * PADDED + rows, tl.where(rows < N, m + tl.log2(l), 0.0),
+        tl.store(lse_ptr + pair.to(tl.int64) * PADDED + rows, tl.where(rows < N, m + fast_log2(l, FAST_LOG2), 0.0),
                  mask=(rows < PADDED) & live)
 
 
@@ -104,10 +106,11 @@ def window_attention_forward(qkv, pad_qkv, bias, seed, num_heads, geometry, scal
     head_dim = c3 // (3 * num_heads)
     total_pairs = batch * g.num_windows * num_heads
     configs.check_int32_indices(batch * num_heads, g.padded_height, g.padded_width)
+    configs.check_scale(scale)
     acc_dtype = configs.accumulator_dtype(qkv.dtype)
     out = new_output((*qkv.shape[:3], c3 // 3), qkv)
     lse = torch.empty(lse_shape(batch, g, num_heads, plan), dtype=acc_dtype, device=qkv.device)
-    table = score_table(bias, acc_dtype, num_heads, g, plan, qkv.device)
+    table = score_table(bias, acc_dtype, num_heads, g, scale, plan, qkv.device)
     config = plan.forward_config()
     meta = config.kwargs
     qk_hi, qk_lo, _, _, keep_hi, keep_lo = scalar_args(scale, dropout_p)
@@ -117,8 +120,8 @@ def window_attention_forward(qkv, pad_qkv, bias, seed, num_heads, geometry, scal
         qkv, qkv if pad_qkv is None else pad_qkv, table, out, lse, lse if seed is None else seed,
         qk_hi, qk_lo, keep_hi, keep_lo, dropout_p, total_pairs, num_heads, *kernel_geometry(g),
         WINDOW_H=g.window[0], WINDOW_W=g.window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
-        NUM_KEY_BLOCKS=plan.padded // meta["BLOCK_N"], HAS_PAD=pad_qkv is not None, HAS_SHIFT=g.shifted,
-        DROPOUT=dropout_p > 0.0, INPUT_PRECISION=plan.input_precision, DOT_UPCAST=configs.dot_upcast(qkv.dtype),
-        **meta, **config.launch_options(),
+        NUM_KEY_BLOCKS=plan.padded // meta["BLOCK_N"], HAS_PAD=pad_qkv is not None and has_padding(g),
+        HAS_SHIFT=g.shifted, DROPOUT=dropout_p > 0.0, INPUT_PRECISION=plan.input_precision,
+        DOT_UPCAST=configs.dot_upcast(qkv.dtype), FAST_LOG2=configs.fast_log2(acc_dtype), **meta, **config.launch_options(),
     )
     return out, lse, table

@@ -9,6 +9,7 @@ follow from it and from the problem shape.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -165,6 +166,17 @@ def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
 def dot_precision(dtype: torch.dtype, tf32: bool) -> str:
     """fp32 inputs use TF32 tensor cores only when torch allows it for fp32 matmuls; everything else is exact."""
     return "tf32" if dtype == torch.float32 and tf32 else "ieee"
+
+
+def fast_log2(acc_dtype: torch.dtype) -> bool:
+    """The stored log-sum-exp of fp32 statistics takes log2 from lg2.approx (inline PTX, so not in the interpreter)."""
+    return acc_dtype == torch.float32 and not INTERPRET
+
+
+def check_scale(scale: float) -> None:
+    """The score table holds (bias + mask) / scale (score_table.py): the scale must be finite and invertible."""
+    if not (math.isfinite(scale) and scale != 0.0 and math.isfinite(1.0 / scale)):
+        raise ValueError(f"triton: the attention scale must be finite and nonzero, got {scale}")
 
 
 def dot_upcast(dtype: torch.dtype) -> bool:

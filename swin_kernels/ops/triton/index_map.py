@@ -23,6 +23,12 @@ def kernel_geometry(geometry) -> tuple[int, ...]:
     return (g.height, g.width, *g.roll_length, *g.roll, g.windows_per_row, g.num_windows)
 
 
+def has_padding(geometry) -> bool:
+    """Whether any window slot is a padding token (the map is not a multiple of the window on some axis); the
+    kernels compile the pad-vector select out when not."""
+    return geometry.pad_bottom > 0 or geometry.pad_right > 0
+
+
 @triton.jit
 def _unroll(rolled, roll_len, roll):
     """Unrolled position of rolled position ``rolled`` < roll_len."""

@@ -36,28 +36,39 @@ def load_token_cols(base_ptr, pad_ptr, row, real, padded, row_stride, col0, d, d
 
 
 @triton.jit
-def matmul(a, b, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr):
-    """a @ b with fp32 (fp64 for fp64) accumulation."""
+def matmul(a, b, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, acc=None):
+    """a @ b (+ acc) with fp32 (fp64 for fp64) accumulation."""
     if DOT_UPCAST:
-        out = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+        out = tl.dot(a.to(tl.float32), b.to(tl.float32), acc=acc, input_precision="ieee")
     else:
-        out = tl.dot(a, b, input_precision=INPUT_PRECISION)
+        out = tl.dot(a, b, acc=acc, input_precision=INPUT_PRECISION)
     return out
 
 
 @triton.jit
 def score_block(a, b, rows, cols, table, qk_scale, PADDED: tl.constexpr, TRANSPOSED: tl.constexpr,
                 INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr):
-    """log2-scaled scores q kᵀ·scale·log2(e) + table of a block: (queries, keys), or (keys, queries) if TRANSPOSED.
+    """log2-scaled scores (q kᵀ + table)·scale·log2(e) of a block: (queries, keys), or (keys, queries) if TRANSPOSED.
 
-    ``table`` points at the window class's (PADDED, PADDED) score table (bias, shift mask, -inf pad keys).
+    ``table`` points at the window class's (PADDED, PADDED) score table ((bias + shift mask) / scale, -inf pad
+    keys). It is the dot's accumulator: loaded straight into the mma layout, with no layout conversion.
     """
-    s = matmul(a, b, INPUT_PRECISION, DOT_UPCAST) * qk_scale
     if TRANSPOSED:
         offsets = cols[None, :] * PADDED + rows[:, None]
     else:
         offsets = rows[:, None] * PADDED + cols[None, :]
-    return s + tl.load(table + offsets)
+    return matmul(a, b, INPUT_PRECISION, DOT_UPCAST, tl.load(table + offsets)) * qk_scale
+
+
+@triton.jit
+def fast_log2(x, APPROX: tl.constexpr):
+    """log2 of fp32 x > 0 on the MUFU unit (lg2.approx: ~2^-22 relative error), else tl.log2 (fp64, interpreter)."""
+    if APPROX:
+        out = tl.inline_asm_elementwise("lg2.approx.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True,
+                                        pack=1)
+    else:
+        out = tl.log2(x)
+    return out
 
 
 @triton.jit
