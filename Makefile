@@ -20,7 +20,7 @@ EXT_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o
 
 .PHONY: setup demo test cuda-check compile-report bench gpu-check clean
 
-setup: $(VENV)/.deps-stamp $(VENV)/.ext-stamp
+setup: $(VENV)/.deps-stamp $(VENV)/.ext-stamp $(VENV)/.torchvision-hook-stamp
 
 $(VENV)/.deps-stamp: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ $(VENV)/.deps-stamp: pyproject.toml
 # build environment, which would fetch another torch).
 $(VENV)/.ext-stamp: $(VENV)/.deps-stamp $(EXT_SOURCES)
 	$(PIP) install -q --no-build-isolation --no-deps -e .
+	@touch $@
+
+# An import hook (a .pth file) so that any script this venv runs can import torchvision, timm and transformers'
+# Swin although PyPI's torchvision is built against the CUDA torch (tools/torchvision_compat.py).
+$(VENV)/.torchvision-hook-stamp: $(VENV)/.deps-stamp tools/torchvision_compat.py
+	$(PY) -m tools.torchvision_compat --install
 	@touch $@
 
 demo: setup
