@@ -25,14 +25,15 @@ from __future__ import annotations
 import warnings
 from collections import defaultdict
 
+import torch
 from torch import nn
 
 from .. import backends
 from ..backends import BackendUnavailableError, Request
-from . import hf_swin, hf_swinv2, timm_swin, torchvision_swin
+from . import hf_swin, hf_swinv2, mm_swin, monai_swin, timm_swin, timm_swinv2_cr, torchvision_swin
 from .common import STATE_PREFIX, AttentionSpec, PatchedMethod
 
-FAMILIES = (hf_swin, hf_swinv2, timm_swin, torchvision_swin)
+FAMILIES = (hf_swin, hf_swinv2, timm_swin, torchvision_swin, mm_swin, monai_swin, timm_swinv2_cr)
 
 
 def family_of(module: nn.Module):
@@ -48,10 +49,57 @@ def family_of(module: nn.Module):
     return None
 
 
-def _looks_like_swin_block(module: nn.Module) -> bool:
-    """A window-attention block of a class this version does not know (e.g. CLAP's audio Swin, Swin2SR)."""
-    has_attention = any(hasattr(module, name) for name in ("attention", "attn"))
-    return has_attention and hasattr(module, "window_size") and hasattr(module, "shift_size")
+# Tensors only window attention owns: relative position tables and indices, V2's coordinate tables.
+WINDOW_TENSORS = ("relative_position_bias_table", "relative_position_index", "relative_coords_table",
+                  "relative_coordinates_log")
+UNKNOWN_CLASS = "not a Swin block class this version of swin_kernels knows"
+THREE_D = "3-D windows are not supported yet"
+
+
+def _owns_window_tensor(module: nn.Module) -> bool:
+    return any(name in module._parameters or name in module._buffers for name in WINDOW_TENSORS)
+
+
+def _looks_like_window_attention(module: nn.Module) -> bool:
+    """Window attention or a block around it, of any class: it owns a relative-position table/index, or it has
+    window_size and shift_size and an attention (``attn``/``attention``) or a submodule owning such a table."""
+    if _owns_window_tensor(module):
+        return True
+    if not (hasattr(module, "window_size") and hasattr(module, "shift_size")):
+        return False
+    return any(hasattr(module, name) for name in ("attention", "attn")) or any(
+        _owns_window_tensor(m) for m in module.modules())
+
+
+def _is_3d(module: nn.Module) -> bool:
+    for m in module.modules():
+        window = getattr(m, "window_size", None)
+        if isinstance(window, (tuple, list, torch.Size)) and len(window) == 3:
+            return True
+    return False
+
+
+def _under(path: str, ancestor: str) -> bool:
+    """Whether ``path`` is ``ancestor`` or lies inside it ("" is the model itself)."""
+    return ancestor == "" or path == ancestor or path.startswith(ancestor + ".")
+
+
+def unpatched_lookalikes(model: nn.Module) -> list[tuple[str, str, str]]:
+    """(path, class name, reason) of every module of ``model`` that looks like window attention (a relative-position
+    table or index, window_size and shift_size around an attention) that no family recognises: neither it, nor a
+    module around it, nor one inside it is a block a family handles (those are patched, or declined with their own
+    reason by ``patch``). The outermost such module is named, not its attention as well. 3-D ones are named with
+    the reason "3-D windows are not supported yet"."""
+    modules = list(model.named_modules())
+    known = [path for path, module in modules if family_of(module) is not None]
+    found: list[tuple[str, str, str]] = []
+    for path, module in modules:
+        if not _looks_like_window_attention(module):
+            continue
+        if any(_under(path, k) or _under(k, path) for k in known) or any(_under(path, p) for p, _, _ in found):
+            continue
+        found.append((path, type(module).__name__, THREE_D if _is_3d(module) else UNKNOWN_CLASS))
+    return found
 
 
 def is_patched(module: nn.Module) -> bool:
@@ -86,9 +134,6 @@ def patch(model: nn.Module, backend: str = "auto") -> nn.Module:
     for path, module in model.named_modules():
         family = family_of(module)
         if family is None:
-            if _looks_like_swin_block(module) and not _inside_patched_family(model, path):
-                skipped[(type(module).__name__, "not a Swin block class this version of swin_kernels knows")].append(
-                    path)
             continue
         reason = family.unsupported_reason(module)
         if reason is None and family.REPLACES in vars(module) and not is_patched(module):
@@ -102,6 +147,8 @@ def patch(model: nn.Module, backend: str = "auto") -> nn.Module:
                 raise BackendUnavailableError(f"{backend} cannot run {type(module).__name__} {path or '(the model)'} "
                                               f"with its weights as they are: {why}")
         todo.append((module, family))
+    for path, name, reason in unpatched_lookalikes(model):
+        skipped[(name, reason)].append(path or "(the model)")
     for module, family in todo:
         if not is_patched(module):
             family.prepare(module)
@@ -115,15 +162,6 @@ def patch(model: nn.Module, backend: str = "auto") -> nn.Module:
         warnings.warn(f"swin_kernels.patch found no Swin block in {type(model).__name__}; nothing was changed",
                       stacklevel=2)
     return model
-
-
-def _inside_patched_family(model: nn.Module, path: str) -> bool:
-    """Whether ``path`` is a submodule (e.g. the attention) of a block a family handles."""
-    parts = path.split(".")
-    for depth in range(len(parts) - 1, 0, -1):
-        if family_of(model.get_submodule(".".join(parts[:depth]))) is not None:
-            return True
-    return False
 
 
 def unpatch(model: nn.Module) -> nn.Module:
@@ -146,4 +184,5 @@ def patched_blocks(model: nn.Module):
             yield path, module, family
 
 
-__all__ = ["FAMILIES", "AttentionSpec", "family_of", "is_patched", "patch", "patched_blocks", "unpatch"]
+__all__ = ["FAMILIES", "AttentionSpec", "family_of", "is_patched", "patch", "patched_blocks", "unpatch",
+           "unpatched_lookalikes"]
