@@ -1,29 +1,35 @@
-"""Pieces every model patch shares: the patched method, the fused attention branch, the q/k/v weight
-concatenation, call options.
+"""Pieces every model patch shares: the patched method, the qkv projection, the fused attention branch, the
+checks a patched block makes on every call, call options.
 
 A patched block feeds ``functional.shifted_window_attention`` with the qkv map of the whole (unpartitioned)
-feature map. Models that keep q, k and v as three Linears need their weights as one (3C, C) matrix:
+feature map. It decides on every call what its sub-modules are *now* (a user may wrap, quantize or hook them
+after ``patch()``):
 
-* while a gradient must reach the weights (training), they are concatenated on every call — one 3C x C copy,
-  small next to the activations of a training batch, and autograd splits the gradient back for free;
-* otherwise (inference, frozen weights) the concatenation is cached and reused until one of the tensors changes:
-  an in-place update bumps its version counter, and ``.to()`` / ``.half()`` / ``load_state_dict(assign=True)``
-  replace its storage. Copying all Swin-T q/k/v weights (6.5 M values) took 7% of a batch-1 inference forward on
-  one CPU thread (11 ms of 160 ms); the cache costs their size in memory (25 MiB in fp32).
+* projections that are plain ``torch.nn.Linear`` without hooks are read: HF's three q/k/v Linears become one
+  (3C, C) matrix, concatenated on every call (no cache: ``p.data`` writes, which EMA code and checkpoint loaders
+  make, are invisible to version counters, so no cache keyed on them can be right). On a 2-core CPU the copy of
+  all Swin-T q/k/v weights (24 blocks' worth, 6.5 M values) costs 1.4 ms per forward, 0.3 % of a batch-8 fp32
+  inference forward;
+* any other projection (a LoRA-style wrapper, a dynamically quantized Linear, a Linear with hooks) is called, on
+  the map padded as the block's own code pads it, and its outputs are concatenated;
+* hooks on a module the fused path does not call, or anything else the fused op cannot honour, make the block
+  run its own code for that call, with one ``FallbackWarning`` per class and reason.
 """
 
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.multiprocessing.reductions import StorageWeakRef
 
 from .. import backends, functional
-from ..backends import Request
+from . import tracing
+from ..backends import FallbackWarning, Request
+from ..geometry import WindowGeometry
 
 BYPASSED_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 STATE_PREFIX = "_swin_kernels_"  # every attribute a patched block gets starts with it
@@ -40,9 +46,14 @@ class PatchedMethod:
     def __init__(self, module: nn.Module, function) -> None:
         self.module = module
         self.function = function
+        self.name = None  # the attribute of the module it replaces, found at the first call
+        tracing.guard_scripting(module)  # torch.jit.script raises instead of running the block's class code
 
     def __call__(self, *args, **kwargs):
-        return self.function(self.module, *args, **kwargs)
+        tracing.check_legacy_onnx_export(self.module)
+        if self.name is None:
+            self.name = next(name for name, value in vars(self.module).items() if value is self)
+        return tracing.call_patched(self.module, self.name, *args, **kwargs)  # an fx leaf (see tracing.py)
 
 
 @dataclass(frozen=True)
@@ -53,72 +64,122 @@ class AttentionSpec:
     head_dim: int
     window: tuple[int, int]  # the block's configured window (a family may clamp it per call)
     dropout: float
-    weight: torch.Tensor  # a weight of the qkv projection: its device and dtype
-
-
-class ConcatenatedParameters:
-    """``torch.cat`` of tensors along dim 0 (None entries read as zeros like the first), cached when no grad flows."""
-
-    def __init__(self) -> None:
-        self.clear()
-
-    def __call__(self, tensors) -> torch.Tensor:
-        present = [t for t in tensors if t is not None]
-        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and any(t.requires_grad for t in present)):
-            return _cat_filled(tensors)
-        key = self._key_of(tensors)
-        if key != self._key or any(ref.expired() for ref in self._refs):
-            with torch.no_grad():
-                self._value = _cat_filled(tensors)
-            self._refs = [StorageWeakRef(t.untyped_storage()) for t in present]
-            self._key = key
-        return self._value
-
-    @staticmethod
-    def _key_of(tensors):
-        # data_ptr and version catch moves and in-place updates; the weak storage refs (checked above) catch a
-        # new storage landing at a freed address. Inference-mode tensors must not leak into autograd calls.
-        return (torch.is_inference_mode_enabled(), tuple(
-            None if t is None else (t.untyped_storage().data_ptr(), t.data_ptr(), t._version, t.dtype, t.device)
-            for t in tensors))
-
-    def clear(self) -> None:
-        self._key = self._value = None
-        self._refs = []
-
-    # A copy of a patched model starts with an empty cache (the weak refs must not be duplicated).
-    def __deepcopy__(self, memo) -> "ConcatenatedParameters":
-        return ConcatenatedParameters()
-
-    def __getstate__(self):
-        return {}
-
-    def __setstate__(self, state) -> None:
-        self.__init__()
-
-
-def _cat_filled(tensors) -> torch.Tensor:
-    present = next(t for t in tensors if t is not None)
-    return torch.cat([torch.zeros_like(present) if t is None else t for t in tensors])
+    weight: torch.Tensor  # a floating tensor of the attention (e.g. its bias table): its device and dtype
 
 
 def window_attention_branch(x, qkv_weight, qkv_bias, bias, num_heads: int, window, shift, scale: float,
                             dropout_p: float, backend: str, qkv_transform=None,
                             roll_before_pad: bool = False) -> torch.Tensor:
-    """qkv Linear on the unpartitioned map x (B, H, W, C) -> fused (shifted) window attention -> (B, H, W, C').
-
-    Padded tokens are zero vectors before the qkv Linear, so they see its bias. ``qkv_transform`` (per token and
-    head, e.g. Swin V2's cosine normalisation) is applied to the map and to that bias alike.
-    """
+    """qkv Linear (weight and bias given) on the unpartitioned map x (B, H, W, C) -> fused (shifted) window
+    attention -> (B, H, W, C'). Padded tokens are zero vectors before the qkv Linear, so they see its bias."""
     qkv = F.linear(x, qkv_weight, qkv_bias)
     pad_qkv = None if qkv_bias is None else qkv_bias.to(qkv.dtype)
+    return attend(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p, backend, qkv_transform,
+                  roll_before_pad)
+
+
+def attend(qkv, pad_qkv, bias, num_heads: int, window, shift, scale: float, dropout_p: float, backend: str,
+           qkv_transform=None, roll_before_pad: bool = False) -> torch.Tensor:
+    """Fused (shifted) window attention on the qkv map (B, H, W, 3C) whose padded tokens get ``pad_qkv`` (3C,).
+
+    ``qkv_transform`` (per token and head, e.g. Swin V2's cosine normalisation) is applied to the map and to
+    ``pad_qkv`` alike. An empty batch gives the empty result.
+    """
     if qkv_transform is not None:
         qkv = qkv_transform(qkv)
         pad_qkv = None if pad_qkv is None else qkv_transform(pad_qkv)
+    if qkv.shape[0] == 0:
+        return qkv[..., : qkv.shape[-1] // 3].clone()
     return functional.shifted_window_attention(
         qkv, num_heads, window, shift, roll_before_pad=roll_before_pad, pad_qkv=pad_qkv, bias=bias.to(qkv.dtype),
         scale=scale, dropout_p=dropout_p, backend=backend,
     )
+
+
+def has_hooks(module: nn.Module) -> bool:
+    return any(getattr(module, attr, None) for attr in BYPASSED_HOOKS)
+
+
+def is_plain_linear(module: nn.Module) -> bool:
+    """A torch.nn.Linear itself (not a subclass, wrapper or quantized Linear) without hooks: safe to read."""
+    return type(module) is nn.Linear and not has_hooks(module)
+
+
+def project(x: torch.Tensor, modules, geometry: WindowGeometry):
+    """(qkv, pad_qkv): the outputs of the projection ``modules`` on x (B, H, W, C), concatenated on the last
+    dimension, and what they give a padded token (a zero vector; None: nothing is padded, or zeros).
+
+    Plain Linears are read (one F.linear on their concatenated weights); anything else is called as the block's
+    own code calls it, on the map zero-padded to whole windows, so wrappers, quantized Linears and hooks run.
+    """
+    if all(is_plain_linear(m) for m in modules):
+        if len(modules) == 1:
+            weight, bias = modules[0].weight, modules[0].bias
+        else:
+            weight = torch.cat([m.weight for m in modules])
+            biases = [m.bias for m in modules]
+            bias = None if all(b is None for b in biases) else cat_filled(biases)
+        qkv = F.linear(x, weight, bias)
+        return qkv, None if bias is None else bias.to(qkv.dtype)
+    g = geometry
+    rows, cols = g.padded_height - g.height, g.padded_width - g.width
+    padded = F.pad(x, (0, 0, 0, cols, 0, rows)) if rows or cols else x
+    outputs = [m(padded) for m in modules]
+    out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+    if not (rows or cols):
+        return out, None
+    pad_qkv = out[0, -1, -1] if out.shape[0] else None  # the bottom-right token is padding
+    return out[:, :g.height, :g.width], pad_qkv
+
+
+def cat_filled(tensors) -> torch.Tensor:
+    """torch.cat of tensors along dim 0, None entries read as zeros like the first present one."""
+    present = next(t for t in tensors if t is not None)
+    return torch.cat([torch.zeros_like(present) if t is None else t for t in tensors])
+
+
+class ConcatenatedParameters:
+    """``cat_filled`` as a per-block object (kept for family modules written against it). It caches nothing: no
+    cache keyed on version counters sees ``p.data`` writes."""
+
+    def __call__(self, tensors) -> torch.Tensor:
+        return cat_filled(tensors)
+
+
+def bypassed_hooks_reason(root: nn.Module, name: str, called=()) -> str | None:
+    """Why hooks would silently stop firing: ``root`` or a module under it that the fused path does not call (all
+    but ``called`` and what they contain) has hooks. None when none has. A walk over a handful of modules."""
+    stack = [(name, root)]
+    while stack:
+        path, module = stack.pop()
+        if any(module is c for c in called):
+            continue
+        if has_hooks(module):
+            return f"{path} has hooks, which the fused path would bypass"
+        stack.extend((f"{path}.{child_name}", child) for child_name, child in module._modules.items()
+                     if child is not None)
+    return None
+
+
+def tensor_weights_reason(**linears) -> str | None:
+    """Why F.linear cannot read these modules' ``weight``/``bias`` as the library's own code does (None: it can)."""
+    for name, module in linears.items():
+        if not isinstance(getattr(module, "weight", None), torch.Tensor):
+            cls = type(module)
+            return f"{name} ({cls.__module__}.{cls.__qualname__}) has no weight tensor for the library's own code to read"
+    return None
+
+
+_WARNED_OWN_CODE: set[tuple[str, str]] = set()
+
+
+def run_own_code_warning(block: nn.Module, reason: str) -> None:
+    """Say once per class and reason that a patched block runs its own (unfused) code."""
+    key = (type(block).__qualname__, reason)
+    if key not in _WARNED_OWN_CODE:
+        _WARNED_OWN_CODE.add(key)
+        warnings.warn(f"swin_kernels: a patched {type(block).__name__} runs its own unfused code: {reason}. "
+                      "swin_kernels.explain(model) lists what runs where.", FallbackWarning, stacklevel=4)
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -136,7 +197,36 @@ def named_backend_lacks_dropout(backend: str, x: torch.Tensor, window, head_dim:
     return _lacks_dropout(backend, x.device.type, compute_dtype(x), window[0], window[1], head_dim)
 
 
-@torch.compiler.assume_constant_result
+def dropout_reason(backend: str, spec: AttentionSpec, x: torch.Tensor | None, window, training: bool) -> str | None:
+    """Why the block runs its own code for a call on x (None: as configured, on its weights' device and dtype):
+    attention dropout in training on a named backend without dropout. None when that is not the case."""
+    p = spec.dropout if training else 0.0
+    if p == 0.0:
+        return None
+    if x is None:
+        device = spec.weight.device
+        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else spec.weight.dtype
+    else:
+        device, dtype = x.device, compute_dtype(x)
+    if not _lacks_dropout(backend, device.type, dtype, window[0], window[1], spec.head_dim):
+        return None
+    return f"attention dropout (p={p:g}) in training, which the {backends.requested_name(backend)} backend lacks"
+
+
+def linear_features(module: nn.Module) -> tuple[int, int]:
+    """(in, out) features of a Linear-like module: its attributes, its weight's shape or its base layer's."""
+    for candidate in (module, getattr(module, "base_layer", None)):
+        if candidate is None:
+            continue
+        if isinstance(getattr(candidate, "in_features", None), int):
+            return candidate.in_features, candidate.out_features
+        weight = getattr(candidate, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.dim() == 2:
+            return weight.shape[1], weight.shape[0]
+    raise TypeError(f"cannot tell the features of {type(module).__module__}.{type(module).__qualname__}")
+
+
+@backends.constant_result
 def _lacks_dropout(backend, device_type, dtype, window_h, window_w, head_dim) -> bool:
     """Host-side logic that torch.compile treats as a constant (it reads the backend override's environment)."""
     name = backends.requested_name(backend)
@@ -171,13 +261,15 @@ def plain_linear_reason(**linears) -> str | None:
     """Why these submodules cannot be bypassed by F.linear on their weights (None when they can)."""
     for name, module in linears.items():
         if type(module) is not nn.Linear:
-            return f"{name} is a {type(module).__name__}, not a torch.nn.Linear"
+            cls = type(module)
+            return (f"{name} is a {cls.__module__}.{cls.__qualname__}, which the fused path cannot read as a "
+                    "torch.nn.Linear; the block keeps its own code")
     return None
 
 
 def hooks_reason(**modules) -> str | None:
     """Hooks on a module the fused path no longer calls would silently stop firing: refuse instead."""
     for name, module in modules.items():
-        if any(getattr(module, attr, None) for attr in BYPASSED_HOOKS):
+        if has_hooks(module):
             return f"{name} has hooks, which the fused path would bypass"
     return None

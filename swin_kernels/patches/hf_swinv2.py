@@ -3,7 +3,8 @@
 Swin V2 scores are ``cos(q_i, k_j) · exp(min(logit_scale_h, ln 100)) + 16·sigmoid(cpb_mlp(coords))[h, i, j]``.
 The cosine normalisation and the per-head logit scale act on each token and head separately, so they are
 applied to the unpartitioned qkv map (and to the qkv bias, which padded tokens see) before the fused op, which
-then runs with scale 1 and the dense bias computed once per call. Every backend thereby supports V2.
+then runs with scale 1 and the dense bias computed once per call. Every backend thereby supports V2. The q/k/v
+projections are read or called per call (common.project), as in V1.
 
 Blocks keep the post-norm order of V2 (attention, then layernorm_before, then the residual). Windows are the
 block's own (fixed at construction from the configured resolution; a smaller run-time map is padded).
@@ -21,10 +22,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..geometry import WindowGeometry
 from ..weights import window_pair
 from .common import (
-    AttentionSpec, ConcatenatedParameters, call_options, extra_arg_names, hooks_reason, named_backend_lacks_dropout,
-    original, plain_linear_reason, window_attention_branch,
+    AttentionSpec, attend, bypassed_hooks_reason, call_options, dropout_reason, extra_arg_names, original, project,
+    run_own_code_warning,
 )
 
 NAME = "Hugging Face transformers Swin V2"
@@ -56,18 +58,23 @@ def continuous_position_bias(mlp, coords_table: torch.Tensor, index: torch.Tenso
     return table[index.view(-1)].view(tokens, tokens, -1).permute(2, 0, 1)
 
 
+def _called_modules(layer):
+    """Every module under ``attention`` the fused path calls."""
+    s, o = layer.attention.self, layer.attention.output
+    return (s.query, s.key, s.value, s.continuous_position_bias_mlp, o.dense, o.dropout)
+
+
 def _attention(layer, x):
     s, o = layer.attention.self, layer.attention.output
-    weight = layer._swin_kernels_qkv_weight((s.query.weight, s.key.weight, s.value.weight))
-    biases = (s.query.bias, s.key.bias, s.value.bias)
-    bias = None if all(b is None for b in biases) else layer._swin_kernels_qkv_bias(biases)
-    out = window_attention_branch(
-        x, weight, bias, continuous_position_bias(s.continuous_position_bias_mlp, s.relative_coords_table,
-                                                  s.relative_position_index, s.num_attention_heads,
-                                                  s.window_size[0] * s.window_size[1]),
-        s.num_attention_heads, layer.window_size, layer.shift_size,
-        1.0, s.dropout.p if layer.training else 0.0, layer._swin_kernels_backend,
-        qkv_transform=lambda t: cosine_qkv(t, s.num_attention_heads, s.logit_scale),
+    height, width = x.shape[1:3]
+    g = WindowGeometry(height, width, layer.window_size, layer.shift_size)
+    qkv, pad_qkv = project(x, (s.query, s.key, s.value), g)
+    out = attend(
+        qkv, pad_qkv, continuous_position_bias(s.continuous_position_bias_mlp, s.relative_coords_table,
+                                               s.relative_position_index, s.num_attention_heads,
+                                               s.window_size[0] * s.window_size[1]),
+        s.num_attention_heads, g.window, g.shift, 1.0, s.dropout.p if layer.training else 0.0,
+        layer._swin_kernels_backend, qkv_transform=lambda t: cosine_qkv(t, s.num_attention_heads, s.logit_scale),
     )
     return o.dropout(o.dense(out))
 
@@ -84,12 +91,20 @@ def _block(layer, hidden_states, input_dimensions, **_):
 def replacement(self, hidden_states, input_dimensions, *args, **kwargs):
     """Patched forward of a Swinv2Layer; same signature and outputs as the original."""
     options = call_options(self, args, kwargs)
-    spec = attention_spec(self)
-    if (options.get("output_attentions") or options.get("head_mask") is not None
-            or named_backend_lacks_dropout(self._swin_kernels_backend, hidden_states, spec.window, spec.head_dim,
-                                           spec.dropout if self.training else 0.0)):
+    if options.get("output_attentions") or options.get("head_mask") is not None:
+        return original(self, "forward", hidden_states, input_dimensions, *args, **kwargs)
+    reason = fallback_reason(self, hidden_states)
+    if reason is not None:
+        run_own_code_warning(self, reason)
         return original(self, "forward", hidden_states, input_dimensions, *args, **kwargs)
     return _block(self, hidden_states, input_dimensions, **options)
+
+
+def fallback_reason(layer, x=None) -> str | None:
+    """Why the patched block runs its own code for a call on x (None: as configured), or None."""
+    spec = attention_spec(layer)
+    return (bypassed_hooks_reason(layer.attention, "attention", _called_modules(layer))
+            or dropout_reason(layer._swin_kernels_backend, spec, x, spec.window, layer.training))
 
 
 def unsupported_reason(layer) -> str | None:
@@ -101,18 +116,15 @@ def unsupported_reason(layer) -> str | None:
         return "its attention does not have the Swinv2SelfAttention layout"
     if tuple(s.window_size) != (layer.window_size, layer.window_size):
         return f"its attention window {tuple(s.window_size)} differs from the block window {layer.window_size}"
-    linears = dict(query=s.query, key=s.key, value=s.value, dense=a.output.dense)
-    return plain_linear_reason(**linears) or hooks_reason(**dict(a.named_modules(prefix="attention")))
+    return bypassed_hooks_reason(a, "attention", _called_modules(layer))
 
 
 def prepare(layer) -> None:
-    layer._swin_kernels_qkv_weight = ConcatenatedParameters()
-    layer._swin_kernels_qkv_bias = ConcatenatedParameters()
     layer._swin_kernels_arg_names = extra_arg_names(layer)
 
 
 def attention_spec(layer) -> AttentionSpec:
     s = layer.attention.self
     heads = s.num_attention_heads
-    return AttentionSpec(heads, s.query.weight.shape[0] // heads, window_pair(s.window_size), float(s.dropout.p),
-                         s.query.weight)
+    return AttentionSpec(heads, int(s.attention_head_size), window_pair(s.window_size), float(s.dropout.p),
+                         s.logit_scale)

@@ -13,8 +13,11 @@ leaves its ``forward`` (norms, drop path, MLP; pre-norm in V1, post-norm in V2) 
 * V2: cosine attention with the logit scale clamped at ln 100, the continuous position bias 16·sigmoid(cpb_mlp),
   the q/k/v biases (k's a zero buffer) concatenated; applied to the unpartitioned map (hf_swinv2.cosine_qkv).
 
-Blocks run timm's own code when the fused op cannot honour the call: attention dropout in training on a named
-backend without dropout, a static mask built for another size.
+``qkv`` is called as timm calls it (V1, V2 without q/v biases or with ``qkv_bias_separate``), so wrappers and
+quantized Linears put on it after ``patch()`` run; V2 with q/v biases reads ``qkv.weight`` as timm does. Blocks run
+timm's own code, with a warning, when the fused op cannot honour the call: hooks on ``attn`` (or a module under it
+the fused path does not call), attention dropout in training on a named backend without dropout, a static mask
+built for another size, a V2 ``qkv`` without a weight tensor.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from ..geometry import WindowGeometry
 from ..bias import relative_position_bias
 from ..weights import window_pair
 from .common import (
-    AttentionSpec, ConcatenatedParameters, hooks_reason, named_backend_lacks_dropout, original, plain_linear_reason,
-    window_attention_branch,
+    AttentionSpec, attend, bypassed_hooks_reason, dropout_reason, linear_features, original, project,
+    run_own_code_warning, tensor_weights_reason,
 )
 from .hf_swinv2 import continuous_position_bias, cosine_qkv
 
@@ -61,30 +64,66 @@ def _dropout(block) -> float:
     return float(block.attn.attn_drop.p) if block.training else 0.0
 
 
+def _reads_qkv_weight(attn) -> bool:
+    """timm V2 with q/v biases reads ``qkv.weight`` (F.linear with the concatenated biases); otherwise it calls qkv."""
+    return attn.q_bias is not None and not getattr(attn, "qkv_bias_separate", False)
+
+
+def _called_modules(block):
+    """Every module under ``attn`` the fused path calls (timm calls them too)."""
+    attn = block.attn
+    called = (attn.proj, attn.proj_drop) + ((attn.cpb_mlp,) if _is_v2(block) else ())
+    return called if _is_v2(block) and _reads_qkv_weight(attn) else called + (attn.qkv,)
+
+
+def fallback_reason(block, x=None) -> str | None:
+    """Why the patched block runs timm's own ``_attn`` for a call on x (None: as configured), or None."""
+    attn = block.attn
+    if x is None:
+        window = window_pair(block.window_size)
+    else:
+        g = _geometry(block, x.shape[1], x.shape[2])
+        if not _static_mask_fits(block, g):
+            return (f"its static shift mask was built for {window_pair(block.input_resolution)}, not this "
+                    f"{g.height}x{g.width} map")
+        window = g.window
+    weights = tensor_weights_reason(qkv=attn.qkv) if _is_v2(block) and _reads_qkv_weight(attn) else None
+    return (weights or bypassed_hooks_reason(attn, "attn", _called_modules(block))
+            or dropout_reason(block._swin_kernels_backend, attention_spec(block), x, window, block.training))
+
+
 def replacement(block, x: torch.Tensor) -> torch.Tensor:
     """The block's ``_attn``: (B, H, W, C) -> (B, H, W, C), proj and its dropout included."""
     _, height, width, _ = x.shape
-    g = _geometry(block, height, width)
-    spec = attention_spec(block)
-    if not _static_mask_fits(block, g) or named_backend_lacks_dropout(
-            block._swin_kernels_backend, x, g.window, spec.head_dim, _dropout(block)):
+    reason = fallback_reason(block, x)
+    if reason is not None:
+        run_own_code_warning(block, reason)
         return original(block, "_attn", x)
+    g = _geometry(block, height, width)
     attn = block.attn
     if _is_v2(block):
-        biases = (attn.q_bias, attn.k_bias, attn.v_bias)
-        qkv_bias = None if attn.q_bias is None else block._swin_kernels_qkv_bias(biases)
+        if attn.q_bias is None:
+            qkv, pad_qkv = project(x, (attn.qkv,), g)
+        else:
+            qkv_bias = torch.cat((attn.q_bias, attn.k_bias, attn.v_bias))
+            if _reads_qkv_weight(attn):
+                qkv = torch.nn.functional.linear(x, attn.qkv.weight, qkv_bias)
+                pad_qkv = qkv_bias.to(qkv.dtype)
+            else:  # qkv_bias_separate: qkv(x) + bias
+                qkv, pad_qkv = project(x, (attn.qkv,), g)
+                qkv = qkv + qkv_bias
+                pad_qkv = qkv_bias.to(qkv.dtype) if pad_qkv is None else pad_qkv + qkv_bias
         bias = continuous_position_bias(attn.cpb_mlp, attn.relative_coords_table, attn.relative_position_index,
                                         attn.num_heads, g.tokens)
-        out = window_attention_branch(
-            x, attn.qkv.weight, qkv_bias, bias, attn.num_heads, g.window, g.shift, 1.0, _dropout(block),
-            block._swin_kernels_backend, qkv_transform=lambda t: cosine_qkv(t, attn.num_heads, attn.logit_scale),
-            roll_before_pad=True)
+        out = attend(qkv, pad_qkv, bias, attn.num_heads, g.window, g.shift, 1.0, _dropout(block),
+                     block._swin_kernels_backend,
+                     qkv_transform=lambda t: cosine_qkv(t, attn.num_heads, attn.logit_scale), roll_before_pad=True)
     else:
+        qkv, pad_qkv = project(x, (attn.qkv,), g)
         bias = relative_position_bias(attn.relative_position_bias_table, g.window, attn.relative_position_index,
                                       table_window=g.window)
-        out = window_attention_branch(
-            x, attn.qkv.weight, attn.qkv.bias, bias, attn.num_heads, g.window, g.shift, float(attn.scale),
-            _dropout(block), block._swin_kernels_backend, roll_before_pad=True)
+        out = attend(qkv, pad_qkv, bias, attn.num_heads, g.window, g.shift, float(attn.scale), _dropout(block),
+                     block._swin_kernels_backend, roll_before_pad=True)
     return attn.proj_drop(attn.proj(out))
 
 
@@ -99,15 +138,16 @@ def unsupported_reason(block) -> str | None:
         return "it has no window_size / shift_size / input_resolution"
     if window_pair(attn.window_size) != window_pair(block.window_size):
         return f"its attention window {attn.window_size} differs from the block window {block.window_size}"
-    return plain_linear_reason(qkv=attn.qkv, proj=attn.proj) or hooks_reason(attn=attn, qkv=attn.qkv)
+    return bypassed_hooks_reason(attn, "attn", _called_modules(block))
 
 
 def prepare(block) -> None:
-    block._swin_kernels_qkv_bias = ConcatenatedParameters()  # V2: cat(q_bias, k_bias, v_bias), cached when frozen
+    """Nothing to keep: everything is read or called per call."""
 
 
 def attention_spec(block) -> AttentionSpec:
     attn = block.attn
     heads = attn.num_heads
-    return AttentionSpec(heads, attn.qkv.weight.shape[0] // (3 * heads), window_pair(block.window_size),
-                         float(attn.attn_drop.p), attn.qkv.weight)
+    tensor = attn.logit_scale if _is_v2(block) else attn.relative_position_bias_table
+    return AttentionSpec(heads, linear_features(attn.qkv)[1] // (3 * heads), window_pair(block.window_size),
+                         float(attn.attn_drop.p), tensor)

@@ -11,7 +11,10 @@ The patch replaces the attention module's ``forward(x)`` on the normed (B, H, W,
   zeroes the key part of the qkv bias;
 * attention dropout and the output dropout follow ``self.training``, as its functional does.
 
-A module runs its own forward when attention dropout in training is asked of a named backend without dropout.
+torchvision's own forward reads ``qkv.weight`` and ``proj.weight`` (it never calls those modules), and so does
+the patch. A module runs its own forward, with a warning, when attention dropout in training is asked of a named
+backend without dropout, or when qkv or proj has no weight tensor (e.g. a dynamically quantized Linear: torchvision
+then fails as it does unpatched).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import torch.nn.functional as F
 from ..geometry import clamp_window
 from ..weights import window_pair
 from .common import (
-    AttentionSpec, named_backend_lacks_dropout, original, plain_linear_reason, window_attention_branch,
+    AttentionSpec, dropout_reason, linear_features, original, run_own_code_warning, tensor_weights_reason,
+    window_attention_branch,
 )
 from .hf_swinv2 import cosine_qkv
 
@@ -47,10 +51,11 @@ def replacement(attn, x: torch.Tensor) -> torch.Tensor:
     _, height, width, channels = x.shape
     window, shift = clamp_window(height, width, window_pair(attn.window_size), window_pair(attn.shift_size),
                                  "shift_only")
-    spec = attention_spec(attn)
-    dropout_p = float(attn.attention_dropout) if attn.training else 0.0
-    if named_backend_lacks_dropout(attn._swin_kernels_backend, x, window, spec.head_dim, dropout_p):
+    reason = fallback_reason(attn, x, window)
+    if reason is not None:
+        run_own_code_warning(attn, reason)
         return original(attn, "forward", x)
+    dropout_p = float(attn.attention_dropout) if attn.training else 0.0
     bias = attn.get_relative_position_bias()[0]  # (heads, N, N)
     if _is_v2(attn):
         qkv_bias = None if attn.qkv.bias is None else _zero_key_bias(attn.qkv.bias)
@@ -65,14 +70,22 @@ def replacement(attn, x: torch.Tensor) -> torch.Tensor:
     return F.dropout(out, p=attn.dropout, training=attn.training)
 
 
+def fallback_reason(attn, x=None, window=None) -> str | None:
+    """Why the patched module runs its own forward for a call on x (None: as configured), or None."""
+    spec = attention_spec(attn)
+    return (tensor_weights_reason(qkv=attn.qkv, proj=attn.proj)
+            or dropout_reason(attn._swin_kernels_backend, spec, x, window or spec.window, attn.training))
+
+
 def unsupported_reason(attn) -> str | None:
     needed = ("qkv", "proj", "window_size", "shift_size", "num_heads", "attention_dropout", "dropout",
               "get_relative_position_bias")
     if not all(hasattr(attn, name) for name in needed):
         return f"it does not have torchvision's {type(attn).__name__} layout"
-    if attn.qkv.weight.shape[0] != 3 * attn.qkv.weight.shape[1]:
+    features = linear_features(attn.qkv)
+    if features[1] != 3 * features[0]:
         return "its qkv projection does not map C channels to 3C"
-    return plain_linear_reason(qkv=attn.qkv, proj=attn.proj)  # its own forward calls neither module (no hooks)
+    return None  # its own forward reads qkv's and proj's weights (hooks on them never fire), as the patch does
 
 
 def prepare(attn) -> None:
@@ -81,5 +94,6 @@ def prepare(attn) -> None:
 
 def attention_spec(attn) -> AttentionSpec:
     heads = attn.num_heads
-    return AttentionSpec(heads, attn.qkv.weight.shape[0] // (3 * heads), window_pair(attn.window_size),
-                         float(attn.attention_dropout), attn.qkv.weight)
+    tensor = attn.logit_scale if _is_v2(attn) else attn.relative_position_bias_table
+    return AttentionSpec(heads, linear_features(attn.qkv)[1] // (3 * heads), window_pair(attn.window_size),
+                         float(attn.attention_dropout), tensor)
