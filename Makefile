@@ -28,6 +28,7 @@ $(VENV)/.deps-stamp: pyproject.toml
 	$(PIP) install -q $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	@# the test extra of pyproject.toml, installed without building the package yet
 	$(PIP) install -q $$($(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['test']))")
+	$(PIP) install -q --no-deps $$($(PY) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['test-no-deps']))")
 	@touch $@
 
 # The package is installed editable, with its C++ extension built in place (never in an isolated
