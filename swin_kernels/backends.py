@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .ops.constant import constant_result
+
 BACKEND_NAMES = ("reference", "triton", "cpp", "cuda")
 FUSED_BACKENDS = ("triton", "cpp", "cuda")
 _MODULES = {
@@ -115,21 +117,34 @@ def reason(name: str, request: Request) -> str | None:
 def resolve(backend: str | None, request: Request):
     """The implementation module that runs ``request``: the named backend, or the first that can for 'auto'.
 
-    'auto' (or None) may be overridden by the SWIN_KERNELS_BACKEND environment variable.
+    'auto' (or None) may be overridden by the SWIN_KERNELS_BACKEND environment variable (read on every call).
     """
     r = request
     name = _resolve_name(backend, r.op, str(r.device), r.dtype, r.window[0], r.window[1], r.head_dim, r.dropout)
     return _LOADED[name][0]
 
 
-@torch.compiler.assume_constant_result
+# (requested name, op, device, dtype, window, head_dim, dropout) -> (backend name, backends 'auto' passed over).
+# A backend's answer for a kind of call does not change within a process (builds, devices and kernels are fixed
+# once loaded), so each kind is decided once; choose() and explain() still ask every backend afresh.
+_RESOLVED: dict[tuple, tuple[str, tuple]] = {}
+
+
+@constant_result
 def _resolve_name(backend, op, device, dtype, window_h, window_w, head_dim, dropout) -> str:
     """Name of the backend that runs the call: host-side logic that torch.compile treats as a constant."""
-    request = Request(op, torch.device(device), dtype, (window_h, window_w), head_dim, dropout)
-    name, reasons = choose(backend, request)
-    if name is None:
-        raise BackendUnavailableError(reasons)
-    return name
+    name = requested_name(backend)
+    key = (name, op, device, dtype, window_h, window_w, head_dim, dropout)
+    hit = _RESOLVED.get(key)
+    if hit is None:
+        request = Request(op, torch.device(device), dtype, (window_h, window_w), head_dim, dropout)
+        chosen, declined, why = _choose(name, request)
+        if chosen is None:
+            raise BackendUnavailableError(why)
+        hit = _RESOLVED[key] = chosen, tuple(declined) if chosen == "reference" else ()
+    if hit[1]:  # 'auto' fell back to the reference: warn once per reason (a no-op once warned)
+        _warn_fallback(Request(op, torch.device(device), dtype, (window_h, window_w), head_dim, dropout), hit[1])
+    return hit[0]
 
 
 def requested_name(backend: str | None) -> str:
@@ -143,22 +158,27 @@ def requested_name(backend: str | None) -> str:
 
 def choose(backend: str | None, request: Request, warn: bool = True) -> tuple[str | None, str]:
     """(name, why): the backend that runs ``request`` and a sentence on the others, or (None, the error)."""
-    name = requested_name(backend)
+    name, declined, why = _choose(requested_name(backend), request)
+    if name == "reference" and declined and warn:
+        _warn_fallback(request, declined)
+    return name, why
+
+
+def _choose(name: str, request: Request) -> tuple[str | None, list, str]:
+    """(backend or None, [(backend 'auto' passed over, why)], sentence) for a requested ``name``."""
     if name != "auto":
         why = reason(name, request)
         if why is not None:
-            return None, f"{name}: {why}"
-        return name, f"{name} was asked for"
+            return None, [], f"{name}: {why}"
+        return name, [], f"{name} was asked for"
     declined = []
     for candidate in AUTO_ORDER.get(request.device.type, ("reference",)):
         why = reason(candidate, request)
         if why is None:
-            if candidate == "reference" and declined and warn:
-                _warn_fallback(request, declined)
             others = "; ".join(f"{n}: {w}" for n, w in declined)
-            return candidate, (f"auto picked {candidate}" + (f" ({others})" if others else ""))
+            return candidate, declined, (f"auto picked {candidate}" + (f" ({others})" if others else ""))
         declined.append((candidate, why))
-    return None, "no backend can run this call:\n  " + "\n  ".join(f"{n}: {w}" for n, w in declined)
+    return None, declined, "no backend can run this call:\n  " + "\n  ".join(f"{n}: {w}" for n, w in declined)
 
 
 _WARNED: set[tuple[str, str]] = set()

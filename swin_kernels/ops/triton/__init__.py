@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from ..constant import constant_result
+
 try:
     import triton
 except ImportError:  # the backend is optional
@@ -72,7 +74,7 @@ def unsupported_reason(request) -> str | None:
     return None
 
 
-@torch.compiler.assume_constant_result
+@constant_result
 def fp32_matmuls_use_tf32() -> bool:
     """torch's switch for fp32 matmuls (``torch.backends.cuda.matmul.fp32_precision``, or the legacy
     ``allow_tf32`` on torch versions without it): the fp32 kernels follow it. Reading the legacy flag raises once
