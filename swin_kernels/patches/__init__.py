@@ -31,9 +31,10 @@ from torch import nn
 from .. import backends
 from ..backends import BackendUnavailableError, Request
 from . import hf_swin, hf_swinv2, mm_swin, monai_swin, timm_swin, timm_swinv2_cr, torchvision_swin
+from . import official_swin
 from .common import STATE_PREFIX, AttentionSpec, PatchedMethod
 
-FAMILIES = (hf_swin, hf_swinv2, timm_swin, torchvision_swin, mm_swin, monai_swin, timm_swinv2_cr)
+FAMILIES = (hf_swin, hf_swinv2, timm_swin, torchvision_swin, mm_swin, monai_swin, timm_swinv2_cr, official_swin)
 
 
 def family_of(module: nn.Module):
