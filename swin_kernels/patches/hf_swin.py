@@ -29,7 +29,7 @@ from .common import (
 )
 
 NAME = "Hugging Face transformers Swin V1"
-CLASS_NAMES = ("SwinLayer", "DonutSwinLayer", "MaskFormerSwinLayer")
+CLASS_NAMES = ("SwinLayer", "DonutSwinLayer", "MaskFormerSwinLayer", "ClapAudioLayer")
 MODULE_PREFIX = "transformers.models."
 REPLACES = "forward"
 

@@ -30,7 +30,7 @@ from .common import (
 )
 
 NAME = "Hugging Face transformers Swin V2"
-CLASS_NAMES = ("Swinv2Layer",)
+CLASS_NAMES = ("Swinv2Layer", "Swin2SRLayer")
 MODULE_PREFIX = "transformers.models."
 REPLACES = "forward"
 MAX_LOGIT_SCALE = math.log(1.0 / 0.01)
