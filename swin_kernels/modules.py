@@ -28,6 +28,15 @@ class FusedWindowAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, window_size=7, shift_size=0, qkv_bias: bool = True,
                  qk_scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0,
                  backend: str = "auto", *, roll_before_pad: bool = False, window_clamp: str | None = None):
+        """dim: channels C; num_heads: heads (C must be a multiple); window_size, shift_size: an int or (rows,
+        columns), 0 <= shift < window. qkv_bias: a bias on the qkv Linear (padded tokens see it as their q/k/v);
+        qk_scale: the score scale (default head_dim ** -0.5); attn_drop: attention dropout probability in training
+        (backends without dropout decline it); proj_drop: dropout after proj. backend: "auto", "reference", "cpp",
+        "triton" or "cuda" (a named backend that cannot run on this machine raises BackendUnavailableError here).
+        roll_before_pad: roll, then pad (timm) instead of pad, then roll (official, HF, torchvision).
+        window_clamp: what a map not larger than the window does: "official", "per_axis", "shift_only" or
+        "none"; None picks "official" for a square window with equal shifts and "per_axis" otherwise.
+        """
         super().__init__()
         if dim < 1 or num_heads < 1 or dim % num_heads:
             raise ValueError(f"dim ({dim}) must be a positive multiple of num_heads ({num_heads})")
@@ -62,6 +71,9 @@ class FusedWindowAttention(nn.Module):
         return WindowGeometry(height, width, window, shift, self.roll_before_pad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: the normed feature map (B, H, W, C), any H, W >= 1 (padded to whole windows inside, never copied).
+        Returns the attention branch (B, H, W, C): qkv, window attention with the relative position bias and the
+        shift mask, proj, every token back at its place. The window and shift come from ``geometry(H, W)``."""
         _, h, w, c = check_feature_map(x)
         if c != self.dim:
             raise ValueError(f"expected {self.dim} channels, got input of shape {tuple(x.shape)}")
