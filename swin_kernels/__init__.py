@@ -3,6 +3,7 @@
 from .backends import BackendUnavailableError, FallbackWarning, available_backends
 from .bias import dense_bias
 from .explain import explain
+from .export import install as _install_onnx_translations, onnx_translation_table
 from .functional import shifted_window_attention, window_partition, window_reverse
 from .modules import FusedWindowAttention
 from .patches import patch, unpatch
@@ -14,6 +15,7 @@ __all__ = [
     "available_backends",
     "dense_bias",
     "explain",
+    "onnx_translation_table",
     "patch",
     "shifted_window_attention",
     "unpatch",
@@ -22,3 +24,4 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
+_install_onnx_translations()  # torch.onnx.export(..., dynamo=True) finds the fused ops' translations
