@@ -298,3 +298,15 @@ _FORWARDS = {"restoration": _restoration, "hab": _hab, "detection": _detection}
 def replacement(block, *args, **kwargs):
     """Patched forward; same signature (the layout's parameter names) and result as the block's own."""
     return _FORWARDS[block._swin_kernels_layout](block, *args, **kwargs)
+
+
+def not_window_attention_reason(module: nn.Module) -> str | None:
+    """Why a module that owns a relative position table is not (shifted) window self-attention, or None.
+
+    HAT's OCAB (overlapping cross-attention: queries from a window, keys and values from a larger overlapping
+    window unfolded around it) owns a relative_position_bias_table and a window_size but attends across windows;
+    no Swin kernel applies to it, and a lookalike detector should leave it unnamed.
+    """
+    if hasattr(module, "overlap_win_size") and isinstance(module._modules.get("unfold"), nn.Unfold):
+        return "overlapping cross-attention (HAT's OCAB), not Swin window self-attention"
+    return None
