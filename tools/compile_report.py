@@ -59,7 +59,8 @@ class Job:
 
 
 def _kernel(name: str):
-    from swin_kernels.ops.triton import attention_backward, attention_forward, partition, score_table, slot_sums
+    from swin_kernels.ops.triton import (attention_backward, attention_forward, partition, row_delta, score_table,
+                                         slot_sums)
 
     return {
         "attention_fwd": attention_forward.window_attention_fwd_kernel,
@@ -67,6 +68,7 @@ def _kernel(name: str):
         "attention_dq": attention_backward.window_attention_dq_kernel,
         "score_table": score_table.score_table_kernel,
         "sum_slots": slot_sums.sum_slots_kernel,
+        "row_delta": row_delta.row_delta_kernel,
         "window_partition": partition.window_partition_kernel,
         "window_reverse": partition.window_reverse_kernel,
     }[name]
@@ -97,7 +99,8 @@ def _attention_jobs(plans, dropout_too: bool = True, ci: bool = False) -> list[J
             common = dict(WINDOW_H=window[0], WINDOW_W=window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
                           HAS_PAD=True, HAS_SHIFT=True, DOT_UPCAST=False, INPUT_PRECISION=plan.input_precision)
             data = {n: f"*{element}" for n in ("qkv_ptr", "pad_ptr", "out_ptr", "dout_ptr", "dqkv_ptr")}
-            acc = {n: f"*{acc_type}" for n in ("table_ptr", "lse_ptr", "dbias_part_ptr", "dpad_part_ptr")}
+            acc = {n: f"*{acc_type}" for n in ("table_ptr", "lse_ptr", "delta_ptr", "dbias_part_ptr",
+                                                      "dpad_part_ptr")}
             pointers = tuple(sorted({**data, **acc, "seed_ptr": "*i64", **{n: "fp32" for n in _FLOAT_ARGS}}.items()))
             forward = plan.forward_config()
             variants = (True,) if ci and index > 0 else (False, True) if dropout_too else (False,)
@@ -152,6 +155,16 @@ def _small_jobs(plans) -> list[Job]:
                                  dict(BLOCK_C=max(16, triton.next_power_of_2(plan.padded)),
                                       **configs.REDUCE_CONFIG.kwargs),
                                  configs.REDUCE_CONFIG, (("part_ptr", f"*{acc}"), ("out_ptr", f"*{acc}"))))
+    for dtype in ("bf16", "fp32", "fp64"):
+        plan = configs.AttentionPlan(plans[0][0][0] * plans[0][0][1], plans[0][1])
+        acc = "fp64" if dtype == "fp64" else "fp32"
+        for arch in TARGETS:
+            jobs.append(_job("row_delta", arch, dtype, f"M{plans[0][0][0]}x{plans[0][0][1]} d{plans[0][1]}",
+                             dict(WINDOW_H=plans[0][0][0], WINDOW_W=plans[0][0][1], HEAD_DIM=plan.head_dim,
+                                  BLOCK_D=plan.block_d, PADDED=plan.padded,
+                                  BLOCK_M=min(plan.padded, configs.ROW_DELTA_CONFIG.kwargs["BLOCK_M"])),
+                             configs.ROW_DELTA_CONFIG, (("out_ptr", f"*{dtype}"), ("dout_ptr", f"*{dtype}"),
+                                                        ("delta_ptr", f"*{acc}"))))
     for kernel, names in (("window_partition", ("x_ptr", "out_ptr")), ("window_reverse", ("windows_ptr", "out_ptr"))):
         for dtype in ("fp16", "bf16", "fp32", "fp64"):
             for arch in TARGETS:

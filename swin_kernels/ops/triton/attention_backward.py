@@ -1,6 +1,7 @@
 """Backward of the single-pass window attention, flash style, with deterministic d_bias / d_pad_qkv sums.
 
-Both kernels recompute P = exp2(S - lse) from q, k and the saved log-sum-exp, with D = rowsum(dO ∘ O):
+Both kernels recompute P = exp2(S - lse) from q, k and the saved log-sum-exp, with D = rowsum(dO ∘ O) computed
+ahead of them (row_delta.py):
     dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ∘ (dP - D),  dK = dSᵀ Q·scale,  dQ = dS K·scale,  d_bias = Σ_windows dS
 (dropout: P -> P∘Z/(1-p) in dV and dP -> dP∘Z/(1-p); D already holds the dropped P). The dK/dV kernel walks
 keys, the dQ/d_bias kernel queries: one fused kernel holding both needs ~255 registers and spills on sm_80.
@@ -21,6 +22,7 @@ from ..outputs import new_output
 from . import configs
 from .attention_forward import scalar_args
 from .index_map import has_padding, kernel_geometry, window_class, window_token_map
+from .row_delta import row_delta
 from .slot_sums import sum_slots
 from .tiles import constant, dropout_keep, load_row_stats, load_token_cols, load_token_rows, matmul, score_block
 
@@ -41,7 +43,7 @@ def _add_to_chunk(acc0, acc1, acc2, acc3, x, chunk):
 
 @triton.jit
 def window_attention_dkdv_kernel(
-    qkv_ptr, pad_ptr, table_ptr, out_ptr, dout_ptr, lse_ptr, seed_ptr, dqkv_ptr, dpad_part_ptr,
+    qkv_ptr, pad_ptr, table_ptr, delta_ptr, dout_ptr, lse_ptr, seed_ptr, dqkv_ptr, dpad_part_ptr,
     qk_scale_hi, qk_scale_lo, scale_hi, scale_lo, keep_hi, keep_lo, p_drop,
     total_windows, windows_per_slot, num_heads, height, width, roll_len_h, roll_len_w, roll_h, roll_w,
     windows_per_row, windows_per_image, sub_steps,
@@ -96,7 +98,7 @@ def window_attention_dkdv_kernel(
                     queries, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
                     windows_per_image, WINDOW_H, WINDOW_W)
                 qt = load_token_cols(qkv_ptr, pad_ptr, q_row, q_real, q_pad, 3 * channels, q_col0, d, d_ok, HAS_PAD)
-                do, delta, lse = load_row_stats(dout_ptr, out_ptr, lse_ptr, q_row, q_real, queries, pair, channels,
+                do, delta, lse = load_row_stats(dout_ptr, delta_ptr, lse_ptr, q_row, q_real, queries, pair, channels,
                                                 q_col0, d, d_ok, N, PADDED)
                 st = score_block(k, qt, keys, queries, table, qk_scale, PADDED, True, INPUT_PRECISION, DOT_UPCAST)
                 pt = tl.exp2(st - lse[None, :])
@@ -125,7 +127,7 @@ def window_attention_dkdv_kernel(
 
 @triton.jit
 def window_attention_dq_kernel(
-    qkv_ptr, pad_ptr, table_ptr, out_ptr, dout_ptr, lse_ptr, seed_ptr, dqkv_ptr, dbias_part_ptr,
+    qkv_ptr, pad_ptr, table_ptr, delta_ptr, dout_ptr, lse_ptr, seed_ptr, dqkv_ptr, dbias_part_ptr,
     qk_scale_hi, qk_scale_lo, scale_hi, scale_lo, keep_hi, keep_lo, p_drop,
     total_windows, windows_per_slot, num_heads, height, width, roll_len_h, roll_len_w, roll_h, roll_w,
     windows_per_row, windows_per_image, sub_steps,
@@ -173,8 +175,8 @@ def window_attention_dq_kernel(
                 queries, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
                 WINDOW_H, WINDOW_W)
             q = load_token_rows(qkv_ptr, pad_ptr, q_row, q_real, q_pad, 3 * channels, q_col0, d, d_ok, HAS_PAD)
-            do, delta, lse = load_row_stats(dout_ptr, out_ptr, lse_ptr, q_row, q_real, queries, pair, channels, q_col0,
-                                            d, d_ok, N, PADDED)
+            do, delta, lse = load_row_stats(dout_ptr, delta_ptr, lse_ptr, q_row, q_real, queries, pair, channels,
+                                            q_col0, d, d_ok, N, PADDED)
             dq = tl.zeros([BLOCK, BLOCK_D], acc_ty)
             for step in range(sub_steps):
                 keys = step * SUB + tl.arange(0, SUB)
@@ -242,10 +244,11 @@ def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, seed, n
     def launch(kernel, which: str, partial: torch.Tensor, **flag) -> None:
         config = plan.backward_config(which)
         block, sub = config.kwargs["BLOCK"], config.kwargs["SUB"]
-        kernel[(slots, num_heads)](qkv, pad, table, out, dout, lse, seed, dqkv, partial, *common, plan.padded // sub,
+        kernel[(slots, num_heads)](qkv, pad, table, delta, dout, lse, seed, dqkv, partial, *common, plan.padded // sub,
                                    NUM_BLOCKS=plan.padded // block, **config.kwargs, **flag, **meta,
                                    **config.launch_options())
 
+    delta = row_delta(out, dout, lse, num_heads, g, plan)
     launch(window_attention_dkdv_kernel, "dkdv", dpad_part, NEED_DPAD=need_dpad and pad_tokens)
     launch(window_attention_dq_kernel, "dq", dbias_part, NEED_DBIAS=need_dbias)
     dbias = None

@@ -122,6 +122,7 @@ def window_attention_forward(qkv, pad_qkv, bias, seed, num_heads, geometry, scal
         WINDOW_H=g.window[0], WINDOW_W=g.window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
         NUM_KEY_BLOCKS=plan.padded // meta["BLOCK_N"], HAS_PAD=pad_qkv is not None and has_padding(g),
         HAS_SHIFT=g.shifted, DROPOUT=dropout_p > 0.0, INPUT_PRECISION=plan.input_precision,
-        DOT_UPCAST=configs.dot_upcast(qkv.dtype), FAST_LOG2=configs.fast_log2(acc_dtype), **meta, **config.launch_options(),
+        DOT_UPCAST=configs.dot_upcast(qkv.dtype), FAST_LOG2=configs.fast_log2(acc_dtype), **meta,
+        **config.launch_options(),
     )
     return out, lse, table

@@ -187,6 +187,7 @@ def dot_upcast(dtype: torch.dtype) -> bool:
 # pure data movement and the slot reduction: one configuration each
 PARTITION_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_T", 32), ("BLOCK_C", 64)))
 REDUCE_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_S", 32),))
+ROW_DELTA_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_M", 64),))
 SCORE_TABLE_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_I", 16),))
 
 

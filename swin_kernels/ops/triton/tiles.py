@@ -48,7 +48,7 @@ def matmul(a, b, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, acc=No
 @triton.jit
 def score_block(a, b, rows, cols, table, qk_scale, PADDED: tl.constexpr, TRANSPOSED: tl.constexpr,
                 INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr):
-    """log2-scaled scores (q kᵀ + table)·scale·log2(e) of a block: (queries, keys), or (keys, queries) if TRANSPOSED.
+    """Base-2 scores (q kᵀ + table)·scale·log2(e) of a block: (queries, keys), or (keys, queries) if TRANSPOSED.
 
     ``table`` points at the window class's (PADDED, PADDED) score table ((bias + shift mask) / scale, -inf pad
     keys). It is the dot's accumulator: loaded straight into the mma layout, with no layout conversion.
@@ -72,19 +72,19 @@ def fast_log2(x, APPROX: tl.constexpr):
 
 
 @triton.jit
-def load_row_stats(dout_ptr, out_ptr, lse_ptr, rows, real, queries, pair, channels, col0, d, d_ok,
+def load_row_stats(dout_ptr, delta_ptr, lse_ptr, rows, real, queries, pair, channels, col0, d, d_ok,
                    N: tl.constexpr, PADDED: tl.constexpr):
     """(dO, D, lse) of a block of query tokens, what both backward kernels need per query row.
 
     dO: the (queries, BLOCK_D) tile at the tokens' places in (B, H, W, C), 0 for padding (cropped, no gradient);
-    D = rowsum(dO ∘ O) and the saved base-2 log-sum-exp of window-head ``pair``, in the lse's (accumulator) type.
+    D = rowsum(dO ∘ O) (row_delta.py) and the saved base-2 log-sum-exp of window-head ``pair``, both in the lse's
+    padded layout and (accumulator) type.
     """
-    offsets = rows[:, None] * channels + col0 + d[None, :]
-    mask = real[:, None] & d_ok[None, :]
-    acc_ty = lse_ptr.dtype.element_ty
-    do = tl.load(dout_ptr + offsets, mask=mask, other=0.0)
-    delta = tl.sum(do.to(acc_ty) * tl.load(out_ptr + offsets, mask=mask, other=0.0).to(acc_ty), 1)
-    lse = tl.load(lse_ptr + pair.to(tl.int64) * PADDED + queries, mask=queries < N, other=0.0)
+    do = tl.load(dout_ptr + rows[:, None] * channels + col0 + d[None, :], mask=real[:, None] & d_ok[None, :],
+                 other=0.0)
+    stats = pair.to(tl.int64) * PADDED + queries
+    delta = tl.load(delta_ptr + stats, mask=queries < N, other=0.0)
+    lse = tl.load(lse_ptr + stats, mask=queries < N, other=0.0)
     return do, delta, lse
 
 
