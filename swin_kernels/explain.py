@@ -2,7 +2,8 @@
 
     swin_kernels.explain(swin_kernels.shifted_window_attention, qkv, 3, 7, 3)   # a call, with its arguments
     swin_kernels.explain(fused_window_attention_module, x)                       # a module (x optional)
-    swin_kernels.explain(model)                                                  # every Swin block of a model
+    swin_kernels.explain(model)                     # a model: one line per distinct backend and reason
+    swin_kernels.explain(model, verbose=True)       # the same, then every block
 
 The answer is the dispatcher's own (backends.choose), for the call as it would run now: tensors' device and
 dtype (autocast's dtype where autocast is on), the window after the module's clamping, dropout in training.
@@ -47,10 +48,12 @@ class Explanation:
 
 @dataclass
 class ModelExplanation:
-    """One Explanation per Swin block of a model, in module order (path, explanation)."""
+    """One Explanation per Swin block of a model, in module order (path, explanation). ``str()`` gives one line per
+    distinct backend and reason with its count; with ``verbose`` every block follows."""
 
     model: str
     blocks: list[tuple[str, Explanation]]
+    verbose: bool = False
 
     def backends_used(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -59,9 +62,23 @@ class ModelExplanation:
             counts[key] = counts.get(key, 0) + 1
         return counts
 
+    def summary(self) -> str:
+        groups: dict[tuple, int] = {}
+        for _, e in self.blocks:
+            others = tuple((n, w) for n, w in e.reasons.items() if n != e.backend)
+            key = (e.backend, e.note, others)
+            groups[key] = groups.get(key, 0) + 1
+        lines = [f"{self.model}: {len(self.blocks)} Swin block(s)" if self.blocks else f"{self.model}: no Swin block"]
+        for (backend, note, others), count in groups.items():
+            head = f"runs on {backend}" + (f" ({note})" if note else "") if backend else (note or "no backend can run it")
+            lines.append(f"- {count} block(s): {head}")
+            lines.extend(f"    {n}: {'could run it' if w is None else w}" for n, w in others)
+        return "\n".join(lines)
+
     def __str__(self) -> str:
-        summary = ", ".join(f"{n} block(s) on {b}" for b, n in self.backends_used().items()) or "no Swin block"
-        lines = [f"{self.model}: {summary}"]
+        if not self.verbose:
+            return self.summary()
+        lines = [self.summary(), "per block:"]
         for path, e in self.blocks:
             lines.append(f"- {path}: " + str(e).replace("\n", "\n  "))
         return "\n".join(lines)
@@ -132,7 +149,7 @@ def _explain_fused_module(module, x: torch.Tensor | None) -> Explanation:
     return explanation
 
 
-def _explain_model(model: nn.Module) -> ModelExplanation:
+def _explain_model(model: nn.Module, verbose: bool = False) -> ModelExplanation:
     from .patches import is_patched, patched_blocks
 
     entries = []
@@ -148,16 +165,23 @@ def _explain_model(model: nn.Module) -> ModelExplanation:
                                               "not patched: runs its own forward" +
                                               (f" ({reason})" if reason else " (call swin_kernels.patch)"))))
             continue
+        fallback = getattr(family, "fallback_reason", None)
+        why = fallback(block) if fallback is not None else None
+        if why is not None:
+            entries.append((path, Explanation(what, request, block._swin_kernels_backend, None,
+                                              backends.reasons(request), f"runs its own forward: {why}")))
+            continue
         entries.append((path, _decide(what, request, block._swin_kernels_backend)))
-    return ModelExplanation(type(model).__name__, entries)
+    return ModelExplanation(type(model).__name__, entries, verbose)
 
 
-def explain(target, *args, **kwargs):
+def explain(target, *args, verbose: bool = False, **kwargs):
     """Which backend runs ``target`` and why the others do not.
 
     target: a function of swin_kernels (shifted_window_attention, window_partition, window_reverse) followed by
     the arguments of the call; a FusedWindowAttention (optionally with its input); or any model (every Swin
-    block a patch family recognises, patched or not). Returns an Explanation or a ModelExplanation.
+    block a patch family recognises, patched or not; ``verbose=True`` lists every block after the summary).
+    Returns an Explanation or a ModelExplanation.
     """
     from .modules import FusedWindowAttention
 
@@ -166,7 +190,7 @@ def explain(target, *args, **kwargs):
     if isinstance(target, FusedWindowAttention):
         return _explain_fused_module(target, args[0] if args else kwargs.get("x"))
     if isinstance(target, nn.Module):
-        return _explain_model(target)
+        return _explain_model(target, verbose)
     raise TypeError(f"explain() takes a swin_kernels function and its arguments, a FusedWindowAttention or a model, "
                     f"got {type(target).__name__}")
 

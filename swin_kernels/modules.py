@@ -47,6 +47,8 @@ class FusedWindowAttention(nn.Module):
             raise ValueError(f"unknown window_clamp {window_clamp!r}; choose from {', '.join(CLAMP_RULES)}")
         clamp_window(window[0] + 1, window[1] + 1, window, shift, window_clamp)  # the rule accepts this window
         backends.check_name(backend)
+        if backend != "auto" and backends.unavailable_reason(backend) is not None:
+            raise backends.BackendUnavailableError(f"{backend}: {backends.unavailable_reason(backend)}")
         self.dim, self.num_heads = dim, num_heads
         self.window_size, self.shift_size = window, shift
         self.roll_before_pad, self.window_clamp = roll_before_pad, window_clamp
@@ -74,11 +76,14 @@ class FusedWindowAttention(nn.Module):
         """x: the normed feature map (B, H, W, C), any H, W >= 1 (padded to whole windows inside, never copied).
         Returns the attention branch (B, H, W, C): qkv, window attention with the relative position bias and the
         shift mask, proj, every token back at its place. The window and shift come from ``geometry(H, W)``."""
-        _, h, w, c = check_feature_map(x)
+        empty = isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] == 0
+        _, h, w, c = check_feature_map(x.new_empty((1, *x.shape[1:])) if empty else x)
         if c != self.dim:
             raise ValueError(f"expected {self.dim} channels, got input of shape {tuple(x.shape)}")
         g = self.geometry(h, w)
         qkv = F.linear(x, self.qkv.weight, self.qkv.bias)
+        if empty:  # an empty batch: the empty result
+            return self.proj_drop(self.proj(qkv[..., :c]))
         bias = relative_position_bias(self.relative_position_bias_table, g.window, self.relative_position_index,
                                       table_window=self.window_size)
         out = functional.shifted_window_attention(

@@ -134,6 +134,8 @@ def _arch_reason_for(device: torch.device) -> str | None:
 
 # ------------------------------------------------------------------------------------------ backend API
 def unavailable_reason() -> str | None:
+    if not torch.cuda.is_available():
+        return "no CUDA device is available (torch.cuda.is_available() is False)"
     reason = _ext.unavailable_reason()
     if reason is not None:
         return reason
@@ -141,8 +143,6 @@ def unavailable_reason() -> str | None:
         return ("the compiled extension has no CUDA kernels: it was built without them (torch without CUDA, no "
                 "nvcc, an nvcc of another CUDA major version than torch's, which setup.py answers with a CPU-only "
                 "build and a warning, or SWIN_KERNELS_SKIP_CUDA=1)")
-    if not torch.cuda.is_available():
-        return "no CUDA device is available"
     reasons = [_device_arch_reason(i) for i in range(torch.cuda.device_count())]
     if all(reasons):
         return reasons[0]  # no visible GPU can load the kernels; with one that can, calls say which device can't

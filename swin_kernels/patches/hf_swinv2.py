@@ -83,7 +83,7 @@ def _block(layer, hidden_states, input_dimensions, **_):
     height, width = input_dimensions
     batch, _, channels = hidden_states.size()
     attention = _attention(layer, hidden_states.view(batch, height, width, channels))
-    hidden_states = hidden_states + layer.drop_path(layer.layernorm_before(attention.view(batch, -1, channels)))
+    hidden_states = hidden_states + layer.drop_path(layer.layernorm_before(attention.view(batch, height * width, channels)))
     layer_output = layer.output(layer.intermediate(hidden_states))
     return (hidden_states + layer.drop_path(layer.layernorm_after(layer_output)),)
 
