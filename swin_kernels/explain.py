@@ -172,6 +172,10 @@ def _explain_model(model: nn.Module, verbose: bool = False) -> ModelExplanation:
                                               backends.reasons(request), f"runs its own forward: {why}")))
             continue
         entries.append((path, _decide(what, request, block._swin_kernels_backend)))
+    from .patches import unpatched_lookalikes
+
+    for path, name, reason in unpatched_lookalikes(model):  # window attention no family recognises
+        entries.append((path or "(the model)", Explanation(name, None, "", None, {}, f"not patched: {reason}")))
     return ModelExplanation(type(model).__name__, entries, verbose)
 
 
