@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from .contenders import CONTENDERS, PreparedCache
@@ -11,14 +13,24 @@ from .workload import LEVELS, PASSES
 
 
 def run_comparison(shapes: list[BenchShape], dtypes: list[torch.dtype], device: torch.device,
-                   passes=PASSES, budget_s: float = 2.0, progress=None, on_failure=None) -> list[PassResult]:
+                   passes=PASSES, budget_s: float = 2.0, progress=None, on_failure=None, keys=None,
+                   out_of_time: Callable[[], bool] | None = None, not_run: list[str] | None = None,
+                   min_rounds: int = 5) -> list[PassResult]:
+    """``keys``: the contenders (default: all). ``out_of_time()``: asked before each group; once true the rest
+    are not run, and their labels are appended to ``not_run``."""
     cache = PreparedCache(device)
+    keys = list(CONTENDERS) if keys is None else list(keys)
     groups = [(level, shape, dtype, pass_name) for level in LEVELS for shape in shapes for dtype in dtypes
               for pass_name in passes]
     results = []
     for i, (level, shape, dtype, pass_name) in enumerate(groups, 1):
+        label = f"{level} | {shape.label} | {str(dtype).removeprefix('torch.')} | {pass_name}"
+        if out_of_time is not None and out_of_time():
+            if not_run is not None:
+                not_run.append(label)
+            continue
         if progress:
-            progress(f"[{i}/{len(groups)}] {level} | {shape.label} | {str(dtype).removeprefix('torch.')} | {pass_name}")
-        results += run_group(cache, list(CONTENDERS), level, shape, dtype, pass_name, budget_s=budget_s,
-                             on_failure=on_failure)
+            progress(f"[{i}/{len(groups)}] {label}")
+        results += run_group(cache, keys, level, shape, dtype, pass_name, budget_s=budget_s,
+                             on_failure=on_failure, min_rounds=min_rounds)
     return results

@@ -183,6 +183,7 @@ class ComplexityResult:
     count_crossover: str
     threads: int
     plots: dict[str, str] = field(default_factory=dict)  # title -> file name
+    sides_left_out: list[int] = field(default_factory=list)  # planned map sides not measured (time budget)
 
 
 def loglog_slope(xs, ys) -> float:
@@ -212,8 +213,10 @@ def crossover(msa: Series, wmsa: Series) -> str:
 
 
 def measure_sweep(sides: list[int], channels: int, heads: int, window: int, batch: int, budget_s: float,
-                  progress: Progress = None) -> list[Series]:
-    """Forward (inference) time and peak memory of MSA and each W-MSA variant, interleaved per size."""
+                  progress: Progress = None, out_of_time: Callable[[], bool] | None = None) -> list[Series]:
+    """Forward (inference) time and peak memory of MSA and each W-MSA variant, interleaved per size.
+
+    ``out_of_time()``, asked before each size: once true, the larger sizes are left out."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
@@ -227,6 +230,10 @@ def measure_sweep(sides: list[int], channels: int, heads: int, window: int, batc
         models[name] = swin_kernels.FusedWindowAttention(channels, heads, window, 0, backend=backend).to(device, dtype)
     series = {name: Series(name) for name in models}
     for side in sides:
+        if out_of_time is not None and out_of_time():
+            if progress:
+                progress(f"complexity: out of its time budget, maps from {side}x{side} on left out")
+            break
         if progress:
             progress(f"complexity: {side}x{side} map ({side * side} tokens)")
         x = torch.randn(batch, side, side, channels, device=device, dtype=dtype)
@@ -264,8 +271,11 @@ def fits_for(series: list[Series], channels: int, window: int, fit_from_tokens: 
     return fits
 
 
-def run(full: bool = False, progress: Progress = None, plot_dir=None) -> ComplexityResult:
-    """FLOP counts, the worked example, the measured sweep, slopes, crossovers and (with plot_dir) the plots."""
+def run(full: bool = False, progress: Progress = None, plot_dir=None,
+        out_of_time: Callable[[], bool] | None = None) -> ComplexityResult:
+    """FLOP counts, the worked example, the measured sweep, slopes, crossovers and (with plot_dir) the plots.
+
+    ``out_of_time()``: the sweep stops before the next map size once it returns true."""
     channels, heads, window, batch = 96, 3, 7, 1  # Swin-T stage-1 width
     flop_sides = [7, 14, 28, 56, 112, 224, 10, 30, 50]
     if progress:
@@ -273,14 +283,16 @@ def run(full: bool = False, progress: Progress = None, plot_dir=None) -> Complex
     flops = [flop_row(side, channels, heads, window) for side in flop_sides]
     example = worked_example()
     sides = [7, 10, 14, 21, 28, 35, 42, 56, 70] + ([84, 98, 112] if full else [])
-    series = measure_sweep(sides, channels, heads, window, batch, budget_s=2.0 if full else 1.0, progress=progress)
+    series = measure_sweep(sides, channels, heads, window, batch, budget_s=2.0 if full else 1.0, progress=progress,
+                           out_of_time=out_of_time)
     fit_from = 28 * 28
     fits = fits_for(series, channels, window, fit_from)
     msa = series[0]
-    crossovers = {s.name: crossover(msa, s) for s in series[1:]}
+    crossovers = {s.name: crossover(msa, s) for s in series[1:]} if msa.tokens else {}
     result = ComplexityResult(channels, heads, window, batch, flops, example, series, fits, crossovers,
-                              count_crossover(channels, window), torch.get_num_threads())
-    if plot_dir is not None:
+                              count_crossover(channels, window), torch.get_num_threads(),
+                              sides_left_out=[side for side in sides if side * side not in series[0].tokens])
+    if plot_dir is not None and len(msa.tokens) > 1:
         from .plots import complexity_plots
 
         result.plots = complexity_plots(result, plot_dir)

@@ -2,11 +2,16 @@
 
     python -m benchmarks.demo [--full] [--out results] [--threads N]
 
-Default (about ten minutes on a 2-core CPU, a good part of it the fp16 rows, whose GEMMs PyTorch emulates there):
-the Swin-T stage-1 call (B=8, 56x56, C=96, 3 heads, M=7, shifted and unshifted) for every contender, forward and
-forward+backward, in fp32, bf16 and fp16 on the CPU (bf16 and fp16 on a GPU); the complexity study up to 70x70
-maps. --full: every Swin-T/S and Swin-B stage shape (plus 384² and 800x1216 on a GPU), the backward pass alone
-too, and maps up to 112x112. Writes <out>/REPORT.md, the plots beside it and <out>/results.json, and prints a summary.
+Default (under three minutes on a 2-core CPU): every backend checked against the fp64 reference; the Swin-T stage-1
+call (B=8, 56x56, C=96, 3 heads, M=7, shifted and unshifted), attention core and branch, forward and
+forward+backward, in fp32 and bf16 on the CPU (bf16 and fp16 on a GPU) for every contender that needs no
+compilation on the CPU (torch.compile and flex_attention rows need minutes of inductor code generation there);
+the complexity study up to 70x70 maps; one fp32 inference row per end-to-end model (HF, timm, torchvision). On
+the CPU each section has a share of a time budget (--time-budget, default 170 s): a section that spends its share
+stops and the report says what it left out; progress lines show an estimate of the time left. --full (no budget):
+fp16 and the compiled contenders on the CPU, every Swin-T/S and Swin-B stage shape (plus 384² and 800x1216 on a
+GPU), the backward pass alone too, maps up to 112x112, and end to end the training step, bf16 autocast and
+compiled rows. Writes <out>/REPORT.md, the plots beside it and <out>/results.json, and prints a summary.
 Exits with 1 when a swin_kernels backend fails a check or gives a wrong result (peers' problems are reported only).
 """
 
@@ -29,13 +34,18 @@ from .correctness import check_all
 from .machine import busy_warning, load_average, machine_info
 from .progress import Progress
 from .report import checks_section, comparison_section, comparison_table, complexity_section, machine_section
+from .contenders import CONTENDERS
 from .shapes import bench_device, dtypes_for, standard_shapes, swin_t_stage1
 from .workload import LEVEL_TITLES, LEVELS, PASSES
 
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_TIME_BUDGET_S = 170.0  # the default CPU run, all sections; --full has none
+# each section's share of the budget (the checks are not budgeted: every backend is always checked)
+BUDGET_SHARES = {"checks": 0.06, "comparison": 0.40, "complexity": 0.20, "end-to-end": 0.34}
+COMPILING_CONTENDERS = ("compiled", "flex")  # inductor code generation: minutes on a CPU; --full only there
 
 
-def end_to_end_section(full: bool, progress) -> str:
+def end_to_end_section(full: bool, progress, out_of_time=None) -> str:
     """The integration benchmarks' own section (benchmarks/end_to_end.py), or a line saying why it is absent."""
     try:
         module = importlib.import_module("benchmarks.end_to_end")
@@ -44,7 +54,7 @@ def end_to_end_section(full: bool, progress) -> str:
             raise
         return "## End-to-end\n\n_benchmarks/end_to_end.py is missing, so there is no end-to-end section._"
     try:
-        return module.report_section(full=full, progress=progress)
+        return module.report_section(full=full, progress=progress, out_of_time=out_of_time)
     except Exception:  # one failing section must not lose the rest of the report
         last = traceback.format_exc().strip().splitlines()[-1]
         return f"## End-to-end\n\n**The end-to-end section failed:** `{last}`"
@@ -57,7 +67,10 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice, or 1 when the machine is already busy)")
     parser.add_argument("--budget", type=float, default=None,
-                        help="seconds of timed rounds per comparison group (default 2, --full 4)")
+                        help="seconds of timed rounds per comparison group (default 1, --full 4)")
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help=f"seconds for the whole run, shared among its sections (default on a CPU "
+                             f"{DEFAULT_TIME_BUDGET_S:.0f}; none with --full or on a GPU; 0: none)")
     return parser.parse_args(argv)
 
 
@@ -71,8 +84,13 @@ def main(argv=None) -> int:
         busy += "; this run therefore used 1 torch thread (choose with --threads)"
     if busy:
         busy += ". Ratios between contenders, timed in interleaved rounds, hold up better than absolute times"
-    progress = Progress()
     device = bench_device()
+    total = args.time_budget
+    if total is None:
+        total = 0.0 if args.full or device.type == "cuda" else DEFAULT_TIME_BUDGET_S
+    plan = {name: share * total for name, share in BUDGET_SHARES.items()} if total > 0 else {}
+    progress = Progress(plan=plan)
+    progress.begin("checks")
     info = machine_info()
     info.update(cpp_kernel_info(dtypes_for(device)))
     progress(f"swin-kernels demo on {info['CPU']} ({info['cores']} cores, {info['torch CPU threads']} torch threads), "
@@ -91,37 +109,53 @@ def main(argv=None) -> int:
             for dtype in dict.fromkeys(c.dtype for c in mine))
         progress(f"  {backend}: {sum(c.passed for c in mine)}/{len(mine)} checks pass; largest relative error {worst}")
 
+    progress.begin("comparison")
     shapes = standard_shapes(device) if args.full else swin_t_stage1()
+    quick_cpu = not args.full and device.type != "cuda"
+    dtypes = [torch.float32, torch.bfloat16] if quick_cpu else dtypes_for(device)
+    keys = [key for key in CONTENDERS if not (quick_cpu and key in COMPILING_CONTENDERS)]
     failures = []  # (contender key, message)
 
     def on_failure(result, message):
         failures.append((result.contender, message))
         progress(f"  PROBLEM: {message}")
 
-    budget = args.budget or (4.0 if args.full else 2.0)
+    budget = args.budget or (4.0 if args.full else 1.0)
     passes = PASSES if args.full else ("forward", "forward+backward")
-    results = run_comparison(shapes, dtypes_for(device), device, passes, budget_s=budget, progress=progress,
-                             on_failure=on_failure)
+    not_run: list[str] = []
+    results = run_comparison(shapes, dtypes, device, passes, budget_s=budget, progress=progress,
+                             on_failure=on_failure, keys=keys, out_of_time=progress.out_of_time, not_run=not_run,
+                             min_rounds=3 if quick_cpu else 5)
+    if not_run:
+        progress(f"comparison: out of its time budget, {len(not_run)} groups left out")
 
     args.out.mkdir(parents=True, exist_ok=True)
-    study = complexity.run(full=args.full, progress=progress, plot_dir=args.out)
+    progress.begin("complexity")
+    study = complexity.run(full=args.full, progress=progress, plot_dir=args.out, out_of_time=progress.out_of_time)
+    progress.begin("end-to-end")
     progress("end-to-end section")
-    e2e = end_to_end_section(args.full, progress)
+    e2e = end_to_end_section(args.full, progress, out_of_time=progress.out_of_time)
 
     info["load average (1/5/15 min) at the end"] = load_average()
     sections = [
         "# swin-kernels benchmark report",
         f"Produced by `python -m benchmarks.demo{' --full' if args.full else ''}` (`make demo`) in "
-        f"{progress.elapsed / 60:.1f} min. Numbers are from this one run on the machine below; ratios between "
-        "contenders measured side by side are the figures to trust, absolute times depend on the machine and its load."
+        f"{progress.elapsed / 60:.1f} min ({progress.elapsed:.0f} s"
+        + (f"; time budget {total:.0f} s" if total > 0 else "") + "). Numbers are from this one run on the machine "
+        "below; ratios between contenders measured side by side are the figures to trust, absolute times depend on "
+        "the machine and its load."
+        + ("" if args.full else " On the CPU, fp16, the compiled contenders (torch.compile, flex_attention), every "
+           "stage shape, larger maps and the end-to-end training, bf16 and compiled rows come with `--full` "
+           "(`make demo DEMO_ARGS=--full`).")
         + (f"\n\n**Warning:** {busy}." if busy else ""),
-        machine_section(info), checks_section(checks), comparison_section(results, torch.get_num_threads()),
+        machine_section(info), checks_section(checks), comparison_section(results, torch.get_num_threads(), not_run),
         complexity_section(study), e2e,
     ]
     (args.out / "REPORT.md").write_text("\n\n".join(sections) + "\n")
     write_json(args.out / "results.json", info, results, study)
 
     print_summary(results, study, failed, [message for _, message in failures], args.out)
+    print(f"took {progress.elapsed / 60:.1f} min ({progress.elapsed:.0f} s)")
     return 1 if failed or any(key in BACKEND_NAMES for key, _ in failures) else 0
 
 

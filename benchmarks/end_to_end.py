@@ -136,7 +136,7 @@ class Setting:
             return cls(torch.device("cuda"), torch.bfloat16, batch, dict.fromkeys(PASSES, 20 if full else 10))
         # CPU: about 1 s per inference round and 5-7 s per training round at batch 8 on 2 cores
         batch = {"inference": 32 if full else 8, "training step": 16 if full else 8}
-        return cls(torch.device("cpu"), autocast, batch, {"inference": 7, "training step": 5})
+        return cls(torch.device("cpu"), autocast, batch, {"inference": 7 if full else 3, "training step": 5})
 
     @property
     def precision(self) -> str:
@@ -269,20 +269,28 @@ def cached_qkv_bytes(model) -> int:
 
 
 def run(full: bool = False, tiny: bool = False, progress=None, libraries=LIBRARIES,
-        modes=MODES, autocast: torch.dtype | None = None) -> list[tuple[ModelSpec, Setting, list[PassResult]]]:
-    """Every pass of every mode for each library's model: [(spec, setting, results)]."""
+        modes=MODES, autocast: torch.dtype | None = None, passes=PASSES, out_of_time=None,
+        not_run: list[str] | None = None) -> list[tuple[ModelSpec, Setting, list[PassResult]]]:
+    """Every pass of every mode for each library's model: [(spec, setting, results)].
+
+    ``out_of_time()``, asked before each measurement: once true, the rest are left out (named in ``not_run``)."""
     setting = Setting.for_run(full, tiny, autocast)
     measured = []
     for library in libraries:
         spec = spec_for(library, tiny)
         results = []
         for mode in modes:
-            for pass_name in PASSES:
+            for pass_name in passes:
+                if out_of_time is not None and out_of_time():
+                    if not_run is not None:
+                        not_run.append(f"{spec.name} {mode} {pass_name} ({setting.precision})")
+                    continue
                 if progress is not None:
                     progress(f"end-to-end {spec.name} {mode} {pass_name}, batch {setting.batch[pass_name]}, "
                              f"{setting.precision}")
                 results.append(measure_pass(spec, pass_name, setting, progress, mode))
-        measured.append((spec, setting, results))
+        if results:
+            measured.append((spec, setting, results))
     return measured
 
 
@@ -312,17 +320,26 @@ def _rows(spec: ModelSpec, precision: str, results: list[PassResult]) -> list[li
     return rows
 
 
-def report_section(full: bool, progress=None, libraries=LIBRARIES) -> str:
+def report_section(full: bool, progress=None, libraries=LIBRARIES, out_of_time=None) -> str:
     """Markdown for results/REPORT.md: each library's Swin-T patched vs unpatched, inference and training step.
 
-    Compiled rows only with ``full``: inductor's CPU code generation for a whole Swin-T takes minutes per model
-    and pass (on a GPU they always run)."""
+    On the CPU without ``full``: one fp32 eager inference row per library (a training step, bf16 autocast rows,
+    which PyTorch emulates on CPUs without AVX-512 bf16, and compiled rows come with ``full``: inductor's CPU code
+    generation for a whole Swin-T takes minutes per model and pass). On a GPU every mode and pass always runs.
+    ``out_of_time()``: asked before each measurement; what is left out once it is true is named in the section."""
     began = time.monotonic()
-    modes = MODES if full or torch.cuda.is_available() else ("eager",)
-    measured = run(full=full, progress=progress, libraries=libraries, modes=modes)
-    if not torch.cuda.is_available():  # the CPU also runs bf16 autocast (eager), the way people infer on CPUs
+    gpu = torch.cuda.is_available()
+    modes = MODES if full or gpu else ("eager",)
+    passes = PASSES if full or gpu else ("inference",)
+    not_run: list[str] = []
+    measured = run(full=full, progress=progress, libraries=libraries, modes=modes, passes=passes,
+                   out_of_time=out_of_time, not_run=not_run)
+    if full and not gpu:  # the CPU also runs bf16 autocast (eager), the way people infer on CPUs
         measured += run(full=full, progress=progress, libraries=libraries, modes=("eager",),
-                        autocast=torch.bfloat16)
+                        autocast=torch.bfloat16, out_of_time=out_of_time, not_run=not_run)
+    if not measured:
+        return ("## End-to-end: Swin-T image classification, patched vs unpatched\n\n**Out of time:** the "
+                "demo's time budget was spent before this section; not run: " + "; ".join(not_run) + ".")
     setting = measured[0][1]
     rows = [row for spec, s, results in measured for row in _rows(spec, s.precision, results)]
     backends_used = sorted({f"{s.precision}: {auto_backend(s, SWIN_T)}" for _, s, _ in measured})
@@ -346,5 +363,8 @@ def report_section(full: bool, progress=None, libraries=LIBRARIES) -> str:
         "against unpatched logits of the first call (before any optimizer step), relative to the largest "
         "unpatched logit.",
         table(header, rows),
-        f"_Measured in {time.monotonic() - began:.0f} s._",
+        *([f"**Out of time:** the section used up its time budget; not run: {'; '.join(not_run)}."]
+          if not_run else []),
+        ("" if full or gpu else "Training steps, bf16 autocast rows and compiled rows on the CPU come with "
+         "`--full`. ") + f"_Measured in {time.monotonic() - began:.0f} s._",
     ])

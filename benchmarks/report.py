@@ -91,7 +91,7 @@ def comparison_table(results: list[PassResult], level: str) -> tuple[str, dict[s
     return table(header, rows), reasons
 
 
-def comparison_section(results: list[PassResult], threads: int) -> str:
+def comparison_section(results: list[PassResult], threads: int, not_run: list[str] = ()) -> str:
     parts = [
         "## Speed and memory, side by side\n",
         f"Median of interleaved rounds after a checked warm-up call (torch CPU threads: {threads}); the contenders "
@@ -103,6 +103,9 @@ def comparison_section(results: list[PassResult], threads: int) -> str:
         "*backward* times the gradients of inputs and weights from a graph built untimed; *forward+backward* both. "
         "The cpp rows name the instruction-set build of the kernels that ran (see the machine table).",
     ]
+    if not_run:
+        parts.append("\n**Out of time:** the comparison used up its time budget; not run: "
+                     + "; ".join(not_run) + ".")
     for level in LEVELS:
         text, skips = comparison_table(results, level)
         if not any(r.level == level for r in results):
@@ -160,6 +163,9 @@ def complexity_section(result) -> str:
         rows.append([f"{side}² = {tokens}"]
                     + [f"{_ms(s.seconds[i])} / {format_bytes(s.peak_bytes[i])}" for s in r.series])
     parts.append(table(["map (tokens)"] + [f"{n}: time / peak" for n in names], rows))
+    if r.sides_left_out:
+        parts.append(f"\n**Out of time:** the sweep used up its time budget; maps "
+                     f"{', '.join(f'{side}²' for side in r.sides_left_out)} were not measured.")
     if r.fits:
         parts.append(f"\nLog-log slopes fitted over maps of ≥ {r.fits[0].fit_from_tokens} tokens (least squares); "
                      "the FLOP formula's own slope over the same range is the fair target — Ω(MSA) only reaches 2 "
