@@ -46,6 +46,9 @@ LEVEL_CONTENDERS = {
     "branch": ("official", "hf-sdpa", "sdpa", "triton", "cuda", "flex", "compiled"),
 }
 COMPILED = ("flex", "compiled")
+# this library's own contenders: only their wrong results fail the run; a peer's (flex, sdpa, torch.compile...) is
+# reported as that peer's
+OURS = ("triton", "cuda", "cpp", "patched")
 COMPILE_PRIOR_S = 40.0  # assumed compile time of a compiled contender before one has been seen
 PASS_NAMES = ("forward", "forward+backward")
 
@@ -56,20 +59,26 @@ class AttentionGroup:
     shape: BenchShape
     dtype: torch.dtype
     pass_name: str
+    run: int = 1  # the headline groups run twice (stability)
 
     @property
     def label(self) -> str:
-        return f"{self.level} | {self.shape.label} | {str(self.dtype).removeprefix('torch.')} | {self.pass_name}"
+        again = f" | run {self.run}" if self.run > 1 else ""
+        return (f"{self.level} | {self.shape.label} | {str(self.dtype).removeprefix('torch.')} | "
+                f"{self.pass_name}{again}")
 
 
 @dataclass(frozen=True)
 class EndToEndGroup:
     mode: str  # "eager" or "compiled"
     pass_name: str  # "inference" or "training step"
+    library: str = "transformers"  # whose Swin-T (benchmarks.end_to_end.LIBRARIES)
+    run: int = 1  # the headline rows run twice: their two runs show how stable a measurement is
 
     @property
     def label(self) -> str:
-        return f"end-to-end {self.mode} {self.pass_name}"
+        again = f" (run {self.run})" if self.run > 1 else ""
+        return f"end-to-end {self.library} {self.mode} {self.pass_name}{again}"
 
 
 def swin_t_shapes(batch: int) -> dict[str, BenchShape]:
@@ -104,6 +113,11 @@ def plan(dry_run: bool, warm_only: bool = False) -> list:
         return (groups + [AttentionGroup("branch", first, bf16, p) for p in PASS_NAMES]
                 + [EndToEndGroup("compiled", p) for p in ("inference", "training step")])
     groups += [EndToEndGroup("eager", p) for p in ("inference", "training step")]
+    # the headline rows again (stability: two runs within 10 %), then the other libraries' Swin-T
+    groups += [AttentionGroup("core", first, bf16, p, run=2) for p in PASS_NAMES]
+    groups += [EndToEndGroup("eager", p, run=2) for p in ("inference", "training step")]
+    groups += [EndToEndGroup("eager", p, library) for library in ("timm", "torchvision")
+               for p in ("inference", "training step")]
     groups += [AttentionGroup("branch", first, bf16, p) for p in PASS_NAMES]
     others = [s for key, s in shapes.items() if key != "s1s3"]
     groups += [AttentionGroup("core", s, bf16, p) for s in others for p in PASS_NAMES]
@@ -195,7 +209,7 @@ class Bench:
         g = group
         keys = list(LEVEL_CONTENDERS[g.level]) + (["cpp"] if self.args.dry_run else [])
         base = dict(kind="attention", level=g.level, label=g.shape.label, shape_id=g.shape.short_id,
-                    stage=g.shape.stage, shift=g.shape.shift, batch=g.shape.batch,
+                    stage=g.shape.stage, shift=g.shape.shift, batch=g.shape.batch, run=g.run,
                     dtype=str(g.dtype).removeprefix("torch."), pass_name=g.pass_name, eager=EAGER[g.level])
         rows, runnable = [], []
         for key in keys:
@@ -239,7 +253,8 @@ class Bench:
         rounds = rounds_within(estimate, budget, 3 if self.args.dry_run else 10, 100)
         samples = interleaved_gpu_times([(t, s) for _, t, s in runnable], rounds, self.device, self.flush)
         for (row, _, _), times in zip(runnable, samples):
-            row.update(status="ok", median_ms=statistics.median(times) * 1e3, min_ms=min(times) * 1e3, rounds=rounds)
+            row.update(status="ok", median_ms=statistics.median(times) * 1e3, rounds=rounds,
+                       **gpu_end_to_end.spread(times))
         self.derive(rows, g)
         return rows
 
@@ -269,7 +284,8 @@ class Bench:
 
     # ------------------------------------------------------------------------------------- end to end
     def end_to_end(self, group: EndToEndGroup) -> list[dict]:
-        base = dict(kind="end_to_end", mode=group.mode, pass_name=group.pass_name)
+        base = dict(kind="end_to_end", mode=group.mode, pass_name=group.pass_name, library=group.library,
+                    run=group.run)
         refusal = None
         if group.mode == "compiled" and self.args.dry_run:
             refusal = "not in the dry run: compiling the models takes minutes on a CPU"
@@ -280,12 +296,14 @@ class Bench:
                            f"{self.remaining:.0f} s left")
         if refusal is not None:
             return [dict(base, contender=c, status="skipped", reason=refusal) for c in ("unpatched", "patched")]
-        spec, setting = gpu_end_to_end.setting_for(self.device, self.args.dry_run)
+        spec, setting = gpu_end_to_end.setting_for(self.device, self.args.dry_run, group.library)
         budget = min(10.0, max(1.0, self.remaining / 8))
         began = time.perf_counter()
         try:
             rows = gpu_end_to_end.measure(spec, setting, group.pass_name, group.mode, budget, self.args.warm_only,
-                                          progress=self.say)
+                                          progress=self.say, profile=group.run == 1)
+            for row in rows:
+                row["run"] = group.run
         except Exception as failure:
             reason = f"{type(failure).__name__}: {failure}"[:2000]
             return [dict(base, contender=c, status="failed", reason=reason) for c in ("unpatched", "patched")]
@@ -315,8 +333,10 @@ class Bench:
                     rows = self.end_to_end(group)
                 for row in rows:
                     row["group"] = i
+                    if row.get("status") in ("wrong", "failed") and row.get("contender") not in OURS:
+                        row["peer"] = True
                     self.rows.write(row)
-                    problems += row.get("status") in ("wrong", "failed")
+                    problems += row.get("status") in ("wrong", "failed") and not row.get("peer")
                     self.say("    " + _row_line(row))
                 done += 1
         except KeyboardInterrupt:

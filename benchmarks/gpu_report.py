@@ -117,13 +117,14 @@ def attention_tables(rows: list[dict]) -> list[str]:
                     bandwidth = f"{r['bytes_per_s'] / 1e9:.0f} GB/s"
                     if r.get("floor_fraction") is not None:
                         bandwidth += f" ({r['floor_fraction']:.0%})"
-                body.append([f"{r['shape_id']} {r['dtype']}", r["contender"], _ms(r["median_ms"]),
+                again = f" (run {r['run']})" if r.get("run", 1) > 1 else ""
+                body.append([f"{r['shape_id']} {r['dtype']}{again}", r["contender"], _ms(r["median_ms"]) + _spread(r),
                              f"{speedup:.2f}x" if speedup else "—", format_bytes(r.get("peak_bytes")), bandwidth,
                              f"{r['tflops']:.1f}", "—" if r.get("error") is None else f"{r['error']:.1e}",
                              f"{r.get('prepare_s', 0):.1f} s", str(r.get("rounds", ""))])
             parts = [f"### {LEVEL_TITLES[level]}, {pass_name}"]
             if body:
-                header = ["shape dtype", "contender", "median", "vs eager", "peak memory",
+                header = ["shape dtype", "contender", "median (min–max)", "vs eager", "peak memory",
                           "floor bytes/s (of HBM peak)" if level == "core" else "bytes/s", "TFLOP/s",
                           "error vs reference", "check + compile", "rounds"]
                 parts.append(table(header, body))
@@ -165,17 +166,52 @@ def end_to_end_table(rows: list[dict]) -> str | None:
                            f"{r.get('reason', '')[:240]}")
             continue
         speedup = r.get("speedup_vs_unpatched")
-        body.append([r["mode"], r["pass_name"], r["contender"], str(r["batch"]), _ms(r["median_ms"]),
+        again = f" (run {r['run']})" if r.get("run", 1) > 1 else ""
+        body.append([r.get("library", "transformers") + again, r["mode"], r["pass_name"], r["contender"],
+                     str(r["batch"]), _ms(r["median_ms"]) + _spread(r),
                      f"{r['images_per_s']:.0f}", f"{speedup:.2f}x", format_bytes(r.get("peak_bytes")),
                      f"{r.get('prepare_s', 0):.1f} s",
                      "—" if r.get("difference") is None else f"{r['difference']:.1e}"])
-    parts = ["### End to end: HF SwinForImageClassification, patched against unpatched"]
+    parts = ["### End to end: Swin-T classifiers (HF transformers, timm, torchvision), patched against unpatched"]
     if body:
-        parts.append(table(["mode", "pass", "model", "batch", "median", "images/s", "vs unpatched", "peak memory",
+        parts.append(table(["library", "mode", "pass", "model", "batch", "median (min–max)", "images/s", "vs unpatched", "peak memory",
                             "first call", "logit difference"], body))
+    profiles = profile_table(chosen)
+    if profiles:
+        parts.append(profiles)
     if skipped:
         parts.append("Not timed:\n\n" + "\n".join(skipped))
     return "\n\n".join(parts)
+
+
+def _spread(row: dict) -> str:
+    if row.get("min_ms") is None or row.get("max_ms") is None:
+        return ""
+    return f" ({row['min_ms']:.3g}–{row['max_ms']:.3g})"
+
+
+def profile_table(rows: list[dict]) -> str | None:
+    """One profiled eager step per model: where the time goes per Swin block, and whether the host waits."""
+    body = []
+    for r in rows:
+        p = r.get("profile")
+        if not p:
+            continue
+        if "error" in p:
+            body.append([r.get("library", "transformers"), r["pass_name"], r["contender"], p["error"][:120]] +
+                        ["—"] * 6)
+            continue
+        syncs = ", ".join(f"{k} x{v}" for k, v in p["syncs"].items()) or "none"
+        body.append([r.get("library", "transformers"), r["pass_name"], r["contender"], str(p["blocks"]),
+                     _ms(p["block_host_ms"]), _ms(p["block_gpu_ms"]), _ms(p["step_host_ms"]),
+                     _ms(p["gpu_busy_ms"]), _ms(p["gpu_idle_ms"]), syncs])
+    if not body:
+        return None
+    return ("One step under torch.profiler (eager): host time of a Swin block's forward (entry to return) and "
+            "GPU time of the kernels it launched, per block; the step's host time, GPU busy time and GPU idle "
+            "time (wall minus busy); device-to-host synchronising calls inside the step.\n\n" +
+            table(["library", "pass", "model", "blocks", "host per block", "GPU per block", "step host",
+                   "GPU busy", "GPU idle", "synchronising calls"], body))
 
 
 def conventions(meta: dict) -> str:

@@ -14,6 +14,8 @@ import torch
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device: the sync-debug checks need a GPU", allow_module_level=True)
 
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
 import swin_kernels  # noqa: E402
 from swin_family_models import ALL_CASES, randomize_  # noqa: E402
 from timm_torchvision_models import FAMILIES, timm_model, torchvision_model  # noqa: E402
@@ -27,6 +29,16 @@ def _model(family: str):
         return case, case.model(torch.float32, device="cuda")
     build = timm_model if family.startswith("timm") else torchvision_model
     return None, randomize_(build(family)).to("cuda")
+
+
+class FusedCalls(TorchDispatchMode):
+    """Counts calls of the Triton attention op (under autocast too: the fused path, not the reference)."""
+
+    calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls += func.namespace == "swin_kernels_triton" and "attention_fwd" in func.name()
+        return func(*args, **(kwargs or {}))
 
 
 def _logits(output) -> torch.Tensor:
@@ -56,3 +68,9 @@ def test_patched_step_does_not_synchronise(family, autocast):
         finally:
             torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
+    fused = FusedCalls()
+    with fused, torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=autocast):
+        model.eval()
+        _logits(model(**inputs) if case is not None else model(inputs["x"]))
+    blocks = sum(swin_kernels.patches.is_patched(m) for m in model.modules())
+    assert fused.calls >= blocks, f"{family}: the Triton attention op ran {fused.calls} times for {blocks} blocks"
