@@ -25,6 +25,7 @@ def onnx_translation_table() -> dict:
     """{torch op overload: ONNX translation} for the fused ops available here (needs onnxscript)."""
     from . import onnx as translations
 
+    _load_op_libraries()
     table = {}
     ops = (("swin_kernels", "window_attention_fwd", translations.window_attention_fwd),
            ("swin_kernels", "window_partition", translations.window_partition),
@@ -58,7 +59,6 @@ def _add_to_default_registry(registration) -> None:
 
     def from_torchlib(cls, *args, **kwargs):
         registry = original(cls, *args, **kwargs)
-        _load_op_libraries()
         for target, translation in onnx_translation_table().items():
             registry.register_op(target, translation)
         return registry

@@ -51,7 +51,7 @@ class PatchedMethod:
 
     def __call__(self, *args, **kwargs):
         tracing.check_legacy_onnx_export(self.module)
-        if self.name is None:
+        if getattr(self, "name", None) is None:  # also a PatchedMethod pickled before it had a name
             self.name = next(name for name, value in vars(self.module).items() if value is self)
         return tracing.call_patched(self.module, self.name, *args, **kwargs)  # an fx leaf (see tracing.py)
 
