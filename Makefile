@@ -18,7 +18,7 @@ EXPECT_BACKENDS ?= reference,cpp,triton$(if $(shell nvidia-smi -L 2>/dev/null),$
 comma := ,
 EXT_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' 2>/dev/null) setup.py
 
-.PHONY: setup demo test cuda-check compile-report bench gpu-check clean
+.PHONY: setup demo test cuda-check cost-model compile-report bench gpu-check clean
 
 setup: $(VENV)/.deps-stamp $(VENV)/.ext-stamp $(VENV)/.torchvision-hook-stamp
 
@@ -49,11 +49,17 @@ demo: setup
 test: setup
 	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory cuda-check; else echo "cuda-check skipped: nvcc not found"; fi
 	$(MAKE) --no-print-directory compile-report
+	$(MAKE) --no-print-directory cost-model
 	SWIN_KERNELS_EXPECT_BACKENDS=$(EXPECT_BACKENDS) $(PY) -m pytest tests -q --durations=15
 	$(PY) -m pytest benchmarks -q --benchmark-disable
 
 cuda-check: setup
 	$(PY) -m tools.cuda_check
+
+# static GPU cost model of the Triton kernels (table in results/cost_model.md); fails when a kernel exceeds the
+# instruction or register budget recorded in tools/cost_model/budgets.json. Compiles are cached in results/.
+cost-model: setup
+	$(PY) -m tools.cost_model --check-budgets
 
 compile-report: setup
 	$(PY) -m tools.compile_report
