@@ -7,9 +7,11 @@ after ``patch()``):
 
 * projections that are plain ``torch.nn.Linear`` without hooks are read: HF's three q/k/v Linears become one
   (3C, C) matrix, concatenated on every call (no cache: ``p.data`` writes, which EMA code and checkpoint loaders
-  make, are invisible to version counters, so no cache keyed on them can be right). On a 2-core CPU the copy of
-  all Swin-T q/k/v weights (24 blocks' worth, 6.5 M values) costs 1.4 ms per forward, 0.3 % of a batch-8 fp32
-  inference forward;
+  make, are invisible to version counters, so no cache keyed on them can be right). The copy of all Swin-T q/k/v
+  weights (12 blocks, 6.5 M fp32 values) took 1.7 ms per forward on one CPU thread (best of 20; median 10 ms on a
+  machine at load 11 on 2 cores), beside 592 ms for a patched batch-1 fp32 inference forward and 3.5 s at batch 8
+  in the same run (an earlier idle measurement: 11 ms of 160 ms at batch 1, 7 %). On a GPU it is one small copy
+  per block next to activations that grow with the batch;
 * any other projection (a LoRA-style wrapper, a dynamically quantized Linear, a Linear with hooks) is called, on
   the map padded as the block's own code pads it, and its outputs are concatenated;
 * hooks on a module the fused path does not call, or anything else the fused op cannot honour, make the block
