@@ -73,6 +73,19 @@ def test_onnx_export_of_patched_model_matches_unpatched(name):
     _assert_close(_run_onnx(program, x), expected, f"{name}: onnxruntime against the unpatched model")
 
 
+def test_onnx_export_with_dynamic_batch():
+    """The translation's index maps fix H and W; the batch stays dynamic (exported at 2, run at 3)."""
+    case = TINY["torchvision V1"]
+    model = case.model(torch.float32).eval()
+    x, x3 = case.inputs(torch.float32, batch=2), case.inputs(torch.float32, batch=3, seed=5)
+    with torch.no_grad():
+        expected = model(x3)
+    swin_kernels.patch(model)
+    program = torch.onnx.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
+                                verbose=False)
+    _assert_close(_run_onnx(program, x3), expected, "batch 3 through a graph exported at batch 2")
+
+
 def test_onnx_export_of_triton_ops():
     """A model patched for the Triton backend (its ops traced, not run) exports and matches."""
     if "triton" not in swin_kernels.available_backends():
