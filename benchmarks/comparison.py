@@ -20,8 +20,10 @@ def run_comparison(shapes: list[BenchShape], dtypes: list[torch.dtype], device: 
     are not run, and their labels are appended to ``not_run``."""
     cache = PreparedCache(device)
     keys = list(CONTENDERS) if keys is None else list(keys)
-    groups = [(level, shape, dtype, pass_name) for level in LEVELS for shape in shapes for dtype in dtypes
-              for pass_name in passes]
+    # dtype-major, both levels of a shape and pass together: a run cut short by its time budget loses whole
+    # (dtype, shape) rows of both tables, never a whole table
+    groups = [(level, shape, dtype, pass_name) for dtype in dtypes for shape in shapes for pass_name in passes
+              for level in LEVELS]
     results = []
     for i, (level, shape, dtype, pass_name) in enumerate(groups, 1):
         label = f"{level} | {shape.label} | {str(dtype).removeprefix('torch.')} | {pass_name}"
