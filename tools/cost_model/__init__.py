@@ -23,5 +23,7 @@ Assumptions, in one place:
   call whose host path exceeds 6x its device time is marked host-bound: no GPU work queued ahead of it in a
   patched block hides that. Replace the constants with benchmarks/test_host_overhead.py's numbers when measured.
 * Not modelled: L2 residency across kernels, clock changes, tensor-core throughput limits (the FLOPs of these
-  windows take ~13 us of tensor-core time at stage 1), the CUDA kernels (csrc/cuda).
+  windows take ~13 us of tensor-core time at stage 1), the CUDA kernels' time (csrc/cuda: nvcc -cubin for sm_90
+  gives their registers and static SASS counts, budgeted like the Triton kernels; their loop trip counts are not
+  mapped yet).
 """

@@ -29,31 +29,35 @@ def main(argv=None) -> int:
                         help="fit the issue efficiency on the measured stage-1 forward (of the kernels measured)")
     parser.add_argument("--source-root", default=str(ROOT), help="the tree whose kernels are modelled")
     parser.add_argument("--only", action="append", help="model only this workload (repeatable)")
+    parser.add_argument("--no-cuda", action="store_true", help="leave out the CUDA kernels (csrc/cuda)")
     parser.add_argument("--jobs", type=int, default=1, help="accepted for symmetry; compiles run one at a time")
     args = parser.parse_args(argv)
     started = time.time()
     load_triton_ops(Path(args.source_root))
-    from . import analyse, budgets, calibrate, report, workloads
+    from . import analyse, budgets, calibrate, cuda_kernels, report, workloads
 
     chosen = [w for w in workloads.all_workloads() if not args.only or w.name in args.only]
     results = []
     for w in chosen:
         print(f"[{time.time() - started:.0f} s] {w.name}", file=sys.stderr, flush=True)
         results.append(analyse.analyse(w, args.arch, Path(args.source_root)))
+    cuda = [] if args.no_cuda else cuda_kernels.analyse(args.arch)
+    if not cuda and not args.no_cuda:
+        print("cost model: nvcc not found, the CUDA kernels are left out", file=sys.stderr)
     if args.calibrate:
         calibrate.write(results)
     table = report.build(results, chosen)
-    text = report.markdown(table)
+    text = report.markdown(table) + (cuda_kernels.markdown(cuda) if cuda else "")
     print(text)
-    for path, content in ((args.markdown, text), (args.json, json.dumps({"rows": table, "raw": results}, indent=1))):
+    for path, content in ((args.markdown, text), (args.json, json.dumps({"rows": table, "raw": results, "cuda": cuda}, indent=1))):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(content)
     status = 0
     if args.update_budgets:
-        budgets.write(BUDGETS, results, args.arch)
+        budgets.write(BUDGETS, results, args.arch, cuda)
         print(f"budgets written to {BUDGETS}")
     if args.check_budgets:
-        failures = budgets.check(BUDGETS, results, args.arch)
+        failures = budgets.check(BUDGETS, results, args.arch, cuda)
         for failure in failures:
             print(f"BUDGET EXCEEDED: {failure}", file=sys.stderr)
         status = 1 if failures else 0

@@ -16,17 +16,24 @@ def _entries(results: list[dict], arch: int):
                 yield key, {"instructions": k["instructions"], "registers": k["registers"]}
 
 
-def write(path, results: list[dict], arch: int) -> None:
+def _cuda_entries(cuda: list[dict], arch: int):
+    for k in cuda:
+        yield (f"cuda {k['kernel']} ({k['file']}) sm_{arch} static",
+               {"instructions": k["static_instructions"], "registers": k["registers"]})
+
+
+def write(path, results: list[dict], arch: int, cuda: list[dict] = ()) -> None:
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update(dict(_entries(results, arch)))
+    data.update(dict(_cuda_entries(cuda, arch)))
     path.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
 
 
-def check(path, results: list[dict], arch: int) -> list[str]:
+def check(path, results: list[dict], arch: int, cuda: list[dict] = ()) -> list[str]:
     """One message per kernel over its budget, or without one."""
     budgets = json.loads(path.read_text()) if path.exists() else {}
     failures = []
-    for key, got in _entries(results, arch):
+    for key, got in [*_entries(results, arch), *_cuda_entries(cuda, arch)]:
         budget = budgets.get(key)
         if budget is None:
             failures.append(f"{key}: no budget recorded (run python -m tools.cost_model --update-budgets)")
