@@ -85,3 +85,37 @@ def test_recorded_budgets_cover_the_headline_kernels():
     data = json.loads((Path(budgets.__file__).parent / "budgets.json").read_text())
     assert any(key.startswith("window_attention_fwd_kernel") and "swin-t s1 shift bf16" in key for key in data)
 
+
+
+def test_loops_map_to_source_ranges_and_their_trip_counts():
+    triton = pytest.importorskip("triton")
+    import triton.language as tl
+
+    from tools.cost_model import trips
+
+    @triton.jit
+    def kernel(x_ptr, per_slot, total, STEPS: tl.constexpr, ONE: tl.constexpr):
+        first = tl.program_id(0) * per_slot
+        last = tl.minimum(first + per_slot, total)
+        for w in range(first, last):
+            for s in range(STEPS):
+                tl.store(x_ptr + w * STEPS + s, s)
+        for k in range(ONE):  # one iteration of constant bounds: compiled to straight code
+            tl.store(x_ptr, k)
+
+    lines, first_line = __import__("inspect").getsourcelines(kernel.fn)
+    at = {text.strip().split(":")[0]: first_line + i for i, text in enumerate(lines)}
+    here = __file__
+    store = at["tl.store(x_ptr + w * STEPS + s, s)"]
+    outer_for = at["for w in range(first, last)"]
+    instructions = [sass.Instruction(i * 16, op, "", False, here, line) for i, (op, line) in enumerate(
+        [("S2R", first_line + 1), ("IADD3", outer_for), ("STG", store), ("BRA", store), ("BRA", outer_for),
+         ("STG", at["tl.store(x_ptr, k)"]), ("EXIT", None)])]
+    instructions[3].target, instructions[4].target = 2, 1
+    for ins in instructions:
+        ins.target = getattr(ins, "target", None)
+    loops = sass.find_loops(instructions)
+    notes = trips.assign_trips(loops, instructions, kernel, {"per_slot": 5, "total": 12, "STEPS": 3, "ONE": 1})
+    assert (loops[0].trips, loops[0].children[0].trips) == (5, 3)
+    assert sass.count(instructions, loops).dynamic == 3 + 2 * 5 + 2 * 15
+    assert notes[0].endswith("range(first, last) = 5")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 from .launches import ROOT, Launch
@@ -83,6 +82,3 @@ def triton_tool(name: str) -> str:
 
     return str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
 
-
-def run_tool(name: str, *args: str) -> str:
-    return subprocess.run([triton_tool(name), *args], capture_output=True, text=True, check=True).stdout
