@@ -12,7 +12,9 @@ semantics (pad/roll order, window clamping, V2's cosine attention). A family mod
     unsupported_reason(block) why this block cannot take the fused path (None when it can)
     prepare(block)            per-block state of the fused path, created once at patch time
     replacement(block, ...)   the method that replaces REPLACES, same signature and results
-    attention_spec(block)     AttentionSpec: heads, head_dim, window, dropout, a weight (device, dtype)
+    attention_spec(block)     AttentionSpec: heads, head_dim, window, dropout, a tensor (device, dtype)
+    fallback_reason(block, x=None)  optional: why the patched block runs its own code for a call on x (None: as
+                              configured), checked on every call and reported by explain()
 
 Adding an implementation is one more module and one line in FAMILIES. Blocks are patched in place by giving the
 block instance its own attribute (REPLACES); parameters, buffers and ``state_dict()`` keys stay as they are.
