@@ -16,7 +16,7 @@ Assumptions, in one place:
 * Byte-bound time: each tensor a kernel touches once per kernel at HBM bandwidth (H100 SXM 3.35 TB/s, H200
   4.8 TB/s; re-reads within a kernel hit L1/L2, except K/V re-read by several query-block programs of one
   window); gradient maps count the columns the kernel writes. Kernel time = max(issue, bytes) + 2 us.
-  Sector rounding of odd head slices (head_dim 30) is not modelled.
+  Head slices of token rows count the 32-byte sectors they touch (head_dim 30: 60-byte slices fetch 1.51x).
 * Host path: a per-call constant (0.629 ms forward, 2.059 ms forward+backward), the event-timed medians of
   stage 4 on the H200, where the device work is ~10 us: there the timing measured the host path. An isolated call
   takes max(device, host); a call behind queued GPU work (stage 1 in the benchmark) shows the device time. A
