@@ -232,10 +232,10 @@ def fused_call_breakdown(backend: str = "triton") -> dict[str, float]:
         "WindowGeometry (construction and checks)": lambda: WindowGeometry(14, 14, WINDOW, 3),
     }
     if backend == "triton":
-        from swin_kernels.ops.triton import configs, library
+        from swin_kernels.ops.triton import library
         from swin_kernels.ops.triton.attention_forward import window_attention_forward
 
-        plan = configs.attention_plan(WINDOW * WINDOW, EMBED // HEADS, qkv.dtype, False)
+        plan = library._plan(qkv, HEADS, WINDOW * WINDOW, False)
         pieces["launcher only (window_attention_forward, no dispatcher)"] = lambda: window_attention_forward(
             qkv, pad, bias, None, HEADS, geometry, scale, 0.0, plan)
         pieces["custom op called directly (dispatcher + launcher)"] = lambda: library.attention_fwd(
