@@ -154,14 +154,15 @@ def test_a_foreign_mask_runs_the_blocks_own_code():
     assert torch.equal(got, expected)
 
 
-def test_ocab_is_not_patched_and_hat_warns_about_nothing_else():
+def test_ocab_is_neither_patched_nor_named_a_lookalike():
     model, _ = _model("hat")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         swin_kernels.patch(model, backend="reference")
     patched = [type(m).__name__ for m in model.modules() if swin_kernels.patches.is_patched(m)]
     assert patched == ["HAB", "HAB"]
-    assert not any("HAB" in str(w.message) for w in caught)
+    assert not any("HAB" in str(w.message) or "OCAB" in str(w.message) for w in caught)
+    assert swin_kernels.patches.unpatched_lookalikes(model) == []
     ocab = model.layers[0].residual_group.overlap_attn
     assert "OCAB" in official_swin.not_window_attention_reason(ocab)
     assert all(official_swin.not_window_attention_reason(m) is None for m in model.modules() if m is not ocab)

@@ -66,6 +66,8 @@ def _owns_window_tensor(module: nn.Module) -> bool:
 def _looks_like_window_attention(module: nn.Module) -> bool:
     """Window attention or a block around it, of any class: it owns a relative-position table/index, or it has
     window_size and shift_size and an attention (``attn``/``attention``) or a submodule owning such a table."""
+    if official_swin.not_window_attention_reason(module) is not None:
+        return False  # e.g. HAT's overlapping cross-attention: a table, but no Swin window attention
     if _owns_window_tensor(module):
         return True
     if not (hasattr(module, "window_size") and hasattr(module, "shift_size")):
