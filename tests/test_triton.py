@@ -250,6 +250,33 @@ def test_unsupported_calls_say_why():
         swin_kernels.shifted_window_attention(torch.randn(1, 4, 4, 6, device="meta"), 1, 4, backend=BACKEND)
 
 
+def test_zero_scale_is_a_clear_error():
+    """The score table holds (bias + mask) / scale: a zero scale is refused, not turned into inf/nan."""
+    case = ATTENTION_CASES[0]
+    inputs = attention_inputs(case, torch.float64, DEVICE)
+    with pytest.raises(ValueError, match="scale must be finite and nonzero"):
+        swin_kernels.shifted_window_attention(inputs["qkv"], case.heads, case.window, scale=0.0, backend=BACKEND)
+
+
+def test_row_delta_is_rowsum_of_dout_times_out_in_the_lse_layout():
+    """D of every (window, head) row at its padded-layout place, 0 for padding tokens and rows past N."""
+    from swin_kernels.ops.triton import configs
+    from swin_kernels.ops.triton.row_delta import row_delta
+
+    case = ATTENTION_CASES[2]  # padded both ways, shifted
+    g = WindowGeometry(case.height, case.width, case.window, case.shift)
+    plan = configs.attention_plan(g.tokens, case.head_dim, torch.float64)
+    out, dout = (torch.randn(case.batch, case.height, case.width, case.channels, dtype=torch.float64, device=DEVICE)
+                 for _ in range(2))
+    lse = torch.empty(case.batch * g.num_windows * case.heads, plan.padded, dtype=torch.float64, device=DEVICE)
+    delta = row_delta(out, dout, lse, case.heads, g, plan)
+    per_token = (out * dout).reshape(case.batch, case.height, case.width, case.heads, case.head_dim).sum(-1)
+    windows = reference.window_partition(per_token, case.window, case.shift)  # (B·nW, N, heads), padding 0
+    expected = torch.zeros_like(delta)
+    expected.view(-1, case.heads, plan.padded)[:, :, :g.tokens] = windows.transpose(1, 2)
+    assert_relative_close(delta, expected, 1e-12, "row delta")
+
+
 def test_token_indices_must_fit_int32():
     from swin_kernels.ops.triton.configs import check_int32_indices
 
