@@ -7,7 +7,7 @@ call (B=8, 56x56, C=96, 3 heads, M=7, shifted and unshifted), attention core and
 forward+backward, in fp32 and bf16 on the CPU (bf16 and fp16 on a GPU) for every contender that needs no
 compilation on the CPU (torch.compile and flex_attention rows need minutes of inductor code generation there);
 the complexity study up to 70x70 maps; one fp32 inference row per end-to-end model (HF, timm, torchvision). On
-the CPU each section has a share of a time budget (--time-budget, default 170 s): a section that spends its share
+the CPU each section has a share of a time budget (--time-budget, default 150 s): a section that spends its share
 stops and the report says what it left out; progress lines show an estimate of the time left. --full (no budget):
 fp16 and the compiled contenders on the CPU, every Swin-T/S and Swin-B stage shape (plus 384² and 800x1216 on a
 GPU), the backward pass alone too, maps up to 112x112, and end to end the training step, bf16 autocast and
@@ -39,7 +39,7 @@ from .shapes import bench_device, dtypes_for, standard_shapes, swin_t_stage1
 from .workload import LEVEL_TITLES, LEVELS, PASSES
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_TIME_BUDGET_S = 170.0  # the default CPU run, all sections; --full has none
+DEFAULT_TIME_BUDGET_S = 150.0  # the default CPU run, all sections (start-up and the last step come on top); --full: none
 # each section's share of the budget (the checks are not budgeted: every backend is always checked)
 BUDGET_SHARES = {"checks": 0.06, "comparison": 0.40, "complexity": 0.20, "end-to-end": 0.34}
 COMPILING_CONTENDERS = ("compiled", "flex")  # inductor code generation: minutes on a CPU; --full only there
