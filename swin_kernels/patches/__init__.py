@@ -124,7 +124,10 @@ def patch(model: nn.Module, backend: str = "auto") -> nn.Module:
     Supported: Hugging Face transformers SwinLayer (SwinModel, SwinForImageClassification, SwinForMaskedImageModeling,
     SwinBackbone and every model built on them), DonutSwinLayer, MaskFormerSwinLayer and Swinv2Layer; timm's
     SwinTransformerBlock and SwinTransformerV2Block (every swin_* / swinv2_* model, features_only backbones too);
-    torchvision's ShiftedWindowAttention and ShiftedWindowAttentionV2 (swin_t/s/b, swin_v2_t/s/b). ``backend`` is
+    torchvision's ShiftedWindowAttention and ShiftedWindowAttentionV2 (swin_t/s/b, swin_v2_t/s/b);
+    timm's SwinTransformerV2CrBlock; OpenMMLab's ShiftWindowMSA (mmpretrain V1/V2, mmdet, mmseg); MONAI's 2-D
+    SwinTransformerBlock (SwinUNETR); the official layout's copies (official_swin). Window attention no family
+    recognises is named in a warning (unpatched_lookalikes). ``backend`` is
     the backend every patched block asks for ("auto" picks per call). A named backend is checked here against each
     block's weights (device, dtype, window, head_dim): one that cannot run them raises BackendUnavailableError now
     rather than inside the forward. Patching again changes the backend. Returns ``model``.
