@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
 
 from .. import backends, functional
 from . import tracing
@@ -275,3 +276,36 @@ def hooks_reason(**modules) -> str | None:
         if has_hooks(module):
             return f"{name} has hooks, which the fused path would bypass"
     return None
+
+
+def given_mask_is_shift_mask(block, mask, g) -> bool:
+    """Whether the mask a block was handed (or keeps) for map geometry ``g`` is the shift mask the fused op builds.
+
+    The comparison reads the mask's values (a device-to-host synchronisation on a GPU), so a mask tensor that
+    passed once is remembered by its storage address and version and not read again while neither changes.
+    Needs ``block._swin_kernels_masks = {}`` (set by the family's prepare).
+    """
+    if not g.shifted:
+        return True  # unshifted blocks apply no mask
+    if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (g.num_windows, g.tokens, g.tokens):
+        return False
+    if torch.compiler.is_compiling():
+        return True
+    from ..reference import shift_attention_mask
+
+    cache = block._swin_kernels_masks
+    seen = ("verified", mask.data_ptr(), mask._version, mask.dtype, mask.device, g.height, g.width, g.shift)
+    alive = cache.get(seen)
+    if alive is not None and not alive.expired():  # the same live tensor, unchanged since it was read
+        return True
+    key = (g.height, g.width, mask.dtype, mask.device)
+    expected = cache.get(key)
+    if expected is None:
+        expected = cache[key] = shift_attention_mask(g, mask.dtype, mask.device)
+    if not torch.equal(mask, expected):
+        return False
+    for stale in [k for k, ref in cache.items() if k[0] == "verified" and ref.expired()]:
+        del cache[stale]  # masks computed per call (SwinIR, MONAI) die after it
+    cache[seen] = StorageWeakRef(mask.untyped_storage())
+    return True
+

@@ -23,8 +23,8 @@ from __future__ import annotations
 import torch
 
 from ..geometry import WindowGeometry, clamp_window
-from ..reference import shift_attention_mask
 from .common import (
+    given_mask_is_shift_mask,
     AttentionSpec, hooks_reason, named_backend_lacks_dropout, original, plain_linear_reason,
     window_attention_branch,
 )
@@ -53,17 +53,7 @@ def clamped_bias(attn, tokens: int) -> torch.Tensor:
 
 def _mask_fits(block, mask, g: WindowGeometry) -> bool:
     """Whether MONAI would apply the shift mask of this map (the one the fused op builds)."""
-    if not g.shifted:
-        return True  # MONAI applies no mask to an unshifted window
-    if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (g.num_windows, g.tokens, g.tokens):
-        return False
-    if torch.compiler.is_compiling():
-        return True
-    key = (g.height, g.width, mask.dtype, mask.device)
-    expected = block._swin_kernels_masks.get(key)
-    if expected is None:
-        expected = block._swin_kernels_masks[key] = shift_attention_mask(g, mask.dtype, mask.device)
-    return torch.equal(mask, expected)
+    return given_mask_is_shift_mask(block, mask, g)
 
 
 def replacement(block, x: torch.Tensor, mask_matrix) -> torch.Tensor:

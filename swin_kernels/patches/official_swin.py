@@ -42,9 +42,9 @@ from torch import nn
 
 from ..bias import relative_position_bias
 from ..geometry import WindowGeometry
-from ..reference import shift_attention_mask
 from ..weights import window_pair
 from .common import (
+    given_mask_is_shift_mask,
     AttentionSpec, attend, bypassed_hooks_reason, cat_filled, dropout_reason, linear_features, original, project,
     run_own_code_warning, tensor_weights_reason,
 )
@@ -181,17 +181,7 @@ def _geometry(block, height: int, width: int) -> WindowGeometry:
 
 def _mask_fits(block, mask, g: WindowGeometry) -> bool:
     """Whether the shift mask the block would apply equals the one the fused op builds for this map."""
-    if not g.shifted:
-        return True  # unshifted blocks apply no mask
-    if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (g.num_windows, g.tokens, g.tokens):
-        return False
-    if torch.compiler.is_compiling():
-        return True
-    key = (g.height, g.width, mask.dtype, mask.device)
-    expected = block._swin_kernels_masks.get(key)
-    if expected is None:
-        expected = block._swin_kernels_masks[key] = shift_attention_mask(g, mask.dtype, mask.device)
-    return torch.equal(mask, expected)
+    return given_mask_is_shift_mask(block, mask, g)
 
 
 def _own_code(block, reason: str, *args):
