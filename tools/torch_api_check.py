@@ -120,13 +120,24 @@ def _cuda_property(name: str) -> Callable[[], bool | None]:
     return probe
 
 
+def _marks_constant_result() -> bool:
+    """swin_kernels.ops.constant marks functions the way torch.compiler.assume_constant_result does (without
+    importing torch._dynamo at import time): that decorator must still set the same attribute."""
+    import torch
+
+    def probe():
+        return None
+
+    return getattr(torch.compiler.assume_constant_result(probe), "_dynamo_marked_constant", False) is True
+
+
 APIS = [
     Api("torch.library.custom_op", "2.4", "runtime", "swin_kernels/ops/triton/library.py", "torch.library.custom_op("),
     Api("torch.library.register_fake", "2.4", "runtime", "swin_kernels/ops/_ext.py", "torch.library.register_fake("),
     Api("torch.library.register_autograd", "2.4", "runtime", "swin_kernels/ops/_ext.py",
         "torch.library.register_autograd("),
-    Api("torch.compiler.assume_constant_result", "2.3", "runtime", "swin_kernels/backends.py",
-        "@torch.compiler.assume_constant_result"),
+    Api("torch.compiler.assume_constant_result's mark (fn._dynamo_marked_constant)", "2.3", "runtime",
+        "swin_kernels/ops/constant.py", "fn._dynamo_marked_constant = True", probe=_marks_constant_result),
     Api("torch.compiler.is_compiling", "2.3", "runtime", "swin_kernels/patches/common.py",
         "torch.compiler.is_compiling()"),
     Api("torch.is_autocast_enabled(device_type)", "2.4", "runtime", "swin_kernels/patches/common.py",

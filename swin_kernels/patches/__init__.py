@@ -160,7 +160,7 @@ def patch(model: nn.Module, backend: str = "auto") -> nn.Module:
     for module, family in todo:
         if not is_patched(module):
             family.prepare(module)
-            setattr(module, family.REPLACES, PatchedMethod(module, family.replacement))
+            setattr(module, family.REPLACES, PatchedMethod(module, family.replacement, family.REPLACES))
         module._swin_kernels_backend = backend
     for (name, reason), paths in skipped.items():
         where = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")

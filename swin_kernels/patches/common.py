@@ -46,10 +46,12 @@ class PatchedMethod:
     class's method.
     """
 
-    def __init__(self, module: nn.Module, function) -> None:
+    def __init__(self, module: nn.Module, function, name: str | None = None) -> None:
         self.module = module
         self.function = function
-        self.name = None  # the attribute of the module it replaces, found at the first call
+        # the attribute of the module it replaces; known at patch time, so a compiled call never sees it change
+        # (found at the first call when not given)
+        self.name = name
         tracing.guard_scripting(module)  # torch.jit.script raises instead of running the block's class code
 
     def __call__(self, *args, **kwargs):

@@ -90,9 +90,9 @@ def _clamped_window(layer, input_dimensions, always_partition) -> tuple[int, int
     changing the block (the class's forward changes it for good: one small input would shrink later windows)."""
     window, shift = int(layer.window_size), int(layer.shift_size)
     if not always_partition and hasattr(layer, "set_shift_and_window_size"):
-        smaller = int(min(input_dimensions))
+        smaller = min(input_dimensions)  # not int() yet: under dynamic shapes that would specialise on the size
         if smaller <= window:
-            return smaller, 0
+            return int(smaller), 0
     return window, shift
 
 
