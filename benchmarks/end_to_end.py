@@ -10,9 +10,8 @@ each pass is checked once (patched against unpatched; for compiled ones this cal
 warmed up by a call whose peak memory the allocator counts (benchmarks.memory), then timed in interleaved
 rounds. Throughput is batch / median time.
 
-Peak memory is what a call allocates above what was live when it began. The patched model's inference keeps
-one thing between calls that this does not see: the concatenated q/k/v weights it caches while no gradient
-flows (HF keeps q, k and v as three Linears); the report states its size next to the peak.
+Peak memory is what a call allocates above what was live when it began (a patched model keeps nothing between
+calls: HF's q/k/v weights are concatenated per call).
 """
 
 from __future__ import annotations
@@ -157,7 +156,6 @@ class PassResult:
     peak: dict[str, int] = field(default_factory=dict)
     difference: float = 0.0  # patched vs unpatched, relative to the largest unpatched value
     rounds: int = 0
-    cached_qkv_bytes: int = 0  # held by the patched model between inference calls
 
     def images_per_s(self, contender: str) -> float:
         return self.batch / self.median_s[contender]
@@ -251,21 +249,7 @@ def measure_pass(spec: ModelSpec, pass_name: str, setting: Setting, progress=Non
     samples = interleaved_times([(prepared.calls[name], lambda: prepared.args) for name in CONTENDERS], rounds,
                                 setting.device, on_round=report_round)
     result.median_s = {name: statistics.median(times) for name, times in zip(CONTENDERS, samples)}
-    if pass_name == "inference":
-        result.cached_qkv_bytes = cached_qkv_bytes(prepared.models["patched"])
     return result
-
-
-def cached_qkv_bytes(model) -> int:
-    """Bytes of the q/k/v weight concatenations a patched model keeps between inference calls."""
-    total = 0
-    for module in model.modules():
-        for name in ("_swin_kernels_qkv_weight", "_swin_kernels_qkv_bias"):
-            cache = vars(module).get(name)
-            value = getattr(cache, "_value", None)
-            if value is not None:
-                total += value.numel() * value.element_size()
-    return total
 
 
 def run(full: bool = False, tiny: bool = False, progress=None, libraries=LIBRARIES,
@@ -312,10 +296,9 @@ def _rows(spec: ModelSpec, precision: str, results: list[PassResult]) -> list[li
     for r in results:
         speedup = r.median_s["unpatched"] / r.median_s["patched"]
         memory = r.peak["patched"] / r.peak["unpatched"] if r.peak["unpatched"] else float("nan")
-        cached = f" (+{format_bytes(r.cached_qkv_bytes)} cached q/k/v)" if r.cached_qkv_bytes else ""
         rows.append([spec.name, precision, r.mode, r.pass_name, str(r.batch), str(r.rounds),
                      f"{r.images_per_s('unpatched'):.2f}", f"{r.images_per_s('patched'):.2f}", f"{speedup:.2f}x",
-                     format_bytes(r.peak["unpatched"]), format_bytes(r.peak["patched"]) + cached,
+                     format_bytes(r.peak["unpatched"]), format_bytes(r.peak["patched"]),
                      f"{memory:.2f}", f"{r.difference:.1e}"])
     return rows
 
@@ -358,8 +341,7 @@ def report_section(full: bool, progress=None, libraries=LIBRARIES, out_of_time=N
         f"(backend `auto`, here {'; '.join(backends_used)}) on {device}. Inference: "
         "eval, no grad. Training step: forward, cross-entropy, backward, AdamW step. " + compiled + " Medians of "
         "interleaved rounds (count in the table) after a checked call and a memory-counting warm-up; peak memory "
-        "is what one call allocates above what was live before it; the patched HF model also keeps its "
-        "concatenated q/k/v weights between inference calls (shown in brackets). \"max difference\": patched "
+        "is what one call allocates above what was live before it. \"max difference\": patched "
         "against unpatched logits of the first call (before any optimizer step), relative to the largest "
         "unpatched logit.",
         table(header, rows),
