@@ -134,7 +134,10 @@ _RESOLVED: dict[tuple, tuple[str, tuple]] = {}
 def _resolve_name(backend, op, device, dtype, window_h, window_w, head_dim, dropout) -> str:
     """Name of the backend that runs the call: host-side logic that torch.compile treats as a constant."""
     name = requested_name(backend)
-    key = (name, op, device, dtype, window_h, window_w, head_dim, dropout)
+    # fp32 attention plans depend on torch's TF32 switch (ops/triton), which a program may flip between calls
+    tf32 = torch.backends.cuda.matmul.fp32_precision if dtype == torch.float32 and hasattr(
+        torch.backends.cuda.matmul, "fp32_precision") else None
+    key = (name, op, device, dtype, window_h, window_w, head_dim, dropout, tf32)
     hit = _RESOLVED.get(key)
     if hit is None:
         request = Request(op, torch.device(device), dtype, (window_h, window_w), head_dim, dropout)
