@@ -9,6 +9,7 @@ follow from it and from the problem shape.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -90,6 +91,19 @@ KERNEL_SHAPES.update({("fp16",) + key[1:]: shapes for key, shapes in KERNEL_SHAP
 UNSUPPORTED = {("fp64", 128, False), ("fp64", 128, True)}
 
 
+def next_power_of_2(n: int) -> int:
+    """triton.next_power_of_2 in plain Python (n >= 1; also for symbolic sizes): triton's is a constexpr function
+    costing ~2 us per host call."""
+    n -= 1
+    for bits in (1, 2, 4, 8, 16, 32):
+        n |= n >> bits
+    return n + 1
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 @dataclass(frozen=True)
 class AttentionPlan:
     """How a window of N tokens is laid out (``num_blocks`` blocks of ``block`` tokens, padded to ``padded``) and
@@ -98,7 +112,8 @@ class AttentionPlan:
     ``path``: the dtype path ("fp16", "bf16", "tf32", "fp32", "fp64"); ``input_precision``: tl.dot's ("ieee" or
     "tf32"). ``fma``: fp32/fp64 with exact products, where tl.dot runs on FMA units and needs smaller tiles (more
     registers per element than tensor-core fragments). The forward's plan is kept for the backward, so both agree
-    on every layout; the kernels' own tiles divide the block, so they address the same padded layout.
+    on every layout; the kernels' own tiles divide the block, so they address the same padded layout. Derived
+    sizes are computed once per plan (the launchers read them on every call).
     """
 
     tokens: int
@@ -107,32 +122,32 @@ class AttentionPlan:
     fma: bool = False
     path: str = "bf16"
 
-    @property
+    @functools.cached_property
     def block(self) -> int:
         # a power of two >= 16 (tl.dot's minimum), at most KEY_BLOCK (FMA_BLOCK on the FMA path)
-        return min(max(16, triton.next_power_of_2(self.tokens)), FMA_BLOCK if self.fma else KEY_BLOCK)
+        return min(max(16, next_power_of_2(self.tokens)), FMA_BLOCK if self.fma else KEY_BLOCK)
 
-    @property
+    @functools.cached_property
     def num_blocks(self) -> int:
-        return triton.cdiv(self.tokens, self.block)
+        return cdiv(self.tokens, self.block)
 
-    @property
+    @functools.cached_property
     def padded(self) -> int:
         return self.num_blocks * self.block
 
-    @property
+    @functools.cached_property
     def block_d(self) -> int:
-        return max(16, triton.next_power_of_2(self.head_dim))
+        return max(16, next_power_of_2(self.head_dim))
 
-    @property
+    @functools.cached_property
     def shape_class(self) -> tuple[str, int, bool]:
         return self.path, max(32, self.block_d), self.num_blocks > 1
 
-    @property
+    @functools.cached_property
     def supported(self) -> bool:
         return self.shape_class not in UNSUPPORTED
 
-    @property
+    @functools.cached_property
     def shapes(self) -> tuple[KernelShape, KernelShape, KernelShape]:
         """(forward, dK/dV, dQ) tiles, each capped at the block (a small window needs no larger tile)."""
         chosen = KERNEL_SHAPES[self.shape_class]
@@ -148,6 +163,12 @@ class AttentionPlan:
         """``kernel``: "dkdv" or "dq"; meta BLOCK (keys or queries per program step) and SUB (per inner step)."""
         s = self.shapes[1 if kernel == "dkdv" else 2]
         return LaunchConfig(s.warps, 1, s.maxnreg, (("BLOCK", s.rows), ("SUB", s.cols)))
+
+
+@functools.lru_cache(maxsize=None)
+def cached_attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, tf32: bool = False) -> AttentionPlan:
+    """attention_plan, one object per key (a function of its arguments alone); ints only (no symbolic sizes)."""
+    return attention_plan(tokens, head_dim, dtype, tf32)
 
 
 def attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, tf32: bool = False) -> AttentionPlan:
@@ -198,8 +219,8 @@ def backward_slots(total_windows: int, heads: int, plan: AttentionPlan, acc_dtyp
     """
     slot_bytes = heads * plan.padded * plan.padded * torch.finfo(acc_dtype).bits // 8
     slots = max(1, min(MAX_SLOTS, total_windows, PARTIAL_BYTES // slot_bytes))
-    per_slot = triton.cdiv(total_windows, slots)
-    return triton.cdiv(total_windows, per_slot), per_slot
+    per_slot = cdiv(total_windows, slots)
+    return cdiv(total_windows, per_slot), per_slot
 
 
 def check_int32_indices(batch: int, padded_h: int, padded_w: int) -> None:

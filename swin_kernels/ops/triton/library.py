@@ -9,7 +9,6 @@ the scalars as kernel arguments, and every launch configuration is fixed per pla
 
 from __future__ import annotations
 
-import dataclasses
 from contextlib import nullcontext
 from typing import Optional
 
@@ -36,27 +35,10 @@ def _geometry(height, width, window, shift, roll_before_pad) -> WindowGeometry:
 
 
 def _plan(qkv: Tensor, num_heads: int, tokens: int, tf32: bool) -> configs.AttentionPlan:
-    key = (tokens, qkv.shape[-1] // (3 * num_heads), qkv.dtype, tf32)
-    plan = _PLANS.get(key) if isinstance(key[1], int) else None  # a symbolic head_dim (dynamic compile): no cache
-    if plan is None:
-        plan = configs.attention_plan(*key)
-        if isinstance(key[1], int):
-            plan = _PLANS[key] = _with_fixed_sizes(plan)
-    return plan
-
-
-# A plan's derived sizes are properties computed with triton.cdiv / triton.next_power_of_2, which are constexpr
-# functions costing about 2 us each in host code; one forward launch read them 37 times (70 us of a 110 us
-# launcher). A plan is a function of its key alone, so each is built once, with its properties read once.
-_PLANS: dict[tuple, configs.AttentionPlan] = {}
-
-
-def _with_fixed_sizes(plan: configs.AttentionPlan) -> configs.AttentionPlan:
-    """The same plan whose properties are plain values (a subclass with each property's value)."""
-    cls = type(plan)
-    fixed = {name: getattr(plan, name) for name, value in vars(cls).items() if isinstance(value, property)}
-    frozen = type(cls.__name__, (cls,), {**fixed, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
-    return frozen(**{f.name: getattr(plan, f.name) for f in dataclasses.fields(plan)})
+    head_dim = qkv.shape[-1] // (3 * num_heads)
+    if isinstance(head_dim, int):
+        return configs.cached_attention_plan(tokens, head_dim, qkv.dtype, tf32)
+    return configs.attention_plan(tokens, head_dim, qkv.dtype, tf32)  # a symbolic head_dim (dynamic compile)
 
 
 # ------------------------------------------------------------------------------------------------ attention
