@@ -1,16 +1,18 @@
 // Index arithmetic of (shifted) window attention, shared by the CPU and CUDA kernels.
 //
-// A (B, H, W, C) map is cut into nW = (Hp/Mh)(Wp/Mw) windows of N = Mh*Mw tokens after a cyclic roll by (-sh, -sw)
-// and zero padding at the bottom/right to (Hp, Wp), multiples of the window: windows row-major over the grid,
-// tokens row-major inside a window. Pad and roll come in either order (swin_kernels/geometry.py):
+// A (B, H, W, C) map or a (B, D, H, W, C) volume is cut into nW = (Dp/Md)(Hp/Mh)(Wp/Mw) windows of N = Md*Mh*Mw
+// tokens after a cyclic roll by (-sd, -sh, -sw) and zero padding at the far end of each axis to (Dp, Hp, Wp),
+// multiples of the window: windows row-major over the grid (planes, rows, columns), tokens row-major inside a
+// window. A map is the volume of depth 1 (Md = 1, sd = 0): every function below then reduces exactly to its 2-D form. Pad and roll come in either order (swin_kernels/geometry.py):
 //   pad, then roll (official, HF, torchvision): the roll acts on the whole padded axis, L = P (padded length);
 //   roll, then pad (timm): the roll acts on the unpadded axis only, L = the map's length, the rest is padding.
 // Along an axis, rolled position p < L holds unrolled position (p + roll) mod L with roll = s mod L; p >= L is
 // padding. The kernels never build the padded, rolled or partitioned copies; they only ask
 //   * which pixel of the original map token t of window w is (or that it is padding),
 //   * which shift region token t lies in (tokens of different regions get the -100 mask; the regions are laid
-//     out on the padded grid in both orders: [0, P-M), [P-M, P-s), [P-s, P), one region when s = 0),
-//   * the relative position index of a token pair (into a ((2Th-1)(2Tw-1), heads) bias table).
+//     out on the padded grid in both orders: [0, P-M), [P-M, P-s), [P-s, P), one region when s = 0; 3 per
+//     shifted axis, so up to 9 in 2-D and 27 in 3-D),
+//   * the relative position index of a token pair (into a ((2Td-1)(2Th-1)(2Tw-1), heads) bias table).
 // All functions are pure and 64-bit where a product of sizes can exceed 2^31.
 #pragma once
 
@@ -38,12 +40,15 @@ struct Axis {
 };
 
 struct WindowGrid {
-  Axis rows, cols;
-  int64_t height, width;                // rows.length, cols.length
+  Axis planes, rows, cols;              // depth (length 1, window 1 for a 2-D map), height, width
+  int64_t depth, height, width;         // planes.length, rows.length, cols.length
   int64_t padded_height, padded_width;  // rows.padded, cols.padded
   int64_t windows_per_row;              // windows along the width
+  int64_t windows_per_plane;            // windows in one plane of windows (a whole 2-D map)
   int64_t windows_per_image;            // nW
-  int32_t tokens;                       // N = Mh * Mw
+  int64_t pixels;                       // D * H * W: tokens of one image
+  int32_t tokens;                       // N = Md * Mh * Mw
+  int32_t plane_tokens;                 // Mh * Mw: tokens of a window in one plane
 };
 
 SWIN_HOST_DEVICE int64_t round_up(int64_t value, int64_t multiple) {
@@ -61,19 +66,32 @@ SWIN_HOST_DEVICE Axis make_axis(int64_t length, int32_t window, int32_t shift, b
   return a;
 }
 
-SWIN_HOST_DEVICE WindowGrid make_grid(int64_t height, int64_t width, int32_t window_h, int32_t window_w,
-                                      int32_t shift_h, int32_t shift_w, bool roll_before_pad) {
+// A (D, H, W) volume with window (Md, Mh, Mw) and shift (sd, sh, sw).
+SWIN_HOST_DEVICE WindowGrid make_grid(int64_t depth, int64_t height, int64_t width, int32_t window_d, int32_t window_h,
+                                      int32_t window_w, int32_t shift_d, int32_t shift_h, int32_t shift_w,
+                                      bool roll_before_pad) {
   WindowGrid g;
+  g.planes = make_axis(depth, window_d, shift_d, roll_before_pad);
   g.rows = make_axis(height, window_h, shift_h, roll_before_pad);
   g.cols = make_axis(width, window_w, shift_w, roll_before_pad);
+  g.depth = depth;
   g.height = height;
   g.width = width;
   g.padded_height = g.rows.padded;
   g.padded_width = g.cols.padded;
   g.windows_per_row = g.cols.padded / window_w;
-  g.windows_per_image = (g.rows.padded / window_h) * g.windows_per_row;
-  g.tokens = window_h * window_w;
+  g.windows_per_plane = (g.rows.padded / window_h) * g.windows_per_row;
+  g.windows_per_image = (g.planes.padded / window_d) * g.windows_per_plane;
+  g.pixels = depth * height * width;
+  g.plane_tokens = window_h * window_w;
+  g.tokens = window_d * g.plane_tokens;
   return g;
+}
+
+// An (H, W) map: the volume of depth 1.
+SWIN_HOST_DEVICE WindowGrid make_grid(int64_t height, int64_t width, int32_t window_h, int32_t window_w,
+                                      int32_t shift_h, int32_t shift_w, bool roll_before_pad) {
+  return make_grid(1, height, width, 1, window_h, window_w, 0, shift_h, shift_w, roll_before_pad);
 }
 
 // The square, pad-then-roll geometry of the official code.
@@ -95,27 +113,37 @@ SWIN_HOST_DEVICE int64_t rolled_position(const Axis& a, int64_t y) {
   return p < 0 ? p + a.roll_length : p;
 }
 
-// Row / column of token t of window w in the rolled, padded map.
+// Plane / row / column of token t of window w in the rolled, padded volume (the plane is 0 for a 2-D map).
+SWIN_HOST_DEVICE int64_t rolled_plane(const WindowGrid& g, int64_t window_index, int32_t token) {
+  return (window_index / g.windows_per_plane) * g.planes.window + token / g.plane_tokens;
+}
 SWIN_HOST_DEVICE int64_t rolled_row(const WindowGrid& g, int64_t window_index, int32_t token) {
-  return (window_index / g.windows_per_row) * g.rows.window + token / g.cols.window;
+  return ((window_index % g.windows_per_plane) / g.windows_per_row) * g.rows.window +
+         (token % g.plane_tokens) / g.cols.window;
 }
 SWIN_HOST_DEVICE int64_t rolled_col(const WindowGrid& g, int64_t window_index, int32_t token) {
   return (window_index % g.windows_per_row) * g.cols.window + token % g.cols.window;
 }
 
-// Pixel y*W + x of the original map that token t of window w (within one image) holds, or -1 for padding.
-// Each pixel is held by exactly one token, so writes through this map never collide.
+// Pixel (z*H + y)*W + x of the original volume (y*W + x of a map) that token t of window w (within one image)
+// holds, or -1 for padding. Each pixel is held by exactly one token, so writes through this map never collide.
 SWIN_HOST_DEVICE int64_t token_pixel(const WindowGrid& g, int64_t window_index, int32_t token) {
+  const int64_t z = unrolled_position(g.planes, rolled_plane(g, window_index, token));
   const int64_t y = unrolled_position(g.rows, rolled_row(g, window_index, token));
   const int64_t x = unrolled_position(g.cols, rolled_col(g, window_index, token));
-  return (y >= 0 && x >= 0) ? y * g.width + x : -1;
+  return (z >= 0 && y >= 0 && x >= 0) ? (z * g.height + y) * g.width + x : -1;
 }
 
-// (window index within the image, token) that holds pixel y*W + x: the inverse of token_pixel.
+// (window index within the image, token) that holds pixel (z*H + y)*W + x: the inverse of token_pixel.
 SWIN_HOST_DEVICE void pixel_token(const WindowGrid& g, int64_t pixel, int64_t* window_index, int32_t* token) {
-  const int64_t r = rolled_position(g.rows, pixel / g.width), c = rolled_position(g.cols, pixel % g.width);
-  *window_index = (r / g.rows.window) * g.windows_per_row + c / g.cols.window;
-  *token = static_cast<int32_t>((r % g.rows.window) * g.cols.window + c % g.cols.window);
+  const int64_t plane_pixels = g.height * g.width;
+  const int64_t in_plane = pixel % plane_pixels;
+  const int64_t p = rolled_position(g.planes, pixel / plane_pixels);
+  const int64_t r = rolled_position(g.rows, in_plane / g.width), c = rolled_position(g.cols, in_plane % g.width);
+  *window_index = (p / g.planes.window) * g.windows_per_plane + (r / g.rows.window) * g.windows_per_row +
+                  c / g.cols.window;
+  *token = static_cast<int32_t>(((p % g.planes.window) * g.rows.window + r % g.rows.window) * g.cols.window +
+                                c % g.cols.window);
 }
 
 // Shift region along one padded axis: [0, P-M) -> 0, [P-M, P-s) -> 1, [P-s, P) -> 2 (all 0 unshifted).
@@ -124,16 +152,22 @@ SWIN_HOST_DEVICE int32_t axis_region(const Axis& a, int64_t rolled) {
   return (rolled >= a.padded - a.window ? 1 : 0) + (rolled >= a.padded - a.shift ? 1 : 0);
 }
 
-// Region id (0..8) of token t of window w; two tokens attend freely only when their ids are equal.
+// Region id (0..26; 0..8 for a 2-D map) of token t of window w; two tokens attend freely only when their ids are
+// equal.
 SWIN_HOST_DEVICE int32_t token_region(const WindowGrid& g, int64_t window_index, int32_t token) {
-  return axis_region(g.rows, rolled_row(g, window_index, token)) * 3 +
+  return (axis_region(g.planes, rolled_plane(g, window_index, token)) * 3 +
+          axis_region(g.rows, rolled_row(g, window_index, token))) * 3 +
          axis_region(g.cols, rolled_col(g, window_index, token));
 }
 
-// Only windows in the last grid row (rows shifted) or column (columns shifted) can hold several regions.
+// Only windows in the last grid plane (depth shifted), row (rows shifted) or column (columns shifted) can hold
+// several regions.
 SWIN_HOST_DEVICE bool window_is_masked(const WindowGrid& g, int64_t window_index) {
-  const int64_t grid_rows = g.windows_per_image / g.windows_per_row;
-  return (g.rows.shift > 0 && window_index / g.windows_per_row == grid_rows - 1) ||
+  const int64_t grid_planes = g.windows_per_image / g.windows_per_plane;
+  const int64_t grid_rows = g.windows_per_plane / g.windows_per_row;
+  const int64_t in_plane = window_index % g.windows_per_plane;
+  return (g.planes.shift > 0 && window_index / g.windows_per_plane == grid_planes - 1) ||
+         (g.rows.shift > 0 && in_plane / g.windows_per_row == grid_rows - 1) ||
          (g.cols.shift > 0 && window_index % g.windows_per_row == g.windows_per_row - 1);
 }
 
@@ -145,6 +179,17 @@ SWIN_HOST_DEVICE int32_t relative_position_index(int32_t window_h, int32_t windo
   const int32_t d_row = i / window_w - j / window_w + table_h - 1;
   const int32_t d_col = i % window_w - j % window_w + table_w - 1;
   return d_row * (2 * table_w - 1) + d_col;
+}
+
+// The 3-D index into a ((2Td-1)(2Th-1)(2Tw-1), heads) table of tokens (i, j) of an (Md, Mh, Mw) window:
+// ((dplane + Td-1) * (2Th-1) + (drow + Th-1)) * (2Tw-1) + (dcol + Tw-1). With Md = Td = 1 it is the 2-D index.
+SWIN_HOST_DEVICE int32_t relative_position_index(int32_t window_d, int32_t window_h, int32_t window_w, int32_t table_d,
+                                                 int32_t table_h, int32_t table_w, int32_t i, int32_t j) {
+  (void)window_d;
+  const int32_t plane = window_h * window_w;
+  const int32_t d_plane = i / plane - j / plane + table_d - 1;
+  return d_plane * (2 * table_h - 1) * (2 * table_w - 1) +
+         relative_position_index(window_h, window_w, table_h, table_w, i % plane, j % plane);
 }
 
 }  // namespace maps

@@ -16,21 +16,20 @@ PyMODINIT_FUNC PyInit__C(void) {
 
 TORCH_LIBRARY(swin_kernels, m) {
   m.set_python_module("swin_kernels.ops._ext");
-  // Shifted window attention on the unpartitioned (B, H, W, 3C) qkv map: returns out (B, H, W, C) and the row
-  // log-sum-exp of the scores (B*nW, heads, N) that the backward recomputes the probabilities from. window and
-  // shift are (rows, columns); roll_before_pad selects timm's order (see csrc/index_maps.h).
+  // Shifted window attention on the unpartitioned (B, H, W, 3C) qkv map or (B, D, H, W, 3C) volume: returns out
+  // (B, [D,] H, W, C) and the row log-sum-exp of the scores (B*nW, heads, N) that the backward recomputes the
+  // probabilities from. window and shift are (rows, columns) for a map, (depth, rows, columns) for a volume;
+  // roll_before_pad selects timm's order (see csrc/index_maps.h).
   m.def(
-      "window_attention_fwd(Tensor qkv, Tensor? pad_qkv, Tensor? bias, int num_heads, int[2] window, int[2] shift, "
+      "window_attention_fwd(Tensor qkv, Tensor? pad_qkv, Tensor? bias, int num_heads, int[] window, int[] shift, "
       "bool roll_before_pad, float scale) -> (Tensor, Tensor)");
-  // Gradients of qkv (B, H, W, 3C), pad_qkv (3C,) and bias (heads, N, N), each always returned. Recomputes the
+  // Gradients of qkv (B, [D,] H, W, 3C), pad_qkv (3C,) and bias (heads, N, N), each always returned. Recomputes the
   // probabilities from qkv and lse; D_i = dO_i . O_i comes from them too, so the output is not needed.
   m.def(
       "window_attention_bwd(Tensor grad_out, Tensor qkv, Tensor? pad_qkv, Tensor? bias, Tensor lse, "
-      "int num_heads, int[2] window, int[2] shift, bool roll_before_pad, float scale) -> (Tensor, Tensor, Tensor)");
-  // pad and roll(-shift) (in either order) -> partition: (B, H, W, C) -> (B*nW, N, C).
-  m.def("window_partition(Tensor x, int[2] window, int[2] shift, bool roll_before_pad) -> Tensor");
-  // reverse -> roll(+shift) and crop: (B*nW, N, C) -> (B, H, W, C).
-  m.def(
-      "window_reverse(Tensor windows, int[2] window, int height, int width, int[2] shift, bool roll_before_pad) "
-      "-> Tensor");
+      "int num_heads, int[] window, int[] shift, bool roll_before_pad, float scale) -> (Tensor, Tensor, Tensor)");
+  // pad and roll(-shift) (in either order) -> partition: (B, [D,] H, W, C) -> (B*nW, N, C).
+  m.def("window_partition(Tensor x, int[] window, int[] shift, bool roll_before_pad) -> Tensor");
+  // reverse -> roll(+shift) and crop: (B*nW, N, C) -> (B, [D,] H, W, C); sizes = ([D,] H, W).
+  m.def("window_reverse(Tensor windows, int[] window, int[] sizes, int[] shift, bool roll_before_pad) -> Tensor");
 }

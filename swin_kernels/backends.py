@@ -59,13 +59,16 @@ class Request:
     op: str  # "attention", "partition" or "reverse"
     device: torch.device
     dtype: torch.dtype
-    window: tuple[int, int]
+    window: tuple[int, ...]  # (rows, columns), or (depth, rows, columns) for a volume
     head_dim: int | None = None
     dropout: bool = False
 
     @property
     def tokens(self) -> int:
-        return self.window[0] * self.window[1]
+        n = 1
+        for m in self.window:
+            n *= m
+        return n
 
     def __str__(self) -> str:
         text = f"{self.op} on {self.device.type} {str(self.dtype).removeprefix('torch.')}, window {self.window}"
@@ -120,7 +123,9 @@ def resolve(backend: str | None, request: Request):
     'auto' (or None) may be overridden by the SWIN_KERNELS_BACKEND environment variable (read on every call).
     """
     r = request
-    name = _resolve_name(backend, r.op, str(r.device), r.dtype, r.window[0], r.window[1], r.head_dim, r.dropout)
+    window_d = r.window[0] if len(r.window) == 3 else 0  # 0: a 2-D map
+    name = _resolve_name(backend, r.op, str(r.device), r.dtype, window_d, r.window[-2], r.window[-1], r.head_dim,
+                         r.dropout)
     return _LOADED[name][0]
 
 
@@ -131,22 +136,24 @@ _RESOLVED: dict[tuple, tuple[str, tuple]] = {}
 
 
 @constant_result
-def _resolve_name(backend, op, device, dtype, window_h, window_w, head_dim, dropout) -> str:
-    """Name of the backend that runs the call: host-side logic that torch.compile treats as a constant."""
+def _resolve_name(backend, op, device, dtype, window_d, window_h, window_w, head_dim, dropout) -> str:
+    """Name of the backend that runs the call: host-side logic that torch.compile treats as a constant.
+    ``window_d`` is the window's depth for a volume, 0 for a map."""
     name = requested_name(backend)
     # fp32 attention plans depend on torch's TF32 switch (ops/triton), which a program may flip between calls
     tf32 = torch.backends.cuda.matmul.fp32_precision if dtype == torch.float32 and hasattr(
         torch.backends.cuda.matmul, "fp32_precision") else None
-    key = (name, op, device, dtype, window_h, window_w, head_dim, dropout, tf32)
+    key = (name, op, device, dtype, window_d, window_h, window_w, head_dim, dropout, tf32)
+    window = (window_d, window_h, window_w) if window_d else (window_h, window_w)
     hit = _RESOLVED.get(key)
     if hit is None:
-        request = Request(op, torch.device(device), dtype, (window_h, window_w), head_dim, dropout)
+        request = Request(op, torch.device(device), dtype, window, head_dim, dropout)
         chosen, declined, why = _choose(name, request)
         if chosen is None:
             raise BackendUnavailableError(why)
         hit = _RESOLVED[key] = chosen, tuple(declined) if chosen == "reference" else ()
     if hit[1]:  # 'auto' fell back to the reference: warn once per reason (a no-op once warned)
-        _warn_fallback(Request(op, torch.device(device), dtype, (window_h, window_w), head_dim, dropout), hit[1])
+        _warn_fallback(Request(op, torch.device(device), dtype, window, head_dim, dropout), hit[1])
     return hit[0]
 
 

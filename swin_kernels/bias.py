@@ -7,25 +7,29 @@ from __future__ import annotations
 
 import torch
 
-from .geometry import as_pair
+from .geometry import as_sizes, spatial_dims
 
 
 def relative_position_index(window, table_window=None, device=None) -> torch.Tensor:
     """(N, N) index into a ((2Th-1)(2Tw-1), heads) table: idx(i, j) = (Δrow + Th-1)·(2Tw-1) + (Δcol + Tw-1).
 
-    ``window`` (Mh, Mw) (or an int for a square), N = Mh·Mw. ``table_window`` (Th, Tw) defaults to ``window``; a
-    larger one addresses the centre of a bigger table, which is how a window clamped at run time keeps its
-    relative positions.
+    ``window`` (Mh, Mw) (or an int for a square), N = Mh·Mw; a volume's (Md, Mh, Mw) indexes a
+    ((2Td-1)(2Th-1)(2Tw-1), heads) table by ((Δd + Td-1)·(2Th-1) + (Δrow + Th-1))·(2Tw-1) + (Δcol + Tw-1).
+    ``table_window`` T defaults to ``window``; a larger one addresses the centre of a bigger table, which is how a
+    window clamped at run time keeps its relative positions.
     """
-    window = as_pair(window, "window")
-    table_window = window if table_window is None else as_pair(table_window, "table_window")
-    if table_window[0] < window[0] or table_window[1] < window[1]:
+    dims = spatial_dims(window, table_window)
+    window = as_sizes(window, dims, "window")
+    table_window = window if table_window is None else as_sizes(table_window, dims, "table_window")
+    if any(t < m for t, m in zip(table_window, window)):
         raise ValueError(f"a table for window {table_window} cannot serve window {window}")
-    rows = torch.arange(window[0], device=device).repeat_interleave(window[1])  # token t = row * Mw + col
-    cols = torch.arange(window[1], device=device).repeat(window[0])
-    d_row = rows[:, None] - rows[None, :] + table_window[0] - 1
-    d_col = cols[:, None] - cols[None, :] + table_window[1] - 1
-    return d_row * (2 * table_window[1] - 1) + d_col
+    coords = torch.stack(torch.meshgrid(*(torch.arange(m, device=device) for m in window), indexing="ij"))
+    coords = coords.reshape(dims, -1)  # token t = ((d · Mh) + row) · Mw + col
+    index = torch.zeros((), dtype=torch.long, device=device)
+    for axis in range(dims):
+        delta = coords[axis][:, None] - coords[axis][None, :] + table_window[axis] - 1
+        index = index * (2 * table_window[axis] - 1) + delta
+    return index
 
 
 def table_window_size(table: torch.Tensor) -> int:
@@ -39,14 +43,17 @@ def table_window_size(table: torch.Tensor) -> int:
 
 def relative_position_bias(table: torch.Tensor, window, index: torch.Tensor | None = None,
                            table_window=None) -> torch.Tensor:
-    """Gather the dense (heads, N, N) bias of a window from a ((2Th-1)(2Tw-1), heads) table (T >= window).
+    """Gather the dense (heads, N, N) bias of a window from a ((2Th-1)(2Tw-1), heads) table (T >= window); a
+    volume's window (Md, Mh, Mw) from a ((2Td-1)(2Th-1)(2Tw-1), heads) table (pass table_window, or the index).
 
     ``index``: the table's own relative_position_index(T) where the caller keeps one (a module buffer), so a
     call at the full window builds nothing; it is rebuilt when absent or when the window is clamped below T.
     ``table_window``: T, needed for a rectangular table when ``index`` does not fit (a square one is inferred).
     """
-    window = as_pair(window, "window")
-    n = window[0] * window[1]
+    window = as_sizes(window, spatial_dims(window, table_window), "window")
+    n = 1
+    for m in window:
+        n *= m
     if index is None or index.numel() != n * n:
         if table_window is None:
             table_window = table_window_size(table)

@@ -109,17 +109,18 @@ def _explain_call(fn, args, kwargs) -> Explanation:
     backend = bound.get("backend")
     if fn is functional.shifted_window_attention:
         qkv, heads = bound["qkv"], bound["num_heads"]
-        g = WindowGeometry(qkv.shape[1], qkv.shape[2], bound["window_size"], bound.get("shift_size", 0),
-                           bound.get("roll_before_pad", False))
+        g = WindowGeometry.of(qkv.shape[1:-1], bound["window_size"], bound.get("shift_size", 0),
+                              bound.get("roll_before_pad", False))
         request = Request("attention", qkv.device, qkv.dtype, g.window, qkv.shape[-1] // (3 * heads),
                           bound.get("dropout_p", 0.0) > 0.0)
     elif fn is functional.window_partition:
         x = bound["x"]
-        g = WindowGeometry(x.shape[1], x.shape[2], bound["window_size"], bound.get("shift_size", 0))
+        g = WindowGeometry.of(x.shape[1:-1], bound["window_size"], bound.get("shift_size", 0))
         request = Request("partition", x.device, x.dtype, g.window)
     else:
         w = bound["windows"]
-        g = WindowGeometry(bound["height"], bound["width"], bound["window_size"], bound.get("shift_size", 0))
+        g = WindowGeometry(bound["height"], bound["width"], bound["window_size"], bound.get("shift_size", 0),
+                           depth=bound.get("depth"))
         request = Request("reverse", w.device, w.dtype, g.window)
     return _decide(f"{fn.__name__} ({request})", request, backend)
 
@@ -140,7 +141,7 @@ def _explain_fused_module(module, x: torch.Tensor | None) -> Explanation:
     if x is None:
         window, note = module.window_size, "configured window; its clamping may shrink it on small maps"
     else:
-        window, note = module.geometry(x.shape[1], x.shape[2]).window, ""
+        window, note = module.geometry(*x.shape[1:-1]).window, ""
     request = Request("attention", device, dtype, window, module.dim // module.num_heads,
                       module.training and module.attn_drop > 0.0)
     explanation = _decide(f"{type(module).__name__} ({request})", request, module.backend)

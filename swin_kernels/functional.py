@@ -2,8 +2,9 @@
 
 Validation lives here once, so every backend receives well-formed, contiguous tensors and a bad call
 fails with a clear message instead of a wrong answer. Windows and shifts are an int (square) or a pair
-(rows, columns); ``roll_before_pad`` selects timm's order (roll the map, then pad it) instead of the official
-one (pad, then roll); see ``swin_kernels.geometry``.
+(rows, columns) for a (B, H, W, C) map, an int or a triple (depth, rows, columns) for a (B, D, H, W, C) volume;
+``roll_before_pad`` selects timm's order (roll the map, then pad it) instead of the official one (pad, then
+roll); see ``swin_kernels.geometry``.
 """
 
 from __future__ import annotations
@@ -12,30 +13,43 @@ import torch
 
 from . import backends
 from .backends import Request
-from .geometry import WindowGeometry, check_feature_map, check_same_device_dtype
+from .geometry import WindowGeometry, check_feature_map, check_same_device_dtype, spatial_dims
+
+
+def _input_geometry(x, name, window_size, shift_size, roll_before_pad) -> WindowGeometry:
+    """The geometry of a (B, H, W, ·) map, or of a (B, D, H, W, ·) volume when the window or shift is a triple."""
+    volume = spatial_dims(window_size, shift_size) == 3 or (isinstance(x, torch.Tensor) and x.dim() == 5
+                                                           and isinstance(window_size, int)
+                                                           and isinstance(shift_size, int))
+    shape = check_feature_map(x, name, volume=volume)
+    return WindowGeometry.of(shape[1:-1], window_size, shift_size, roll_before_pad)
 
 
 def window_partition(x: torch.Tensor, window_size, shift_size=0, backend: str | None = None, *,
                      roll_before_pad: bool = False):
-    """pad and roll(-shift) -> partition: (B, H, W, C) -> (B·nW, Mh·Mw, C). Differentiable."""
-    _, h, w, _ = check_feature_map(x)
-    g = WindowGeometry(h, w, window_size, shift_size, roll_before_pad)
+    """pad and roll(-shift) -> partition: (B, H, W, C) -> (B·nW, Mh·Mw, C); a volume (B, D, H, W, C) with a window
+    of 3 ints (or an int) -> (B·nW, Md·Mh·Mw, C). Differentiable."""
+    g = _input_geometry(x, "x", window_size, shift_size, roll_before_pad)
     impl = backends.resolve(backend, Request("partition", x.device, x.dtype, g.window))
     return impl.window_partition(x.contiguous(), g)
 
 
 def window_reverse(windows: torch.Tensor, window_size, height: int, width: int, shift_size=0,
-                   backend: str | None = None, *, roll_before_pad: bool = False):
-    """reverse -> roll(+shift) and crop: (B·nW, Mh·Mw, C) -> (B, H, W, C). Differentiable."""
+                   backend: str | None = None, *, roll_before_pad: bool = False, depth: int | None = None):
+    """reverse -> roll(+shift) and crop: (B·nW, Mh·Mw, C) -> (B, H, W, C); with ``depth`` (and a window of 3 ints,
+    or an int) -> (B, D, H, W, C). Differentiable."""
     if not isinstance(windows, torch.Tensor) or windows.dim() != 3:
         shape = tuple(windows.shape) if isinstance(windows, torch.Tensor) else type(windows).__name__
         raise ValueError(f"windows must have shape (B*nW, Mh*Mw, C), got {shape}")
     if not windows.is_floating_point():
         raise TypeError(f"windows must be a floating-point tensor, got {windows.dtype}")
-    g = WindowGeometry(height, width, window_size, shift_size, roll_before_pad)
+    if depth is None and spatial_dims(window_size, shift_size) == 3:
+        raise ValueError("a window of 3 ints reverses onto a volume: pass depth=")
+    g = WindowGeometry(height, width, window_size, shift_size, roll_before_pad, depth=depth)
     if windows.shape[1] != g.tokens or windows.shape[0] == 0 or windows.shape[0] % g.num_windows:
         raise ValueError(
-            f"windows of shape {tuple(windows.shape)} do not tile a {height}x{width} map with window {g.window}: "
+            f"windows of shape {tuple(windows.shape)} do not tile a {'x'.join(map(str, g.sizes))} "
+            f"{'map' if g.dims == 2 else 'volume'} with window {g.window}: "
             f"expected (B*{g.num_windows}, {g.tokens}, C)"
         )
     impl = backends.resolve(backend, Request("reverse", windows.device, windows.dtype, g.window))
@@ -57,20 +71,22 @@ def shifted_window_attention(
 ) -> torch.Tensor:
     """Swin's (shifted) window attention on the unpartitioned qkv map, in one call.
 
-    qkv:      (B, H, W, 3C), the qkv Linear applied to the normed map, laid out [q | k | v], heads major.
-    window_size, shift_size: int or (rows, columns); 0 <= shift < window on each axis.
+    qkv:      (B, H, W, 3C), the qkv Linear applied to the normed map, laid out [q | k | v], heads major; or a
+              (B, D, H, W, 3C) volume.
+    window_size, shift_size: int or (rows, columns) for a map, int or (depth, rows, columns) for a volume;
+              0 <= shift < window on each axis.
     roll_before_pad: roll the map, then pad it (timm); default pad, then roll (official code, HF, torchvision).
     pad_qkv:  (3C,) what padded tokens see as their q/k/v: the qkv Linear's bias (None: zeros).
-    bias:     (heads, N, N) additive bias, N = Mh·Mw, e.g. the gathered relative position bias.
-    Returns   (B, H, W, C): softmax(q kᵀ·scale + bias + shift mask) v per window, back at each token's place.
+    bias:     (heads, N, N) additive bias, N = Mh·Mw (Md·Mh·Mw), e.g. the gathered relative position bias.
+    Returns   (B, [D,] H, W, C): softmax(q kᵀ·scale + bias + shift mask) v per window, back at each token's place.
     No window clamping happens here; modules apply their family's clamping before calling.
     """
-    b, h, w, c3 = check_feature_map(qkv, "qkv")
+    g = _input_geometry(qkv, "qkv", window_size, shift_size, roll_before_pad)
+    c3 = qkv.shape[-1]
     if not isinstance(num_heads, int) or num_heads < 1:
         raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
     if c3 % (3 * num_heads):
         raise ValueError(f"qkv's last dimension {c3} is not 3 * num_heads * head_dim with num_heads={num_heads}")
-    g = WindowGeometry(h, w, window_size, shift_size, roll_before_pad)
     if pad_qkv is not None:
         check_same_device_dtype(qkv, "pad_qkv", pad_qkv)
         if tuple(pad_qkv.shape) != (c3,):

@@ -1,4 +1,4 @@
-"""FusedWindowAttention: a drop-in Swin attention branch on the (B, H, W, C) map."""
+"""FusedWindowAttention: a drop-in Swin attention branch on the (B, H, W, C) map or (B, D, H, W, C) volume."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import backends, functional
-from .geometry import CLAMP_RULES, WindowGeometry, check_feature_map, check_window_sizes, clamp_window
+from .geometry import (CLAMP_RULES, WindowGeometry, check_feature_map, check_window_sizes, clamp_volume_window,
+                       clamp_window)
 from .bias import relative_position_bias, relative_position_index
 
 
@@ -19,10 +20,11 @@ class FusedWindowAttention(nn.Module):
     ``relative_position_bias_table``), so an official or timm WindowAttention state dict loads with
     ``strict=False``.
 
-    window_size, shift_size: an int or (rows, columns). roll_before_pad: roll the map before padding it (timm's
+    window_size, shift_size: an int or (rows, columns); 3 ints (depth, rows, columns) make it a 3-D (Video Swin,
+    SwinUNETR) module whose forward takes (B, D, H, W, C). roll_before_pad: roll the map before padding it (timm's
     order) instead of after (official). window_clamp: how a map not larger than the window is handled
     (geometry.clamp_window): "official" (one unshifted window, square windows only), "per_axis" (timm),
-    "shift_only" (torchvision) or "none".
+    "shift_only" (torchvision) or "none"; 3-D modules default to "per_axis" (torchvision's swin3d, MONAI).
     """
 
     def __init__(self, dim: int, num_heads: int, window_size=7, shift_size=0, qkv_bias: bool = True,
@@ -42,10 +44,11 @@ class FusedWindowAttention(nn.Module):
             raise ValueError(f"dim ({dim}) must be a positive multiple of num_heads ({num_heads})")
         window, shift = check_window_sizes(window_size, shift_size)
         if window_clamp is None:
-            window_clamp = "official" if window[0] == window[1] and shift[0] == shift[1] else "per_axis"
+            square = len(window) == 2 and window[0] == window[1] and shift[0] == shift[1]
+            window_clamp = "official" if square else "per_axis"
         if window_clamp not in CLAMP_RULES:
             raise ValueError(f"unknown window_clamp {window_clamp!r}; choose from {', '.join(CLAMP_RULES)}")
-        clamp_window(window[0] + 1, window[1] + 1, window, shift, window_clamp)  # the rule accepts this window
+        self._clamp(tuple(m + 1 for m in window), window, shift, window_clamp)  # the rule accepts this window
         backends.check_name(backend)
         if backend != "auto" and backends.unavailable_reason(backend) is not None:
             raise backends.BackendUnavailableError(f"{backend}: {backends.unavailable_reason(backend)}")
@@ -57,7 +60,9 @@ class FusedWindowAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        table_rows = (2 * window[0] - 1) * (2 * window[1] - 1)
+        table_rows = 1
+        for m in window:
+            table_rows *= 2 * m - 1
         self.relative_position_bias_table = nn.Parameter(torch.zeros(table_rows, num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
@@ -67,20 +72,34 @@ class FusedWindowAttention(nn.Module):
                 f"shift_size={self.shift_size}, roll_before_pad={self.roll_before_pad}, "
                 f"window_clamp={self.window_clamp!r}, backend={self.backend!r}")
 
-    def geometry(self, height: int, width: int) -> WindowGeometry:
-        """The windows this module uses on a height x width map (after its clamping rule)."""
-        window, shift = clamp_window(height, width, self.window_size, self.shift_size, self.window_clamp)
-        return WindowGeometry(height, width, window, shift, self.roll_before_pad)
+    @staticmethod
+    def _clamp(sizes, window, shift, rule):
+        if len(window) == 3:
+            return clamp_volume_window(sizes, window, shift, rule)
+        return clamp_window(sizes[0], sizes[1], window, shift, rule)
+
+    @property
+    def volume(self) -> bool:
+        """Whether this module attends over (D, H, W) volumes (a window of 3 ints)."""
+        return len(self.window_size) == 3
+
+    def geometry(self, *sizes: int) -> WindowGeometry:
+        """The windows this module uses on a height x width map (depth x height x width volume), after its
+        clamping rule."""
+        window, shift = self._clamp(sizes, self.window_size, self.shift_size, self.window_clamp)
+        return WindowGeometry.of(sizes, window, shift, self.roll_before_pad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: the normed feature map (B, H, W, C), any H, W >= 1 (padded to whole windows inside, never copied).
-        Returns the attention branch (B, H, W, C): qkv, window attention with the relative position bias and the
-        shift mask, proj, every token back at its place. The window and shift come from ``geometry(H, W)``."""
-        empty = isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] == 0
-        _, h, w, c = check_feature_map(x.new_empty((1, *x.shape[1:])) if empty else x)
+        """x: the normed feature map (B, H, W, C), any H, W >= 1 (padded to whole windows inside, never copied);
+        a 3-D module takes (B, D, H, W, C). Returns the attention branch of the same shape: qkv, window attention
+        with the relative position bias and the shift mask, proj, every token back at its place. The window and
+        shift come from ``geometry(*spatial sizes)``."""
+        empty = isinstance(x, torch.Tensor) and x.dim() == (5 if self.volume else 4) and x.shape[0] == 0
+        shape = check_feature_map(x.new_empty((1, *x.shape[1:])) if empty else x, volume=self.volume)
+        c = shape[-1]
         if c != self.dim:
             raise ValueError(f"expected {self.dim} channels, got input of shape {tuple(x.shape)}")
-        g = self.geometry(h, w)
+        g = self.geometry(*shape[1:-1])
         qkv = F.linear(x, self.qkv.weight, self.qkv.bias)
         if empty:  # an empty batch: the empty result
             return self.proj_drop(self.proj(qkv[..., :c]))

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .bias import relative_position_bias, relative_position_index, table_window_size  # noqa: F401  (re-exported)
-from .geometry import SHIFT_MASK_VALUE, Pair, WindowGeometry, as_pair
+from .geometry import SHIFT_MASK_VALUE, WindowGeometry, as_pair
 
 
 def _axis_regions(length: int, window: int, shift: int, device=None) -> torch.Tensor:
@@ -23,94 +23,132 @@ def _axis_regions(length: int, window: int, shift: int, device=None) -> torch.Te
 
 
 def shift_region_ids(geometry: WindowGeometry, device=None) -> torch.Tensor:
-    """(Hp, Wp) region id of every position of the rolled, padded map: 3 regions per shifted axis.
+    """(Hp, Wp) — (Dp, Hp, Wp) for a volume — region id of every position of the rolled, padded map: 3 regions
+    per shifted axis (up to 9 in 2-D, 27 in 3-D).
 
     After the roll by -s the last window along an axis holds tokens that were at the two ends of the map, which
     must not attend to each other. The regions are laid out on the padded grid whichever order pad and roll take.
     """
     g = geometry
-    rows = _axis_regions(g.padded_height, g.window[0], g.shift[0], device)
-    cols = _axis_regions(g.padded_width, g.window[1], g.shift[1], device)
-    return rows[:, None] * 3 + cols[None, :]
+    ids = torch.zeros((), dtype=torch.long, device=device)
+    for padded, m, s in zip(g.padded_sizes, g.window, g.shift):
+        ids = ids[..., None] * 3 + _axis_regions(padded, m, s, device)
+    return ids
 
 
 def shift_attention_mask(geometry: WindowGeometry, dtype=torch.float32, device=None) -> torch.Tensor | None:
     """(nW, N, N) additive mask: SHIFT_MASK_VALUE between tokens of different regions, else 0 (None unshifted)."""
     if not geometry.shifted:
         return None
-    ids = shift_region_ids(geometry, device)[None, :, :, None].to(dtype)
+    ids = shift_region_ids(geometry, device)[None, ..., None].to(dtype)
     ids = partition_windows(ids, geometry.window).squeeze(-1)  # (nW, N)
     different = ids[:, :, None] != ids[:, None, :]
     return torch.zeros(different.shape, dtype=dtype, device=device).masked_fill(different, SHIFT_MASK_VALUE)
 
 
 # ------------------------------------------------------------------------------------- pad / roll / partition
+# Maps are (B, H, W, C), volumes (B, D, H, W, C): the spatial axes are dims 1 .. x.dim() - 2.
 def pad_to_windows(x: torch.Tensor, geometry: WindowGeometry, pad_value: torch.Tensor | None = None) -> torch.Tensor:
-    """Pad (B, H, W, C) at the bottom/right to (B, Hp, Wp, C) with zeros or with the vector ``pad_value``."""
+    """Pad the far end of every spatial axis to whole windows ((B, Hp, Wp, C) or (B, Dp, Hp, Wp, C)) with zeros or
+    with the vector ``pad_value``."""
     g = geometry
-    if g.pad_bottom == 0 and g.pad_right == 0:
+    if not g.has_padding:
         return x
     if pad_value is None:
-        return F.pad(x, (0, 0, 0, g.pad_right, 0, g.pad_bottom))
-    b, h, w, c = x.shape
-    fill = pad_value.to(x.dtype).reshape(1, 1, 1, c)
-    x = torch.cat([x, fill.expand(b, h, g.pad_right, c)], dim=2)
-    return torch.cat([x, fill.expand(b, g.pad_bottom, g.padded_width, c)], dim=1)
+        pads = [0, 0]
+        for size, padded in reversed(list(zip(g.sizes, g.padded_sizes))):
+            pads += [0, padded - size]
+        return F.pad(x, pads)
+    fill = pad_value.to(x.dtype)
+    for axis, padded in enumerate(g.padded_sizes, start=1):
+        missing = padded - x.shape[axis]
+        if missing:
+            shape = list(x.shape)
+            shape[axis] = missing
+            x = torch.cat([x, fill.expand(shape)], dim=axis)
+    return x
 
 
 def cyclic_roll(x: torch.Tensor, shift) -> torch.Tensor:
-    """torch.roll over the two spatial dims of (B, H, W, C) by (rows, columns); the block rolls by -s, then +s."""
-    shift = as_pair(shift, "shift")
-    return torch.roll(x, shifts=shift, dims=(1, 2)) if shift != (0, 0) else x
+    """torch.roll over the spatial dims of (B, H, W, C) / (B, D, H, W, C); the block rolls by -s, then +s."""
+    shift = tuple(shift) if isinstance(shift, (tuple, list)) else as_pair(shift, "shift")
+    if not any(shift):
+        return x
+    return torch.roll(x, shifts=shift, dims=tuple(range(1, len(shift) + 1)))
 
 
-def _negated(shift) -> Pair:
-    return -shift[0], -shift[1]
+def _negated(shift) -> tuple[int, ...]:
+    return tuple(-s for s in shift)
 
 
 def pad_and_roll(x: torch.Tensor, geometry: WindowGeometry, pad_value: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, H, W, C) -> the rolled, padded (B, Hp, Wp, C) map, in the geometry's order of pad and roll."""
+    """The map or volume -> its rolled, padded form, in the geometry's order of pad and roll."""
     g = geometry
     if g.roll_before_pad:
         return pad_to_windows(cyclic_roll(x, _negated(g.shift)), g, pad_value)
     return cyclic_roll(pad_to_windows(x, g, pad_value), _negated(g.shift))
 
 
+def _crop(x: torch.Tensor, sizes) -> torch.Tensor:
+    return x[(slice(None), *(slice(0, n) for n in sizes))]
+
+
 def unroll_and_crop(x: torch.Tensor, geometry: WindowGeometry) -> torch.Tensor:
-    """Inverse of pad_and_roll on the real tokens: the rolled, padded (B, Hp, Wp, C) map -> (B, H, W, C)."""
+    """Inverse of pad_and_roll on the real tokens: the rolled, padded map or volume -> (B, [D,] H, W, C)."""
     g = geometry
     if g.roll_before_pad:
-        return cyclic_roll(x[:, :g.height, :g.width], g.shift)
-    return cyclic_roll(x, g.shift)[:, :g.height, :g.width]
+        return cyclic_roll(_crop(x, g.sizes), g.shift)
+    return _crop(cyclic_roll(x, g.shift), g.sizes)
 
 
 def partition_windows(x: torch.Tensor, window) -> torch.Tensor:
-    """(B, Hp, Wp, C) -> (B·nW, Mh·Mw, C), windows row-major over the grid, tokens row-major in a window."""
-    mh, mw = as_pair(window, "window")
-    b, hp, wp, c = x.shape
-    x = x.reshape(b, hp // mh, mh, wp // mw, mw, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, mh * mw, c)
+    """(B, Hp, Wp, C) -> (B·nW, Mh·Mw, C) (volumes: (B, Dp, Hp, Wp, C) -> (B·nW, Md·Mh·Mw, C)), windows row-major
+    over the grid, tokens row-major in a window."""
+    window = tuple(window) if isinstance(window, (tuple, list)) else as_pair(window, "window")
+    b, *padded, c = x.shape
+    split = [b]
+    for p, m in zip(padded, window):
+        split += [p // m, m]
+    k = len(window)
+    order = [0, *range(1, 2 * k, 2), *range(2, 2 * k + 1, 2), 2 * k + 1]
+    return x.reshape(*split, c).permute(order).reshape(-1, _numel(window), c)
 
 
-def merge_windows(windows: torch.Tensor, window, padded_height: int, padded_width: int) -> torch.Tensor:
-    """Inverse of partition_windows: (B·nW, Mh·Mw, C) -> (B, Hp, Wp, C)."""
-    mh, mw = as_pair(window, "window")
+def _numel(window) -> int:
+    n = 1
+    for m in window:
+        n *= m
+    return n
+
+
+def merge_windows(windows: torch.Tensor, window, *padded_sizes: int) -> torch.Tensor:
+    """Inverse of partition_windows: (B·nW, N, C) -> (B, Hp, Wp, C), or (B, Dp, Hp, Wp, C) given three sizes."""
+    window = tuple(window) if isinstance(window, (tuple, list)) else as_pair(window, "window")
     c = windows.shape[-1]
-    x = windows.reshape(-1, padded_height // mh, padded_width // mw, mh, mw, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, padded_height, padded_width, c)
+    k = len(window)
+    grid = [p // m for p, m in zip(padded_sizes, window)]
+    x = windows.reshape(-1, *grid, *window, c)
+    order = [0]
+    for axis in range(k):
+        order += [1 + axis, 1 + k + axis]
+    return x.permute(*order, 2 * k + 1).reshape(-1, *padded_sizes, c)
+
+
+def _geometry_of(x_sizes, window_size, shift_size, roll_before_pad) -> WindowGeometry:
+    return WindowGeometry.of(x_sizes, window_size, shift_size, roll_before_pad)
 
 
 def window_partition(x: torch.Tensor, window_size, shift_size=0, roll_before_pad: bool = False) -> torch.Tensor:
-    """pad and roll(-s) (in either order) -> partition: (B, H, W, C) -> (B·nW, Mh·Mw, C)."""
-    g = WindowGeometry(x.shape[1], x.shape[2], window_size, shift_size, roll_before_pad)
+    """pad and roll(-s) (in either order) -> partition: (B, [D,] H, W, C) -> (B·nW, N, C)."""
+    g = _geometry_of(x.shape[1:-1], window_size, shift_size, roll_before_pad)
     return partition_windows(pad_and_roll(x, g), g.window)
 
 
 def window_reverse(windows: torch.Tensor, window_size, height: int, width: int, shift_size=0,
-                   roll_before_pad: bool = False) -> torch.Tensor:
-    """reverse -> roll(+s) and crop (in the order undoing window_partition): (B·nW, Mh·Mw, C) -> (B, H, W, C)."""
-    g = WindowGeometry(height, width, window_size, shift_size, roll_before_pad)
-    return unroll_and_crop(merge_windows(windows, g.window, g.padded_height, g.padded_width), g)
+                   roll_before_pad: bool = False, depth: int | None = None) -> torch.Tensor:
+    """reverse -> roll(+s) and crop (in the order undoing window_partition): (B·nW, N, C) -> (B, [D,] H, W, C)."""
+    g = WindowGeometry(height, width, window_size, shift_size, roll_before_pad, depth=depth)
+    return unroll_and_crop(merge_windows(windows, g.window, *g.padded_sizes), g)
 
 
 # -------------------------------------------------------------------------------------------------- attention
@@ -157,18 +195,19 @@ def shifted_window_attention(
     dropout_p: float = 0.0,
     roll_before_pad: bool = False,
 ) -> torch.Tensor:
-    """The attention core of a Swin block on the unpartitioned qkv map: (B, H, W, 3C) -> (B, H, W, C).
+    """The attention core of a Swin block on the unpartitioned qkv map: (B, H, W, 3C) -> (B, H, W, C); a volume
+    (B, D, H, W, 3C) with a 3-int window and shift -> (B, D, H, W, C).
 
     pad (padded tokens take ``pad_qkv``, the qkv bias, as their q/k/v) and roll(-s), in the order the geometry
     says -> partition -> softmax(q kᵀ·scale + bias + shift mask) v -> merge heads -> reverse -> roll(+s) and crop.
     This is the contract every fused backend implements in one pass.
     """
-    b, h, w, c3 = qkv.shape
-    g = WindowGeometry(h, w, window_size, shift_size, roll_before_pad)
+    c3 = qkv.shape[-1]
+    g = _geometry_of(qkv.shape[1:-1], window_size, shift_size, roll_before_pad)
     head_dim = c3 // (3 * num_heads)
     scale = head_dim**-0.5 if scale is None else scale
     windows = partition_windows(pad_and_roll(qkv, g, pad_qkv), g.window)
     q, k, v = split_heads(windows, num_heads)
     mask = shift_attention_mask(g, dtype=qkv.dtype, device=qkv.device)
     out = merge_heads(attention_core(q, k, v, bias, scale, dropout_p, mask))
-    return unroll_and_crop(merge_windows(out, g.window, g.padded_height, g.padded_width), g)
+    return unroll_and_crop(merge_windows(out, g.window, *g.padded_sizes), g)

@@ -183,7 +183,13 @@ def test_opcheck_partition_and_reverse(roll_before_pad):
     torch.library.opcheck(torch.ops.swin_kernels.window_partition.default, (x, [3, 2], [1, 1], roll_before_pad))
     windows = torch.randn(2 * 8, 6, 3, dtype=torch.float64, requires_grad=True)
     torch.library.opcheck(torch.ops.swin_kernels.window_reverse.default,
-                          (windows, [3, 2], 5, 7, [1, 1], roll_before_pad))
+                          (windows, [3, 2], [5, 7], [1, 1], roll_before_pad))
+    volume = torch.randn(2, 3, 5, 4, 3, dtype=torch.float64, requires_grad=True)  # (B, D, H, W, C), 2*2*3*2 windows
+    torch.library.opcheck(torch.ops.swin_kernels.window_partition.default,
+                          (volume, [2, 3, 2], [1, 1, 0], roll_before_pad))
+    windows = torch.randn(2 * 12, 12, 3, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.swin_kernels.window_reverse.default,
+                          (windows, [2, 3, 2], [3, 5, 4], [1, 1, 0], roll_before_pad))
 
 
 def test_torch_compile_traces_without_graph_breaks():
@@ -221,7 +227,11 @@ def test_direct_op_calls_check_their_arguments():
     with pytest.raises(RuntimeError, match="bias must have shape"):
         ops.window_attention_fwd(qkv, None, torch.randn(2, 48, 49), 2, *square, 0.5)
     with pytest.raises(RuntimeError, match="do not tile"):
-        ops.window_reverse(torch.randn(3, 49, 4), [7, 7], 14, 7, [0, 0], False)
+        ops.window_reverse(torch.randn(3, 49, 4), [7, 7], [14, 7], [0, 0], False)
+    with pytest.raises(RuntimeError, match="one entry per spatial axis"):
+        ops.window_attention_fwd(qkv, None, None, 2, [7, 7, 7], [0, 0, 0], False, 0.5)
+    with pytest.raises(RuntimeError, match="one entry per spatial axis"):
+        ops.window_attention_fwd(qkv.reshape(1, 1, 7, 7, 24), None, None, 2, *square, 0.5)
 
 
 # ------------------------------------------------------------------------------------------ backend level

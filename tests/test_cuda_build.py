@@ -125,4 +125,4 @@ def test_cuda_opcheck():
     x = torch.randn(2, 5, 7, 3, device="cuda", requires_grad=True)
     torch.library.opcheck(ops.window_partition.default, (x, [3, 3], [1, 1], False))
     windows = ops.window_partition(x, [3, 3], [1, 1], False).detach().requires_grad_()
-    torch.library.opcheck(ops.window_reverse.default, (windows, [3, 3], 5, 7, [1, 1], False))
+    torch.library.opcheck(ops.window_reverse.default, (windows, [3, 3], [5, 7], [1, 1], False))

@@ -511,7 +511,7 @@ void prepare_scratch(const AttentionProblem& p, bool backward, bool is_double, v
 // Pixels and region ids of window bw (= b * nW + w) of the batch; true when its tokens span several regions.
 template <typename T>
 bool load_window(const maps::WindowGrid& g, int64_t bw, const Tiles<T>& t) {
-  const int64_t b = bw / g.windows_per_image, w = bw % g.windows_per_image, image = b * g.height * g.width;
+  const int64_t b = bw / g.windows_per_image, w = bw % g.windows_per_image, image = b * g.pixels;
   for (int32_t i = 0; i < g.tokens; ++i) {
     const int64_t pixel = maps::token_pixel(g, w, i);
     t.pixel[i] = pixel < 0 ? -1 : image + pixel;

@@ -151,7 +151,7 @@ std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, c
   const AttentionSizes s = check_attention_args(qkv, pad_qkv, bias, num_heads, window, shift, roll_before_pad);
   const AttentionProblem p = problem_of(s, scale);
   const int64_t windows = s.batch * s.grid.windows_per_image;
-  at::Tensor out = new_output({s.batch, s.height, s.width, s.channels}, qkv.options());
+  at::Tensor out = new_output(s.out_shape, qkv.options());
   at::Tensor lse =
       new_output({windows, s.heads, s.grid.tokens}, qkv.options().dtype(compute_dtype(qkv.scalar_type())));
   const KernelTable& k = kernels();
@@ -241,7 +241,7 @@ int64_t rows_per_task(int64_t row_bytes) { return row_bytes >= 16384 ? 1 : 16384
 template <bool kReverse>
 void move_rows(const at::Tensor& src_tensor, at::Tensor& dst_tensor, const maps::WindowGrid& g, int64_t window_rows,
                int64_t row_bytes) {
-  const int64_t n = g.tokens, image = g.height * g.width;
+  const int64_t n = g.tokens, image = g.pixels;
   const char* src = static_cast<const char*>(src_tensor.data_ptr());
   char* dst = static_cast<char*>(dst_tensor.data_ptr());
   at::parallel_for(0, window_rows, rows_per_task(row_bytes), [&](int64_t begin, int64_t end) {
@@ -263,18 +263,21 @@ void move_rows(const at::Tensor& src_tensor, at::Tensor& dst_tensor, const maps:
 at::Tensor window_partition(const at::Tensor& x, at::IntArrayRef window, at::IntArrayRef shift, bool roll_before_pad) {
   TORCH_CHECK(x.device().is_cpu(), "swin_kernels: the CPU kernels need CPU tensors, got ", x.device());
   const maps::WindowGrid g = check_partition_args(x, window, shift, roll_before_pad);
-  const int64_t batch = x.size(0), channels = x.size(3);
+  const int64_t batch = x.size(0), channels = x.size(-1);
   at::Tensor out = new_output({batch * g.windows_per_image, g.tokens, channels}, x.options());
   move_rows<false>(x, out, g, out.size(0) * g.tokens, channels * static_cast<int64_t>(x.element_size()));
   return out;
 }
 
-at::Tensor window_reverse(const at::Tensor& windows, at::IntArrayRef window, int64_t height, int64_t width,
+at::Tensor window_reverse(const at::Tensor& windows, at::IntArrayRef window, at::IntArrayRef sizes,
                           at::IntArrayRef shift, bool roll_before_pad) {
   TORCH_CHECK(windows.device().is_cpu(), "swin_kernels: the CPU kernels need CPU tensors, got ", windows.device());
-  const maps::WindowGrid g = check_reverse_args(windows, window, height, width, shift, roll_before_pad);
+  const maps::WindowGrid g = check_reverse_args(windows, window, sizes, shift, roll_before_pad);
   const int64_t batch = windows.size(0) / g.windows_per_image, channels = windows.size(2);
-  at::Tensor out = new_output({batch, height, width, channels}, windows.options());
+  at::DimVector shape{batch};
+  shape.append(sizes.begin(), sizes.end());
+  shape.push_back(channels);
+  at::Tensor out = new_output(shape, windows.options());
   move_rows<true>(windows, out, g, windows.size(0) * g.tokens, channels * static_cast<int64_t>(windows.element_size()));
   return out;
 }

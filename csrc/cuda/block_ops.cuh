@@ -116,7 +116,7 @@ __device__ void block_gemm(int m, int n, int k, const float* a, int lda, const f
 // Pixel (b*H*W + y*W + x, -1 for padding, -2 past the window's N tokens) and region id of the 64 token slots of
 // window bw of the batch; returns through shared memory (caller synchronises).
 __device__ __forceinline__ void load_window(const maps::WindowGrid& g, int64_t bw, int64_t* pixel, int* region) {
-  const int64_t w = bw % g.windows_per_image, image = (bw / g.windows_per_image) * g.height * g.width;
+  const int64_t w = bw % g.windows_per_image, image = (bw / g.windows_per_image) * g.pixels;
   for (int t = threadIdx.x; t < kTile; t += kThreads) {
     if (t < g.tokens) {
       const int64_t p = maps::token_pixel(g, w, t);

@@ -46,7 +46,7 @@ std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, c
   check_cuda_attention(qkv, s);
   const c10::cuda::CUDAGuard guard(qkv.device());
   const int64_t windows = s.batch * s.grid.windows_per_image;
-  at::Tensor out = new_output({s.batch, s.height, s.width, s.channels}, qkv.options());
+  at::Tensor out = new_output(s.out_shape, qkv.options());
   at::Tensor lse = new_output({windows, s.heads, s.grid.tokens}, qkv.options().dtype(at::kFloat));
   AttentionForwardArgs args{dtype_of(qkv), qkv.data_ptr(), data_or_null(pad_qkv), data_or_null(bias), out.data_ptr(),
                             lse.data_ptr<float>(), s.batch, static_cast<int32_t>(s.heads),
@@ -96,19 +96,22 @@ at::Tensor window_partition(const at::Tensor& x, at::IntArrayRef window, at::Int
   TORCH_CHECK(x.is_cuda(), "swin_kernels: the CUDA kernels need CUDA tensors, got ", x.device());
   const maps::WindowGrid g = check_partition_args(x, window, shift, roll_before_pad);
   const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor out = new_output({x.size(0) * g.windows_per_image, g.tokens, x.size(3)}, x.options());
-  C10_CUDA_CHECK(launch_window_partition(x.data_ptr(), out.data_ptr(), x.size(0), x.size(3) * x.element_size(), g,
+  at::Tensor out = new_output({x.size(0) * g.windows_per_image, g.tokens, x.size(-1)}, x.options());
+  C10_CUDA_CHECK(launch_window_partition(x.data_ptr(), out.data_ptr(), x.size(0), x.size(-1) * x.element_size(), g,
                                          c10::cuda::getCurrentCUDAStream()));
   return out;
 }
 
-at::Tensor window_reverse(const at::Tensor& windows, at::IntArrayRef window, int64_t height, int64_t width,
+at::Tensor window_reverse(const at::Tensor& windows, at::IntArrayRef window, at::IntArrayRef sizes,
                           at::IntArrayRef shift, bool roll_before_pad) {
   TORCH_CHECK(windows.is_cuda(), "swin_kernels: the CUDA kernels need CUDA tensors, got ", windows.device());
-  const maps::WindowGrid g = check_reverse_args(windows, window, height, width, shift, roll_before_pad);
+  const maps::WindowGrid g = check_reverse_args(windows, window, sizes, shift, roll_before_pad);
   const c10::cuda::CUDAGuard guard(windows.device());
   const int64_t batch = windows.size(0) / g.windows_per_image;
-  at::Tensor out = new_output({batch, height, width, windows.size(2)}, windows.options());
+  at::DimVector shape{batch};
+  shape.append(sizes.begin(), sizes.end());
+  shape.push_back(windows.size(2));
+  at::Tensor out = new_output(shape, windows.options());
   C10_CUDA_CHECK(launch_window_reverse(windows.data_ptr(), out.data_ptr(), batch,
                                        windows.size(2) * windows.element_size(), g,
                                        c10::cuda::getCurrentCUDAStream()));

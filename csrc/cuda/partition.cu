@@ -13,7 +13,7 @@ namespace {
 // scatters real tokens back (each pixel is held by exactly one token, so writes never collide).
 template <typename Unit, bool kReverse>
 __global__ void move_rows_kernel(const Unit* src, Unit* dst, maps::WindowGrid g, int64_t total_rows, int64_t units) {
-  const int64_t count = total_rows * units, image = g.height * g.width;
+  const int64_t count = total_rows * units, image = g.pixels;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < count;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t row = idx / units, unit = idx % units;

@@ -4,7 +4,7 @@ Each op is translated into the reference math: the pad / roll / partition of a (
 through a constant index map (padded tokens read an appended zero row, plus ``pad_qkv`` for attention), the
 attention is MatMul + bias + shift mask + Softmax per window and head, and the reverse / roll back / crop is a
 Gather through the inverse map. The index maps and masks come from ``swin_kernels.reference`` for the traced map
-size: H and W must be static in the exported graph (the batch may be dynamic).
+size: H and W (and D of a (B, D, H, W, ·) volume) must be static in the exported graph (the batch may be dynamic).
 
 The attention ops also return what only their backward reads (the log-sum-exp; the Triton op's score table). An
 exported inference graph never reads them: the log-sum-exp is computed, the score table is an empty tensor.
@@ -38,16 +38,31 @@ def _index_maps(g: WindowGeometry):
     """(source, is_pad, inverse, mask): for each of the nW·N window tokens its pixel in the flattened H·W map
     (H·W: a padded token), whether it is padding, for each pixel its window token, and the (nW, 1, N, N) shift
     mask (None unshifted)."""
-    pixels = torch.arange(g.height * g.width, dtype=torch.float64).reshape(1, g.height, g.width, 1)
+    count = _pixels(g)
+    pixels = torch.arange(count, dtype=torch.float64).reshape(1, *g.sizes, 1)
     filled = reference.pad_and_roll(pixels, g, torch.tensor([-1.0], dtype=torch.float64))
     source = reference.partition_windows(filled, g.window).reshape(-1).to(torch.int64)
     is_pad = source < 0
-    source = torch.where(is_pad, g.height * g.width, source)
-    inverse = torch.empty(g.height * g.width, dtype=torch.int64)
+    source = torch.where(is_pad, count, source)
+    inverse = torch.empty(count, dtype=torch.int64)
     real = torch.nonzero(~is_pad).reshape(-1)
     inverse[source[real]] = real
     mask = reference.shift_attention_mask(g, dtype=torch.float64)
     return source.numpy(), is_pad.numpy(), inverse.numpy(), None if mask is None else mask[:, None].numpy()
+
+
+def _pixels(g: WindowGeometry) -> int:
+    count = 1
+    for n in g.sizes:
+        count *= n
+    return count
+
+
+def _geometry(x_shape, window, shift, roll_before_pad) -> WindowGeometry:
+    """The geometry of a traced (B, [D,] H, W, ·) input, its spatial sizes required static."""
+    names = ("depth", "height", "width")[-(len(x_shape) - 2):]
+    sizes = [_static_size(n, f"feature-map {name}") for n, name in zip(x_shape[1:-1], names)]
+    return WindowGeometry.of(sizes, tuple(window), tuple(shift), bool(roll_before_pad))
 
 
 def _const(array: np.ndarray, dtype: ir.DataType | None = None):
@@ -63,20 +78,19 @@ def _ints(values):
 def _gather_windows(x, g: WindowGeometry, channels: int):
     """(B, H, W, c) -> (B, nW·N, c) window tokens (padded ones zero), and the index maps."""
     maps = _index_maps(g)
-    flat = op.Reshape(x, _ints([0, g.height * g.width, channels]))
+    flat = op.Reshape(x, _ints([0, _pixels(g), channels]))
     flat = op.Pad(flat, _ints([0, 0, 0, 0, 1, 0]))  # one zero row: what padded tokens read
     return op.Gather(flat, _const(maps[0]), axis=1), maps
 
 
 def _scatter_back(tokens, inverse: np.ndarray, g: WindowGeometry, channels: int):
     """(B, nW·N, c) -> (B, H, W, c): each pixel from its window token (rolled back, padding cropped)."""
-    return op.Reshape(op.Gather(tokens, _const(inverse), axis=1), _ints([-1, g.height, g.width, channels]))
+    return op.Reshape(op.Gather(tokens, _const(inverse), axis=1), _ints([-1, *g.sizes, channels]))
 
 
 def _attention(qkv, pad_qkv, bias, num_heads, window, shift, roll_before_pad, scale):
-    _, h, w, c3 = qkv.shape
-    g = WindowGeometry(_static_size(h, "feature-map height"), _static_size(w, "feature-map width"),
-                       tuple(window), tuple(shift), bool(roll_before_pad))
+    c3 = qkv.shape[-1]
+    g = _geometry(qkv.shape, window, shift, roll_before_pad)
     c, n = c3 // 3, g.tokens
     dtype = qkv.dtype
     tokens, (_, is_pad, inverse, mask) = _gather_windows(qkv, g, c3)
@@ -123,19 +137,17 @@ def triton_attention_fwd(qkv: TFloat, pad_qkv: TFloat | None, bias: TFloat | Non
 
 def window_partition(x: TFloat, window: Sequence[int], shift: Sequence[int], roll_before_pad: bool) -> TFloat:
     """(B, H, W, C) -> (B·nW, N, C), padded tokens zero."""
-    _, h, w, c = x.shape
-    g = WindowGeometry(_static_size(h, "feature-map height"), _static_size(w, "feature-map width"),
-                       tuple(window), tuple(shift), bool(roll_before_pad))
+    c = x.shape[-1]
+    g = _geometry(x.shape, window, shift, roll_before_pad)
     tokens, _ = _gather_windows(x, g, c)
     return op.Reshape(tokens, _ints([-1, g.tokens, c]))
 
 
-def window_reverse(windows: TFloat, window: Sequence[int], height: int, width: int, shift: Sequence[int],
+def window_reverse(windows: TFloat, window: Sequence[int], sizes: Sequence[int], shift: Sequence[int],
                    roll_before_pad: bool) -> TFloat:
-    """(B·nW, N, C) -> (B, H, W, C)."""
+    """(B·nW, N, C) -> (B, [D,] H, W, C)."""
     c = windows.shape[-1]
-    g = WindowGeometry(_static_size(height, "height"), _static_size(width, "width"), tuple(window), tuple(shift),
-                       bool(roll_before_pad))
+    g = _geometry((None, *sizes, None), window, shift, roll_before_pad)
     inverse = _index_maps(g)[2]
     tokens = op.Reshape(windows, _ints([-1, g.num_windows * g.tokens, c]))
     return _scatter_back(tokens, inverse, g, c)

@@ -49,9 +49,19 @@ def lse_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _windows(height, width, window):
-    """Number of windows of a height x width map (works on SymInts)."""
-    return ((height + window[0] - 1) // window[0]) * ((width + window[1] - 1) // window[1])
+def _windows(sizes, window):
+    """Number of windows of a map or volume of spatial ``sizes`` (works on SymInts)."""
+    count = 1
+    for size, m in zip(sizes, window):
+        count = count * ((size + m - 1) // m)
+    return count
+
+
+def _tokens(window) -> int:
+    count = 1
+    for m in window:
+        count *= m
+    return count
 
 
 # ------------------------------------------------------------------------------------ backend entry points
@@ -71,30 +81,29 @@ def window_partition(x, geometry):
 
 def window_reverse(windows, geometry):
     g = geometry
-    return torch.ops.swin_kernels.window_reverse(windows, list(g.window), g.height, g.width, list(g.shift),
+    return torch.ops.swin_kernels.window_reverse(windows, list(g.window), list(g.sizes), list(g.shift),
                                                  g.roll_before_pad)
 
 
 # ---------------------------------------------------------------------------------------------- fakes
 def _fake_attention_fwd(qkv, pad_qkv, bias, num_heads, window, shift, roll_before_pad, scale):
-    b, h, w, c3 = qkv.shape
-    out = qkv.new_empty((b, h, w, c3 // 3))
-    lse = qkv.new_empty((b * _windows(h, w, window), num_heads, window[0] * window[1]), dtype=lse_dtype(qkv.dtype))
+    out = qkv.new_empty((*qkv.shape[:-1], qkv.shape[-1] // 3))
+    lse = qkv.new_empty((qkv.shape[0] * _windows(qkv.shape[1:-1], window), num_heads, _tokens(window)),
+                        dtype=lse_dtype(qkv.dtype))
     return out, lse
 
 
 def _fake_attention_bwd(grad_out, qkv, pad_qkv, bias, lse, num_heads, window, shift, roll_before_pad, scale):
-    n = window[0] * window[1]
+    n = _tokens(window)
     return torch.empty_like(qkv), qkv.new_empty((qkv.shape[-1],)), qkv.new_empty((num_heads, n, n))
 
 
 def _fake_partition(x, window, shift, roll_before_pad):
-    b, h, w, c = x.shape
-    return x.new_empty((b * _windows(h, w, window), window[0] * window[1], c))
+    return x.new_empty((x.shape[0] * _windows(x.shape[1:-1], window), _tokens(window), x.shape[-1]))
 
 
-def _fake_reverse(windows, window, height, width, shift, roll_before_pad):
-    return windows.new_empty((windows.shape[0] // _windows(height, width, window), height, width, windows.shape[-1]))
+def _fake_reverse(windows, window, sizes, shift, roll_before_pad):
+    return windows.new_empty((windows.shape[0] // _windows(sizes, window), *sizes, windows.shape[-1]))
 
 
 # -------------------------------------------------------------------------------------------- autograd
@@ -116,7 +125,7 @@ def _attention_backward(ctx, grad_out, _grad_lse):
 
 def _partition_setup(ctx, inputs, output):
     x, window, shift, roll_before_pad = inputs
-    ctx.geometry = (window, x.shape[1], x.shape[2], shift, roll_before_pad)
+    ctx.geometry = (window, list(x.shape[1:-1]), shift, roll_before_pad)
 
 
 def _partition_backward(ctx, grad):
@@ -125,13 +134,13 @@ def _partition_backward(ctx, grad):
 
 
 def _reverse_setup(ctx, inputs, output):
-    _, window, _, _, shift, roll_before_pad = inputs
+    _, window, _, shift, roll_before_pad = inputs
     ctx.geometry = (window, shift, roll_before_pad)
 
 
 def _reverse_backward(ctx, grad):
     # Padded tokens were cropped, so their gradient is zero: exactly what window_partition fills them with.
-    return torch.ops.swin_kernels.window_partition(grad.contiguous(), *ctx.geometry), None, None, None, None, None
+    return torch.ops.swin_kernels.window_partition(grad.contiguous(), *ctx.geometry), None, None, None, None
 
 
 def _register() -> None:

@@ -26,4 +26,4 @@ def window_partition(x, geometry):
 
 def window_reverse(windows, geometry):
     g = geometry
-    return reference.window_reverse(windows, g.window, g.height, g.width, g.shift, g.roll_before_pad)
+    return reference.window_reverse(windows, g.window, g.height, g.width, g.shift, g.roll_before_pad, depth=g.depth)
