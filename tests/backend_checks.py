@@ -25,37 +25,49 @@ LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 @dataclass(frozen=True)
 class AttentionCase:
+    """A (B, H, W, ·) map, or with ``depth`` a (B, D, H, W, ·) volume whose window and shift are triples."""
+
     batch: int
     height: int
     width: int
     heads: int
     head_dim: int
-    window: int | tuple[int, int]
-    shift: int | tuple[int, int]
+    window: int | tuple[int, ...]
+    shift: int | tuple[int, ...]
     roll_before_pad: bool = False
+    depth: int | None = None
 
     def __str__(self) -> str:
         def text(v):
-            return f"{v[0]}x{v[1]}" if isinstance(v, tuple) else str(v)
+            return "x".join(map(str, v)) if isinstance(v, tuple) else str(v)
 
-        return (f"B{self.batch}_{self.height}x{self.width}_h{self.heads}_d{self.head_dim}"
+        return (f"B{self.batch}_{text(self.spatial)}_h{self.heads}_d{self.head_dim}"
                 f"_M{text(self.window)}_s{text(self.shift)}" + ("_rollfirst" if self.roll_before_pad else ""))
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        """(H, W), or (D, H, W) for a volume."""
+        return (self.height, self.width) if self.depth is None else (self.depth, self.height, self.width)
 
     @property
     def channels(self) -> int:
         return self.heads * self.head_dim
 
     @property
-    def window_pair(self) -> tuple[int, int]:
-        return self.window if isinstance(self.window, tuple) else (self.window, self.window)
+    def window_pair(self) -> tuple[int, ...]:
+        """The window per spatial axis (a pair for a map, a triple for a volume)."""
+        return self.window if isinstance(self.window, tuple) else (self.window,) * len(self.spatial)
 
     @property
-    def shift_pair(self) -> tuple[int, int]:
-        return self.shift if isinstance(self.shift, tuple) else (self.shift, self.shift)
+    def shift_pair(self) -> tuple[int, ...]:
+        return self.shift if isinstance(self.shift, tuple) else (self.shift,) * len(self.spatial)
 
     @property
     def tokens(self) -> int:
-        return self.window_pair[0] * self.window_pair[1]
+        n = 1
+        for m in self.window_pair:
+            n *= m
+        return n
 
     def op_geometry(self) -> tuple:
         """(window, shift, roll_before_pad) as the registered ops take them."""
@@ -83,6 +95,21 @@ GEOMETRY_CASES = [
     AttentionCase(1, 2, 3, 1, 16, 7, 3, True),               # timm always_partition: roll larger than the map
     AttentionCase(1, 5, 9, 2, 32, (2, 8), (1, 5), True),     # N = 16 from a thin window
 ]
+# Volumes (B, D, H, W, C) with (depth, rows, columns) windows: padding on each axis, shifts on each axis, the
+# roll-first order, a window larger than the volume, an odd batch.
+VOLUME_CASES = [
+    AttentionCase(1, 4, 5, 2, 8, (2, 2, 3), (1, 1, 1), depth=3),           # padded depth and width, all shifted
+    AttentionCase(3, 6, 6, 1, 16, (2, 3, 3), (0, 1, 2), depth=4),          # divisible, depth unshifted, odd batch
+    AttentionCase(1, 5, 7, 2, 16, (3, 2, 4), (2, 0, 1), True, depth=5),    # roll before pad, padded on every axis
+    AttentionCase(1, 8, 8, 1, 16, (2, 4, 4), (1, 2, 2), depth=4),          # Video Swin-like: 27 regions met
+    AttentionCase(2, 3, 3, 1, 8, (4, 4, 4), (2, 2, 2), depth=3),           # window larger than the volume
+]
+VOLUME_PARTITION_CASES = [
+    # (batch, depth, height, width, channels, window, shift, roll_before_pad)
+    (2, 5, 9, 10, 6, (2, 4, 3), (1, 2, 1), False),
+    (1, 4, 6, 6, 3, (2, 3, 3), (0, 1, 2), True),
+    (3, 3, 3, 3, 4, (4, 4, 4), (2, 2, 2), False),
+]
 PARTITION_CASES = [
     # (batch, height, width, channels, window, shift, roll_before_pad)
     (2, 14, 14, 8, 7, 3, False),
@@ -100,13 +127,17 @@ def partition_case_id(case) -> str:
     return "B{}_{}x{}_C{}_M{}_s{}".format(*case[:6]).replace(" ", "") + ("_rollfirst" if case[6] else "")
 
 
+def volume_partition_case_id(case) -> str:
+    return "B{}_{}x{}x{}_C{}_M{}_s{}".format(*case[:7]).replace(" ", "") + ("_rollfirst" if case[7] else "")
+
+
 def attention_inputs(case: AttentionCase, dtype: torch.dtype, device="cpu", seed: int = 0) -> dict:
     """Fresh random qkv map, pad vector (qkv bias) and dense bias, all requiring grad."""
     gen = torch.Generator().manual_seed(seed)
     n = case.tokens
     c3 = 3 * case.channels
     tensors = {
-        "qkv": torch.randn(case.batch, case.height, case.width, c3, generator=gen, dtype=torch.float64),
+        "qkv": torch.randn(case.batch, *case.spatial, c3, generator=gen, dtype=torch.float64),
         "pad_qkv": torch.randn(c3, generator=gen, dtype=torch.float64),
         "bias": torch.randn(case.heads, n, n, generator=gen, dtype=torch.float64),
     }
@@ -153,7 +184,7 @@ def check_attention(backend: str, case: AttentionCase, dtype: torch.dtype, devic
     ``low_precision_floor``: compare fp32 as a low-precision dtype with that relative floor (TF32 dot products).
     """
     inputs_64 = attention_inputs(case, torch.float64, device)
-    grad_out = torch.randn(case.batch, case.height, case.width, case.channels,
+    grad_out = torch.randn(case.batch, *case.spatial, case.channels,
                            generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(device)
     expected, expected_grads = run_attention("reference", case, inputs_64, grad_out)
     inputs = attention_inputs(case, dtype, device)
@@ -179,7 +210,7 @@ def check_attention(backend: str, case: AttentionCase, dtype: torch.dtype, devic
 
 def check_bias_grad_deterministic(backend: str, case: AttentionCase, dtype=torch.float32, device="cpu") -> None:
     """Two runs give bit-identical gradients (no float atomics in the reductions)."""
-    grad_out = torch.randn(case.batch, case.height, case.width, case.channels, dtype=dtype,
+    grad_out = torch.randn(case.batch, *case.spatial, case.channels, dtype=dtype,
                            generator=torch.Generator().manual_seed(3)).to(device)
     runs = [run_attention(backend, case, attention_inputs(case, dtype, device), grad_out)[1] for _ in range(2)]
     for name in runs[0]:
@@ -196,6 +227,18 @@ def check_partition(backend: str, batch, height, width, channels, window, shift,
     windows = torch.randn(windows.shape, generator=gen, dtype=dtype).to(device).requires_grad_()
     _check_exact(backend, "window_reverse", windows, gen, lambda t, name: swin_kernels.window_reverse(
         t, window, height, width, shift, backend=name, roll_before_pad=roll_before_pad))
+
+
+def check_volume_partition(backend: str, batch, depth, height, width, channels, window, shift,
+                           roll_before_pad: bool = False, dtype=torch.float32, device="cpu") -> None:
+    """window_partition / window_reverse of a (B, D, H, W, C) volume: forward and backward exact."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, depth, height, width, channels, generator=gen, dtype=dtype).to(device).requires_grad_()
+    windows = _check_exact(backend, "window_partition", x, gen, lambda t, name: swin_kernels.window_partition(
+        t, window, shift, backend=name, roll_before_pad=roll_before_pad))
+    windows = torch.randn(windows.shape, generator=gen, dtype=dtype).to(device).requires_grad_()
+    _check_exact(backend, "window_reverse", windows, gen, lambda t, name: swin_kernels.window_reverse(
+        t, window, height, width, shift, backend=name, roll_before_pad=roll_before_pad, depth=depth))
 
 
 def _check_exact(backend: str, what: str, source: torch.Tensor, gen: torch.Generator, op) -> torch.Tensor:

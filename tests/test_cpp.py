@@ -22,13 +22,17 @@ from backend_checks import (
     ATTENTION_CASES,
     GEOMETRY_CASES,
     PARTITION_CASES,
+    VOLUME_CASES,
+    VOLUME_PARTITION_CASES,
     AttentionCase,
     attention_inputs,
     check_attention,
     check_bias_grad_deterministic,
     check_partition,
+    check_volume_partition,
     partition_case_id,
     run_attention,
+    volume_partition_case_id,
 )
 
 BACKEND = "cpp"
@@ -57,10 +61,26 @@ def test_partition_and_reverse_are_exact(case, dtype):
     check_partition(BACKEND, *case, dtype=dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("case", VOLUME_CASES, ids=str)
+def test_volume_attention_matches_reference(case, dtype):
+    check_attention(BACKEND, case, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", VOLUME_PARTITION_CASES, ids=volume_partition_case_id)
+def test_volume_partition_and_reverse_are_exact(case, dtype):
+    check_volume_partition(BACKEND, *case, dtype=dtype)
+
+
+def test_volume_bias_gradient_is_deterministic():
+    check_bias_grad_deterministic(BACKEND, VOLUME_CASES[3])
+
+
 @pytest.mark.parametrize("isa", cpp.runnable_isas())  # the builds whose flags /proc/cpuinfo lists
 def test_every_instruction_set_build_matches_reference(isa, monkeypatch):
     monkeypatch.setenv(cpp.ISA_ENV, isa)
-    for case in (ATTENTION_CASES[2], ATTENTION_CASES[4], ATTENTION_CASES[7]):
+    for case in (ATTENTION_CASES[2], ATTENTION_CASES[4], ATTENTION_CASES[7], VOLUME_CASES[0]):
         check_attention(BACKEND, case, torch.float32)
     check_attention(BACKEND, ATTENTION_CASES[1], torch.float64)
 

@@ -18,6 +18,7 @@ from swin_kernels.ops import _ext, cpp
 from backend_checks import (
     ATTENTION_CASES,
     GEOMETRY_CASES,
+    VOLUME_CASES,
     AttentionCase,
     assert_low_precision_close,
     attention_inputs,
@@ -48,7 +49,7 @@ def native_bf16(isa: str, dtype: torch.dtype) -> bool:
 
 # ------------------------------------------------------------------------------------ against the reference
 @pytest.mark.parametrize("dtype", HALF_TYPES, ids=str)
-@pytest.mark.parametrize("case", ATTENTION_CASES + GEOMETRY_CASES, ids=str)
+@pytest.mark.parametrize("case", ATTENTION_CASES + GEOMETRY_CASES + VOLUME_CASES[:3], ids=str)
 def test_attention_matches_reference(isa, case, dtype):
     check_attention(BACKEND, case, dtype)  # forward + every gradient, outputs poisoned with NaN first
 

@@ -47,6 +47,41 @@ def test_attention_gradcheck(backend, window, shift, roll_before_pad):
     assert torch.autograd.gradcheck(attention, (qkv, pad, bias), fast_mode=fast_mode(backend))
 
 
+# Volumes (B, D, H, W, ·): padded and shifted on every axis, in both orders of pad and roll.
+VOLUME_GEOMETRIES = [((2, 2, 3), (1, 1, 2), False), ((2, 3, 2), (1, 0, 1), True)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("window, shift, roll_before_pad", VOLUME_GEOMETRIES)
+def test_volume_attention_gradcheck(backend, window, shift, roll_before_pad):
+    device = require(backend, "attention", head_dim=4)
+    gen = torch.Generator().manual_seed(2)
+    n = window[0] * window[1] * window[2]
+    qkv = torch.randn(1, 3, 3, 4, 24, generator=gen, dtype=torch.float64).to(device).requires_grad_()  # 2 heads
+    pad = torch.randn(24, generator=gen, dtype=torch.float64).to(device).requires_grad_()
+    bias = torch.randn(2, n, n, generator=gen, dtype=torch.float64).to(device).requires_grad_()
+
+    def attention(qkv, pad, bias):
+        return swin_kernels.shifted_window_attention(qkv, 2, window, shift, roll_before_pad=roll_before_pad,
+                                                     pad_qkv=pad, bias=bias, scale=0.7, backend=backend)
+
+    assert torch.autograd.gradcheck(attention, (qkv, pad, bias), fast_mode=fast_mode(backend))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("window, shift, roll_before_pad", VOLUME_GEOMETRIES)
+def test_volume_partition_and_reverse_gradcheck(backend, window, shift, roll_before_pad):
+    device = require(backend, "partition")
+    x = torch.randn(2, 3, 3, 4, 2, dtype=torch.float64, device=device, requires_grad=True)
+    options = dict(backend=backend, roll_before_pad=roll_before_pad)
+    windows = swin_kernels.window_partition(x, window, shift, **options)
+    assert torch.autograd.gradcheck(lambda t: swin_kernels.window_partition(t, window, shift, **options), (x,),
+                                    fast_mode=fast_mode(backend))
+    windows = torch.randn(windows.shape, dtype=torch.float64, device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: swin_kernels.window_reverse(t, window, 3, 4, shift, depth=3, **options),
+                                    (windows,), fast_mode=fast_mode(backend))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("window, shift, roll_before_pad", GEOMETRIES[1:])
 def test_partition_and_reverse_gradcheck(backend, window, shift, roll_before_pad):
