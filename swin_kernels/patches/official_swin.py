@@ -14,6 +14,13 @@ block, ints) was copied into many packages under many module names. A block of t
 * ``forward(x, x_size, rpi_sa, attn_mask)``: HAT's hybrid attention block (HAB), a channel-attention conv branch
   beside the window attention; the model hands every block the relative position index and the shift mask.
   The fused path gathers the bias through the ``rpi_sa`` it is given.
+* ``forward(x)``: the classification code (the official repository, laion_clap's HTSAT audio encoder): the map
+  size is the block's ``input_resolution``, fixed at construction, where the official rule clamped window and shift
+  (a map whose smaller side is not larger than the window is one unshifted window); the block never pads and its
+  shift mask is its ``attn_mask`` buffer. HTSAT's block (it has ``norm_before_mlp``: a LayerNorm, or a BatchNorm it
+  builds per call, before the MLP) also returns its attention probabilities, which its layer averages in eval mode
+  and its model never reads: the patched block returns an empty tensor in their place (the fused kernel never forms
+  the probabilities; unpatch to look at attention maps).
 * ``forward(x, mask_matrix)``: the detection/segmentation copy (the official object-detection code, GroundingDINO,
   Mask2Former, ...): ``H``/``W`` set on the block by its layer, the normed map padded bottom/right to window
   multiples and then rolled (padded tokens are zero vectors before ``qkv``, so they see its bias), never clamped.
@@ -24,10 +31,7 @@ mask is the one of the map — checked on every eager call (a comparison of nW·
 shape only under torch.compile — and otherwise runs the block's own code. V2 attention (Swin2SR): cosine scores
 times exp(min(logit_scale, ln 100)), 16·sigmoid of the CPB MLP as bias, q and v biases with a zero k bias.
 
-Declined with a reason (``unsupported_reason``): the classification layout ``forward(x)`` (the official
-classification code, laion_clap's HTSAT, whose blocks also return the attention probabilities their layer
-averages: transformers' ClapAudioModel is patched instead), other forwards, attention modules with another
-forward, and blocks or attention modules with parameters or submodules beyond the official ones (a layer scale, an
+Declined with a reason (``unsupported_reason``): other forwards, attention modules with another forward, and blocks or attention modules with parameters or submodules beyond the official ones (a layer scale, an
 extra branch), whose results the fused path would not reproduce.
 """
 
@@ -50,7 +54,8 @@ from .common import (
 )
 from .hf_swinv2 import continuous_position_bias, cosine_qkv
 
-NAME = "official Swin block layout (SwinIR, Swin2SR, HAT, DRCT, the official detection code and its copies)"
+NAME = ("official Swin block layout (the classification and detection code and their copies, SwinIR, Swin2SR, HAT, "
+        "DRCT, laion_clap's HTSAT)")
 CLASS_NAMES = ()  # matched by structure (matches), whatever the class is called
 MODULE_PREFIX = ""
 REPLACES = "forward"
@@ -59,11 +64,13 @@ REPLACES = "forward"
 _OTHER_FAMILIES = ("timm.", "torchvision.", "transformers.", "mmdet.", "mmseg.", "mmpretrain.", "mmcls.", "monai.")
 
 _LAYOUTS = {
+    ("x",): "classification",
     ("x", "x_size"): "restoration",
     ("x", "x_size", "rpi_sa", "attn_mask"): "hab",
     ("x", "mask_matrix"): "detection",
 }
-_ATTENTION_FORWARDS = {"restoration": ("x", "mask"), "detection": ("x", "mask"), "hab": ("x", "rpi", "mask")}
+_ATTENTION_FORWARDS = {"classification": ("x", "mask"), "restoration": ("x", "mask"), "detection": ("x", "mask"),
+                       "hab": ("x", "rpi", "mask")}
 _BLOCK_CHILDREN = {"norm1", "attn", "drop_path", "norm2", "mlp"}
 _V1_ATTENTION = ({"qkv", "attn_drop", "proj", "proj_drop", "softmax"}, {"relative_position_bias_table"},
                  {"relative_position_index"})
@@ -114,13 +121,13 @@ def unsupported_reason(block) -> str | None:
     names = _parameter_names(type(block).forward)
     layout = _LAYOUTS.get(names)
     if layout is None:
-        if hasattr(block, "norm_before_mlp"):
-            return ("it is laion_clap's HTSAT block, which returns the attention probabilities its layer averages "
-                    "(transformers' ClapAudioModel, the same model, is patched)")
-        if names == ("x",):
-            return ("its forward(x) is the official classification layout, which this version does not patch "
-                    "(patched: forward(x, x_size), forward(x, x_size, rpi_sa, attn_mask), forward(x, mask_matrix))")
         return f"its forward{tuple(names)} is not one of the official layouts this version knows"
+    if layout == "classification":
+        resolution = getattr(block, "input_resolution", None)
+        if not isinstance(resolution, (tuple, list)) or len(resolution) != 2:
+            return f"its forward(x) reads input_resolution, which is {resolution!r}, not (H, W)"
+        if getattr(block, "norm_before_mlp", "ln") not in ("ln", "bn"):
+            return f"its norm_before_mlp {block.norm_before_mlp!r} is not 'ln' or 'bn'"
     attn = block.attn
     attention_names = _parameter_names(type(attn).forward)
     if attention_names != _ATTENTION_FORWARDS[layout]:
@@ -282,7 +289,32 @@ def _detection(block, x, mask_matrix):
     return x + block.drop_path(block.mlp(block.norm2(x)))
 
 
-_FORWARDS = {"restoration": _restoration, "hab": _hab, "detection": _detection}
+def _returns_attention(block) -> bool:
+    """laion_clap's HTSAT block returns (x, attention probabilities)."""
+    return hasattr(block, "norm_before_mlp")
+
+
+def _classification(block, x):
+    """The official classification block (and HTSAT's): H, W = input_resolution, no padding, attn_mask buffer."""
+    height, width = (int(v) for v in block.input_resolution)
+    batch, length, channels = x.shape
+    reason = _size_reason(block, length, height, width, False) or fallback_reason(block, x)
+    if reason is None:
+        g = _geometry(block, height, width)
+        if g.shifted and not _mask_fits(block, block.attn_mask, g):
+            reason = "its attn_mask buffer is not the shift mask of its input_resolution"
+    if reason is not None:
+        return _own_code(block, reason, x)
+    shortcut = x
+    attended = _attention(block, block.norm1(x).view(batch, height, width, channels), g)
+    x = shortcut + block.drop_path(attended.view(batch, length, channels))
+    x = x + block.drop_path(block.mlp(block.norm2(x)))
+    if _returns_attention(block):
+        return x, x.new_empty(0)  # the probabilities are never formed (the module docstring says why)
+    return x
+
+
+_FORWARDS = {"classification": _classification, "restoration": _restoration, "hab": _hab, "detection": _detection}
 
 
 def replacement(block, *args, **kwargs):
