@@ -141,8 +141,7 @@ def _resolve_name(backend, op, device, dtype, window_d, window_h, window_w, head
     ``window_d`` is the window's depth for a volume, 0 for a map."""
     name = requested_name(backend)
     # fp32 attention plans depend on torch's TF32 switch (ops/triton), which a program may flip between calls
-    tf32 = torch.backends.cuda.matmul.fp32_precision if dtype == torch.float32 and hasattr(
-        torch.backends.cuda.matmul, "fp32_precision") else None
+    tf32 = _fp32_precision() if dtype == torch.float32 else None
     key = (name, op, device, dtype, window_d, window_h, window_w, head_dim, dropout, tf32)
     window = (window_d, window_h, window_w) if window_d else (window_h, window_w)
     hit = _RESOLVED.get(key)
@@ -157,12 +156,23 @@ def _resolve_name(backend, op, device, dtype, window_d, window_h, window_w, head
     return hit[0]
 
 
+_MATMUL_FP32_PRECISION = None  # torch.backends.cuda.matmul has the attribute (torch >= 2.9), found at the first call
+
+
+def _fp32_precision():
+    global _MATMUL_FP32_PRECISION
+    if _MATMUL_FP32_PRECISION is None:
+        _MATMUL_FP32_PRECISION = hasattr(torch.backends.cuda.matmul, "fp32_precision")
+    return torch.backends.cuda.matmul.fp32_precision if _MATMUL_FP32_PRECISION else None
+
+
 def requested_name(backend: str | None) -> str:
     """The backend a call asks for: ``backend``, or for 'auto'/None the SWIN_KERNELS_BACKEND override if set."""
     name = backend or "auto"
     if name == "auto":
-        name = os.environ.get(ENV_OVERRIDE, "auto") or "auto"
-    check_name(name)
+        name = os.environ.get(ENV_OVERRIDE) or "auto"
+    if name not in _MODULES and name != "auto":
+        check_name(name)
     return name
 
 

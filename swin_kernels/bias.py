@@ -56,7 +56,10 @@ def relative_position_bias(table: torch.Tensor, window, index: torch.Tensor | No
         n *= m
     if index is None or index.numel() != n * n:
         if table_window is None:
-            table_window = table_window_size(table)
+            rows = 1
+            for m in window:
+                rows *= 2 * m - 1
+            table_window = window if table.shape[0] == rows else table_window_size(table)
         index = relative_position_index(window, table_window, device=table.device)
     return table[index.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1).contiguous()
 
