@@ -1,6 +1,10 @@
 """The "cuda" backend: what can be checked without a GPU (why it cannot run, the resource checker, the build
 tooling), and the shared backend checks that run when a CUDA device and a CUDA build of the extension are here."""
 
+import inspect
+import json
+import re
+
 import pytest
 import torch
 
@@ -14,10 +18,14 @@ from backend_checks import (
     ATTENTION_CASES,
     GEOMETRY_CASES,
     PARTITION_CASES,
+    VOLUME_CASES,
+    VOLUME_PARTITION_CASES,
     check_attention,
     check_bias_grad_deterministic,
     check_partition,
+    check_volume_partition,
     partition_case_id,
+    volume_partition_case_id,
 )
 
 BACKEND = "cuda"
@@ -32,16 +40,106 @@ def test_cuda_backend_says_why_it_cannot_run_here():
         swin_kernels.shifted_window_attention(torch.randn(1, 7, 7, 24), 2, 7, backend=BACKEND)
 
 
-def test_cuda_backend_names_its_limits():
-    def request(dtype=torch.float32, window=(7, 7), head_dim=32, device="cuda"):
-        return backends.Request("attention", torch.device(device), dtype, window, head_dim)
+def require_limits() -> cuda_backend.Limits:
+    known = cuda_backend.limits()
+    if known is None:
+        pytest.skip("the loaded extension does not export swin_kernels::cuda_limits (not built, or built from older "
+                    "sources)")
+    return known
 
-    assert "up to 64 tokens" in cuda_backend.unsupported_reason(request(window=(12, 12)))
-    assert "up to 64 tokens" in cuda_backend.unsupported_reason(request(window=(5, 13)))
-    assert cuda_backend.unsupported_reason(request(window=(4, 16))) is None  # 64 tokens, rectangular
-    assert "multiple of 16" in cuda_backend.unsupported_reason(request(head_dim=24))
-    assert "float64" in cuda_backend.unsupported_reason(request(dtype=torch.float64))
-    assert "CUDA tensors" in cuda_backend.unsupported_reason(request(device="cpu"))
+
+def limits_from_sources(tmp_path) -> dict:
+    code, error, limits = cuda_check.kernel_limits(tmp_path)
+    assert code == 0, error
+    return limits
+
+
+def attention_request(dtype=torch.float16, window=(7, 7), head_dim=32, device="cuda"):
+    return backends.Request("attention", torch.device(device), dtype, window, head_dim)
+
+
+def test_cuda_limits_are_the_ops_and_the_ops_are_the_sources(tmp_path):
+    known = require_limits()
+    text = torch.ops.swin_kernels.cuda_limits()
+    assert cuda_backend.Limits.from_json(text) == known
+    assert json.loads(text) == limits_from_sources(tmp_path), (
+        "the extension reports other limits than csrc/cuda/kernel_limits.h: rebuild it")
+
+
+def test_cuda_backend_names_its_limits():
+    known = require_limits()
+    reason = cuda_backend.unsupported_reason
+    assert f"up to {known.max_tokens} tokens" in reason(attention_request(window=(12, 12)))
+    assert f"up to {known.max_tokens} tokens" in reason(attention_request(window=(5, 13)))
+    assert reason(attention_request(window=(4, 16))) is None  # 64 tokens, rectangular
+    assert f"multiple of {known.head_dim_multiple}" in reason(attention_request(head_dim=24))
+    assert "float64" in reason(attention_request(dtype=torch.float64))
+    assert "CUDA tensors" in reason(attention_request(device="cpu"))
+
+
+def test_cuda_backend_takes_3d_windows_within_its_token_limit():
+    known = require_limits()
+    reason = cuda_backend.unsupported_reason
+    assert reason(attention_request(window=(1, 1, known.max_tokens))) is None
+    assert reason(attention_request(window=(2, 4, 4))) is None  # 32 tokens, a Video Swin-like window
+    too_many = attention_request(window=(2, 7, 7))
+    assert f"got 2x7x7 ({too_many.tokens} tokens)" in reason(too_many)
+
+
+def test_unsupported_reason_follows_the_ops_numbers(monkeypatch):
+    """Every boundary of the cuda backend is the op's: tokens, head_dim, and shared memory against a GPU's opt-in
+    limit (the GPU's properties stubbed: there is none here)."""
+    known = require_limits()
+    reason = cuda_backend.unsupported_reason
+    assert reason(attention_request(window=(1, known.max_tokens))) is None
+    assert reason(attention_request(window=(1, known.max_tokens + 1))) is not None
+    for head_dim in range(1, known.max_head_dim + 2 * known.head_dim_multiple):
+        runs = head_dim % known.head_dim_multiple == 0 and head_dim <= known.max_head_dim
+        assert (reason(attention_request(head_dim=head_dim)) is None) == runs, head_dim
+    allowed = {}
+    monkeypatch.setattr(cuda_backend, "_smem_optin", lambda device, limits: allowed["bytes"])
+    for dtype in (torch.float32, torch.float16):
+        element_bytes = torch.finfo(dtype).bits // 8
+        for head_dim in range(known.head_dim_multiple, known.max_head_dim + 1, known.head_dim_multiple):
+            needed = max(known.attention_smem[(p, element_bytes, head_dim)] for p in ("forward", "backward"))
+            allowed["bytes"] = needed
+            assert reason(attention_request(dtype, head_dim=head_dim)) is None
+            allowed["bytes"] = needed - 1
+            why = reason(attention_request(dtype, head_dim=head_dim))
+            assert (why is None) == (needed <= known.smem_everywhere), (dtype, head_dim, why)
+            if why is not None:
+                assert f"need {needed} bytes" in why and f"allows {needed - 1}" in why
+
+
+def test_unsupported_reason_follows_other_limits(monkeypatch):
+    """Limits of some other build (made up here) move every answer with them: nothing in ops/cuda.py is a copy."""
+    made_up = cuda_backend.Limits(
+        max_tokens=100, head_dim_multiple=8, max_head_dim=128, bf16_min_capability=(8, 0),
+        attention_smem={(p, b, d): 1000 * d for p in ("forward", "backward") for b in (2, 4) for d in range(8, 129, 8)},
+        smem_optin={(8, 0): 64_000}, smem_optin_other=50_000)
+    monkeypatch.setattr(cuda_backend, "limits", lambda: made_up)
+    monkeypatch.setattr(cuda_backend, "_smem_optin", lambda device, limits: 64_000)
+    reason = cuda_backend.unsupported_reason
+    assert reason(attention_request(window=(10, 10), head_dim=24)) is None  # Donut's window, CLAP's head_dim
+    assert "up to 100 tokens" in reason(attention_request(window=(11, 10)))
+    assert "multiple of 8 up to 128" in reason(attention_request(head_dim=20))
+    assert reason(attention_request(head_dim=48)) is None  # 48000 bytes fit everywhere
+    assert "need 72000 bytes" in reason(attention_request(head_dim=72))  # this GPU allows 64000
+
+
+def test_ops_cuda_keeps_no_copy_of_a_cpp_limit(tmp_path):
+    """ops/cuda.py holds none of the shared-memory numbers of csrc/cuda/kernel_limits.h, nor the names it once kept
+    limits under (that the token and head_dim limits are the op's, test_unsupported_reason_follows_other_limits
+    shows: 64 is also an ELF header's size)."""
+    source = inspect.getsource(cuda_backend)
+    for name in ("MAX_TOKENS", "MAX_HEAD_DIM", "FP32_WIDE_HEAD_SMEM", "_SMEM_OPTIN_BY_CAPABILITY"):
+        assert name not in source
+    assert not re.search(r"\d\s*\*\s*1024", source)
+    limits = limits_from_sources(tmp_path)
+    numbers = {int(n) for n in re.findall(r"(?<![\w.])\d[\d_]*", source)}
+    copied = numbers & ({r["bytes"] for r in limits["attention_smem"] + limits["smem_optin"]}
+                        | {limits["smem_optin_other"]})
+    assert not copied, f"ops/cuda.py holds numbers of kernel_limits.h: {sorted(copied)}"
 
 
 PTXAS_SAMPLE = """\
@@ -74,11 +172,11 @@ def test_a_cuda_file_compiles_and_reports_its_kernels(tmp_path):
 
 
 def test_shared_memory_layouts_fit_sm80(tmp_path):
-    code, error, rows = cuda_check.dynamic_smem(tmp_path)
-    assert code == 0, error
-    assert len(rows) == 16
-    for kernel, dtype, head_dim, size in rows:
-        assert 0 < size <= cuda_check.SMEM_OPTIN_LIMIT["80"], (kernel, dtype, head_dim, size)
+    limits = limits_from_sources(tmp_path)
+    head_dims = limits["max_head_dim"] // limits["head_dim_multiple"]
+    assert len(limits["attention_smem"]) == 2 * 2 * head_dims  # forward/backward x 16/32-bit x head_dim
+    for row in limits["attention_smem"]:
+        assert 0 < row["bytes"] <= cuda_check.smem_optin_limit(limits, "80"), row
 
 
 # ------------------------------------------------------------------------------ on a GPU: the shared checks
@@ -88,8 +186,12 @@ def require_cuda_backend():
         pytest.skip(f"the cuda backend cannot run here: {reason}")
 
 
-CUDA_CASES = [case for case in ATTENTION_CASES + GEOMETRY_CASES
-              if case.tokens <= cuda_backend.MAX_TOKENS and case.head_dim % 16 == 0]
+def _within_limits(case) -> bool:
+    known = cuda_backend.limits()  # None without the extension: every case, each skipped without a GPU anyway
+    return known is None or (case.tokens <= known.max_tokens and known.head_dim_supported(case.head_dim))
+
+
+CUDA_CASES = [case for case in ATTENTION_CASES + GEOMETRY_CASES + VOLUME_CASES if _within_limits(case)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
@@ -103,6 +205,12 @@ def test_cuda_attention_matches_reference(case, dtype):
 def test_cuda_partition_and_reverse_are_exact(case):
     require_cuda_backend()
     check_partition(BACKEND, *case, device="cuda")
+
+
+@pytest.mark.parametrize("case", VOLUME_PARTITION_CASES, ids=volume_partition_case_id)
+def test_cuda_volume_partition_and_reverse_are_exact(case):
+    require_cuda_backend()
+    check_volume_partition(BACKEND, *case, device="cuda")
 
 
 def test_cuda_gradients_are_deterministic():

@@ -2,10 +2,11 @@
 
 * every csrc/cuda/*.cu is compiled by nvcc for each architecture with ``-Xptxas -v`` (the kernel files include no
   torch header; they get torch's include path anyway, as in the real build);
-* the torch-facing host file csrc/cuda/ops_cuda.cpp is compiled (syntax only) against torch's headers, which the
-  CPU wheel ships for CUDA too, and the CUDA runtime headers;
-* the dynamic shared memory of each attention configuration (from csrc/cuda/attention_smem.h, compiled and run on
-  the host) must fit the architecture's opt-in limit.
+* the torch-facing host file csrc/cuda/ops_cuda.cpp and the op of limits_op.h are compiled (syntax only) against
+  torch's headers, which the CPU wheel ships for CUDA too, and the CUDA runtime headers;
+* the dynamic shared memory of each attention configuration must fit the architecture's opt-in limit: both come
+  from csrc/cuda/kernel_limits.h (the JSON of limits_json.h, compiled and run on the host), the source that the
+  op cuda_limits() and so the cuda backend read too.
 Prints one row per kernel and architecture (registers, spills, static and dynamic shared memory) and exits non-zero
 on any compile error, any register spill or shared memory over the limit.
 
@@ -15,6 +16,7 @@ on any compile error, any register spill or shared memory over the limit.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -29,8 +31,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
 DEFAULT_ARCHS = ("80", "90")
-# cudaDevAttrMaxSharedMemoryPerBlockOptin of the architectures' flagship parts (A100, H100).
-SMEM_OPTIN_LIMIT = {"80": 163 * 1024, "86": 99 * 1024, "89": 99 * 1024, "90": 227 * 1024}
 
 
 @dataclass
@@ -111,37 +111,51 @@ def compile_kernels(nvcc: str, source: Path, arch: str, out_dir: Path) -> tuple[
 def compile_host(nvcc: str, source: Path) -> tuple[int, str]:
     # The CPU wheel lacks the generated c10/cuda/impl/cuda_cmake_macros.h; the macro skips that include.
     compiler = os.environ.get("CXX", "g++")
+    language = ["-x", "c++"] if source.suffix == ".h" else []  # a header: compiled as a file of its own
     command = [compiler, "-std=c++20", "-fsyntax-only", "-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE", "-I", str(CSRC),
-               *(f"-I{d}" for d in torch_include_dirs()), f"-I{cuda_include_dir(nvcc)}", str(source)]
+               *(f"-I{d}" for d in torch_include_dirs()), f"-I{cuda_include_dir(nvcc)}", *language, str(source)]
     result = subprocess.run(command, capture_output=True, text=True)
     return result.returncode, result.stdout + result.stderr
 
 
-_SMEM_PROGRAM = r"""
+_LIMITS_PROGRAM = r"""
 #include <cstdio>
-#include "cuda/attention_smem.h"
-int main() {
-  for (int backward = 0; backward < 2; ++backward)
-    for (int bytes = 2; bytes <= 4; bytes += 2)
-      for (int d = 16; d <= 64; d += 16)
-        std::printf("%s %s %d %lld\n", backward ? "backward" : "forward", bytes == 2 ? "fp16/bf16" : "fp32", d,
-                    (long long)swin_kernels::cuda::attention_smem(bytes, d, backward).bytes);
-}
+#include "cuda/limits_json.h"
+int main() { std::puts(swin_kernels::cuda::limits_json().c_str()); }
 """
 
 
-def dynamic_smem(out_dir: Path) -> tuple[int, str, list[tuple[str, str, int, int]]]:
-    """(kernel, dtype, head_dim, bytes) of every attention configuration, from the kernels' own layout code."""
-    source, binary = out_dir / "smem.cpp", out_dir / "smem"
-    source.write_text(_SMEM_PROGRAM)
+def kernel_limits(out_dir: Path) -> tuple[int, str, dict]:
+    """(exit code, errors, the limits of csrc/cuda/kernel_limits.h as the op cuda_limits() reports them), from the
+    sources as they are now (not from a possibly older build of the extension)."""
+    source, binary = out_dir / "limits.cpp", out_dir / "limits"
+    source.write_text(_LIMITS_PROGRAM)
     compiler = os.environ.get("CXX", "g++")
     built = subprocess.run([compiler, "-std=c++20", "-I", str(CSRC), str(source), "-o", str(binary)],
                            capture_output=True, text=True)
     if built.returncode:
-        return built.returncode, built.stderr, []
+        return built.returncode, built.stderr, {}
     ran = subprocess.run([str(binary)], capture_output=True, text=True)
-    rows = [(k, t, int(d), int(b)) for k, t, d, b in (line.split() for line in ran.stdout.splitlines())]
-    return ran.returncode, ran.stderr, rows
+    if ran.returncode:
+        return ran.returncode, ran.stderr, {}
+    return 0, "", json.loads(ran.stdout)
+
+
+def smem_optin_limit(limits: dict, arch: str) -> int:
+    """The opt-in shared memory per block of compute capability ``arch`` ("90") in the limits' table."""
+    for entry in limits["smem_optin"]:
+        major, minor = entry["capability"]
+        if f"{major}{minor}" == arch:
+            return entry["bytes"]
+    return limits["smem_optin_other"]
+
+
+def dynamic_smem(out_dir: Path) -> tuple[int, str, list[tuple[str, str, int, int]]]:
+    """(kernel, dtype, head_dim, bytes) of every attention configuration, from the kernels' own layout code."""
+    code, error, limits = kernel_limits(out_dir)
+    rows = [(r["pass"], "fp16/bf16" if r["element_bytes"] == 2 else "fp32", r["head_dim"], r["bytes"])
+            for r in limits.get("attention_smem", [])]
+    return code, error, rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print("cuda-check: nvcc not found (looked on PATH and in /usr/local/cuda/bin)", file=sys.stderr)
         return 1
     sources = sorted((CSRC / "cuda").glob("*.cu"))
-    hosts = sorted((CSRC / "cuda").glob("*.cpp"))
+    # the torch-facing host code, and the op that every build registers (csrc/swin_kernels.cpp includes it)
+    hosts = sorted((CSRC / "cuda").glob("*.cpp")) + [CSRC / "cuda" / "limits_op.h"]
     started = time.perf_counter()
     failures: list[str] = []
     kernels: list[KernelResources] = []
@@ -163,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = Path(tmp)
         jobs = {(s.name, a): pool.submit(compile_kernels, nvcc, s, a, out_dir) for s in sources for a in archs}
         host_jobs = {h.name: pool.submit(compile_host, nvcc, h) for h in hosts}
-        smem_job = pool.submit(dynamic_smem, out_dir)
+        limits_job = pool.submit(kernel_limits, out_dir)
         for (name, arch), job in jobs.items():
             code, output = job.result()
             if code:
@@ -176,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             code, output = job.result()
             if code:
                 failures.append(f"{name} (host, against torch's headers) does not compile:\n{output}")
-        smem_code, smem_error, smem_rows = smem_job.result()
-        if smem_code:
-            failures.append(f"attention_smem.h: the shared-memory layout program failed:\n{smem_error}")
+        limits_code, limits_error, limits = limits_job.result()
+        if limits_code:
+            failures.append(f"kernel_limits.h: the limits program failed:\n{limits_error}")
 
     print(f"{'kernel':<46} {'arch':>5} {'regs':>5} {'spill st/ld':>12} {'stack':>6} {'static smem':>12}")
     for k in sorted(kernels, key=lambda k: (readable_name(k.name), k.arch)):
@@ -187,13 +202,18 @@ def main(argv: list[str] | None = None) -> int:
         if k.spill_stores or k.spill_loads:
             failures.append(f"{readable_name(k.name)} spills registers on sm_{k.arch} "
                             f"({k.spill_stores} bytes stored, {k.spill_loads} loaded)")
-    if smem_rows:
+    if limits:
+        print(f"\nkernel_limits.h: windows of up to {limits['max_tokens']} tokens, head_dim a multiple of "
+              f"{limits['head_dim_multiple']} up to {limits['max_head_dim']}")
         print(f"\n{'attention kernel':<10} {'dtype':>10} {'head_dim':>9} {'dynamic smem':>13}   limit per arch")
-        for kernel, dtype, head_dim, size in smem_rows:
-            limits = ", ".join(f"sm_{a}: {SMEM_OPTIN_LIMIT.get(a, 48 * 1024)}" for a in archs)
-            print(f"{kernel:<10} {dtype:>10} {head_dim:>9} {size:>13}   {limits}")
+        allowed = {a: smem_optin_limit(limits, a) for a in archs}
+        for row in limits["attention_smem"]:
+            kernel, size = row["pass"], row["bytes"]
+            dtype, head_dim = "fp16/bf16" if row["element_bytes"] == 2 else "fp32", row["head_dim"]
+            print(f"{kernel:<10} {dtype:>10} {head_dim:>9} {size:>13}   "
+                  + ", ".join(f"sm_{a}: {allowed[a]}" for a in archs))
             for arch in archs:
-                if size > SMEM_OPTIN_LIMIT.get(arch, 48 * 1024):
+                if size > allowed[arch]:
                     failures.append(f"{kernel} {dtype} head_dim {head_dim} needs {size} bytes of shared memory, "
                                     f"more than sm_{arch} allows")
     print(f"\ncompiled {len(sources)} CUDA files x {len(archs)} archs and {len(hosts)} host files "

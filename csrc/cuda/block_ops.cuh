@@ -9,13 +9,13 @@
 
 #include "../index_maps.h"
 #include "attention_smem.h"
+#include "kernel_limits.h"
 #include "launch_api.h"
 
 namespace swin_kernels {
 namespace cuda {
 
-constexpr int kThreads = 128;  // 4 warps per block
-constexpr int kWarps = kThreads / 32;
+constexpr int kWarps = kThreads / 32;  // kThreads: kernel_limits.h
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }

@@ -1,31 +1,25 @@
 // Host interface of the CUDA kernels: plain pointers, sizes and a stream, so the kernel files (.cu) include no
-// torch header and ops_cuda.cpp (the torch-facing ops) includes no CUDA device code.
+// torch header and ops_cuda.cpp (the torch-facing ops) includes no CUDA device code. What the kernels run
+// (tokens, head_dim, shared memory) is in kernel_limits.h.
 #pragma once
 
 #include <cuda_runtime_api.h>
 #include <stdint.h>
 
 #include "../index_maps.h"
+#include "kernel_limits.h"
 
 namespace swin_kernels {
 namespace cuda {
 
 enum class DType { kFloat32, kFloat16, kBFloat16 };
 
-// Limits of the attention kernels: one window's N <= 64 tokens (padded to 64 for the tensor cores) and a head
-// dimension that is a multiple of 16 up to 64 (the wmma tile).
-constexpr int kMaxTokens = 64;
-constexpr int kMaxHeadDim = 64;
-inline bool attention_supported(int64_t tokens, int64_t head_dim) {
-  return tokens <= kMaxTokens && head_dim % 16 == 0 && head_dim <= kMaxHeadDim;
-}
-
 struct AttentionForwardArgs {
   DType dtype;
-  const void* qkv;      // (B, H, W, 3C)
+  const void* qkv;      // (B, [D,] H, W, 3C)
   const void* pad_qkv;  // (3C,) or null for zeros
   const void* bias;     // (heads, N, N) or null
-  void* out;            // (B, H, W, C)
+  void* out;            // (B, [D,] H, W, C)
   float* lse;           // (B*nW, heads, N)
   int64_t batch;
   int32_t heads, head_dim;
@@ -35,12 +29,12 @@ struct AttentionForwardArgs {
 
 struct AttentionBackwardArgs {
   DType dtype;
-  const void* grad_out;  // (B, H, W, C)
+  const void* grad_out;  // (B, [D,] H, W, C)
   const void* qkv;
   const void* pad_qkv;
   const void* bias;
   const float* lse;
-  void* grad_qkv;        // (B, H, W, 3C)
+  void* grad_qkv;        // (B, [D,] H, W, 3C)
   void* grad_pad;        // (3C,)
   void* grad_bias;       // (heads, N, N)
   float* pad_partials;   // (chunks, 3C) workspace
@@ -53,7 +47,7 @@ struct AttentionBackwardArgs {
 };
 
 // The backward cuts the windows into chunks; each (chunk, head) block writes its own partial sums of grad_bias and
-// grad_pad_qkv, which a second kernel adds up in chunk order: deterministic, no atomics.
+// grad_pad_qkv, which a second kernel adds up in a fixed order: deterministic, no atomics.
 inline int64_t backward_windows_per_chunk(int64_t windows) { return (windows + 1023) / 1024; }
 
 cudaError_t launch_attention_forward(const AttentionForwardArgs& args, cudaStream_t stream);

@@ -32,8 +32,8 @@ void check_cuda_attention(const at::Tensor& qkv, const AttentionSizes& s) {
   TORCH_CHECK(qkv.is_cuda(), "swin_kernels: the CUDA kernels need CUDA tensors, got ", qkv.device());
   TORCH_CHECK(attention_supported(s.grid.tokens, s.head_dim),
               "swin_kernels: the CUDA attention kernels need windows of at most ", kMaxTokens,
-              " tokens and head_dim a multiple of 16 up to ", kMaxHeadDim, ", got a window of ", s.grid.tokens,
-              " tokens and head_dim ", s.head_dim);
+              " tokens and head_dim a multiple of ", kHeadDimMultiple, " up to ", kMaxHeadDim, ", got a window of ",
+              s.grid.tokens, " tokens and head_dim ", s.head_dim);
 }
 
 const void* data_or_null(const std::optional<at::Tensor>& t) { return t.has_value() ? t->data_ptr() : nullptr; }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import struct
 import sys
 from dataclasses import dataclass
@@ -12,15 +13,56 @@ import torch
 from . import _ext
 
 _ATTENTION_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-MAX_TOKENS = 64  # N = Mh*Mw <= 64 tokens: one window's scores stay in shared memory (csrc/cuda/launch_api.h)
-MAX_HEAD_DIM = 64  # and a multiple of 16, the tensor-core tile
-# The fp32 backward keeps q, k, v, dO and two fp32 score tiles in shared memory: up to 133120 bytes at head_dim 64
-# (`make cuda-check` prints the table), more than GPUs with ~100 KB per block (sm_86, sm_89) allow.
-FP32_WIDE_HEAD_SMEM = 133120
-# cudaDevAttrMaxSharedMemoryPerBlockOptin by compute capability, for torch < 2.7, whose device properties lack
-# shared_memory_per_block_optin.
-_SMEM_OPTIN_BY_CAPABILITY = {(8, 0): 163 * 1024, (8, 6): 99 * 1024, (8, 7): 163 * 1024, (8, 9): 99 * 1024,
-                             (9, 0): 227 * 1024, (10, 0): 227 * 1024, (12, 0): 99 * 1024}
+
+
+# ------------------------------------------------------------------------- what the kernels run, from C++
+@dataclass(frozen=True)
+class Limits:
+    """What the compiled CUDA attention kernels run, as the extension's op ``cuda_limits()`` reports it
+    (csrc/cuda/kernel_limits.h): nothing here is a copy of a C++ number."""
+
+    max_tokens: int  # tokens of one window
+    head_dim_multiple: int  # head_dim is a multiple of this ...
+    max_head_dim: int  # ... up to this
+    bf16_min_capability: tuple[int, int]
+    attention_smem: dict  # (pass, element bytes, head_dim) -> dynamic shared memory per block, bytes
+    smem_optin: dict  # (major, minor) -> cudaDevAttrMaxSharedMemoryPerBlockOptin
+    smem_optin_other: int  # a compute capability not in smem_optin
+
+    @classmethod
+    def from_json(cls, text: str) -> "Limits":
+        data = json.loads(text)
+        return cls(data["max_tokens"], data["head_dim_multiple"], data["max_head_dim"],
+                   tuple(data["bf16_min_capability"]),
+                   {(r["pass"], r["element_bytes"], r["head_dim"]): r["bytes"] for r in data["attention_smem"]},
+                   {tuple(r["capability"]): r["bytes"] for r in data["smem_optin"]}, data["smem_optin_other"])
+
+    def head_dim_supported(self, head_dim: int) -> bool:
+        return self.head_dim_multiple <= head_dim <= self.max_head_dim and head_dim % self.head_dim_multiple == 0
+
+    @property
+    def smem_everywhere(self) -> int:
+        """Shared memory per block that every GPU of the table allows."""
+        return min(self.smem_optin_other, *self.smem_optin.values())
+
+    def smem_needed(self, element_bytes: int, head_dim: int) -> int:
+        """Shared memory per block of the forward and backward kernels of a call (a training step runs both)."""
+        return max(self.attention_smem[(p, element_bytes, head_dim)] for p in ("forward", "backward"))
+
+
+@functools.lru_cache(maxsize=None)
+def limits() -> Limits | None:
+    """The limits the loaded extension reports; None when it is not loaded or does not export ``cuda_limits``."""
+    if _ext.unavailable_reason() is not None:
+        return None
+    try:
+        return Limits.from_json(torch.ops.swin_kernels.cuda_limits())
+    except (AttributeError, RuntimeError):  # an extension built before the op existed
+        return None
+
+
+_NO_LIMITS = ("the compiled extension does not report the CUDA kernels' limits (it has no op "
+              "swin_kernels::cuda_limits: built from older sources; rebuild it)")
 
 
 # ------------------------------------------------------------------------- which GPUs the build can run on
@@ -149,11 +191,11 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _smem_optin(device: torch.device) -> int:
+def _smem_optin(device: torch.device, known: Limits) -> int:
     properties = torch.cuda.get_device_properties(device)
     allowed = getattr(properties, "shared_memory_per_block_optin", None)
-    if allowed is None:
-        allowed = _SMEM_OPTIN_BY_CAPABILITY.get((properties.major, properties.minor), 99 * 1024)
+    if allowed is None:  # torch < 2.7: the kernels' own table
+        allowed = known.smem_optin.get((properties.major, properties.minor), known.smem_optin_other)
     return allowed
 
 
@@ -166,18 +208,25 @@ def unsupported_reason(request) -> str | None:
         return None  # partition / reverse move bytes: any dtype
     if request.dtype not in _ATTENTION_DTYPES:
         return f"the cuda attention kernels support float32, float16 and bfloat16, got {request.dtype}"
-    if request.tokens > MAX_TOKENS:
-        return (f"the cuda attention kernels support windows of up to {MAX_TOKENS} tokens (e.g. 8x8), got "
-                f"{request.window[0]}x{request.window[1]}")
-    if request.head_dim is not None and (request.head_dim % 16 or request.head_dim > MAX_HEAD_DIM):
-        return f"the cuda attention kernels need head_dim a multiple of 16 up to {MAX_HEAD_DIM}, got {request.head_dim}"
-    if request.dtype == torch.bfloat16 and torch.cuda.get_device_capability(request.device) < (8, 0):
-        return "the cuda bf16 attention kernels need compute capability 8.0 or newer"
-    if request.dtype == torch.float32 and (request.head_dim or 0) > 32:
-        allowed = _smem_optin(request.device)
-        if allowed < FP32_WIDE_HEAD_SMEM:
-            return (f"the cuda fp32 attention backward with head_dim > 32 needs {FP32_WIDE_HEAD_SMEM} bytes of shared "
-                    f"memory per block; this GPU allows {allowed}")
+    known = limits()
+    if known is None:
+        return _NO_LIMITS
+    if request.tokens > known.max_tokens:
+        window = "x".join(map(str, request.window))
+        return (f"the cuda attention kernels support windows of up to {known.max_tokens} tokens, got {window} "
+                f"({request.tokens} tokens)")
+    if request.head_dim is not None and not known.head_dim_supported(request.head_dim):
+        return (f"the cuda attention kernels need head_dim a multiple of {known.head_dim_multiple} up to "
+                f"{known.max_head_dim}, got {request.head_dim}")
+    if request.dtype == torch.bfloat16 and torch.cuda.get_device_capability(request.device) < known.bf16_min_capability:
+        major, minor = known.bf16_min_capability
+        return f"the cuda bf16 attention kernels need compute capability {major}.{minor} or newer"
+    if request.head_dim is not None:
+        element_bytes = torch.finfo(request.dtype).bits // 8
+        needed = known.smem_needed(element_bytes, request.head_dim)
+        if needed > known.smem_everywhere and needed > (allowed := _smem_optin(request.device, known)):
+            return (f"the cuda {str(request.dtype).removeprefix('torch.')} attention kernels with head_dim "
+                    f"{request.head_dim} need {needed} bytes of shared memory per block; this GPU allows {allowed}")
     if request.dropout:
         return "attention dropout is not implemented in the cuda backend (use dropout_p=0 / eval mode, or 'triton')"
     return None
