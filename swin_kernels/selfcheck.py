@@ -11,6 +11,7 @@ fails; a backend that cannot run here is reported, not failed.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
@@ -24,9 +25,11 @@ from . import __version__, backends, reference
 from .backends import BACKEND_NAMES, Request
 from .functional import shifted_window_attention, window_partition
 
-# (batch, height, width, heads, head_dim, window, shift, roll_before_pad): both pad the map and shift it; the second
-# has a rectangular window and timm's order (roll, then pad). head_dim 16: the cuda kernels need a multiple of 16.
-CASES = ((2, 9, 10, 2, 16, 4, 2, False), (1, 7, 11, 2, 16, (3, 5), (1, 2), True))
+# (batch, spatial sizes, heads, head_dim, window, shift, roll_before_pad): all pad and shift; the second has a
+# rectangular window and timm's order (roll, then pad); the third is a (D, H, W) volume. head_dim 16: the cuda
+# kernels need a multiple of 16.
+CASES = ((2, (9, 10), 2, 16, (4, 4), (2, 2), False), (1, (7, 11), 2, 16, (3, 5), (1, 2), True),
+         (1, (3, 5, 6), 2, 16, (2, 3, 4), (1, 1, 2), False))
 DTYPES = (torch.float64, torch.float32, torch.bfloat16)
 # relative to the reference's largest magnitude; bfloat16 passes within twice PyTorch's own error plus this floor
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -64,34 +67,32 @@ def _relative(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 def _case_label(case, heads: bool = True) -> str:
-    b, h, w, n, d, m, s, roll_first = case
+    b, sizes, n, d, m, s, roll_first = case
 
-    def pair(v):
-        return f"{v[0]}x{v[1]}" if isinstance(v, tuple) else str(v)
+    def text(v):
+        return "x".join(map(str, v))
 
-    return (f"B{b} {h}x{w}" + (f" h{n} d{d}" if heads else "") + f" M{pair(m)} s{pair(s)}"
+    return (f"B{b} {text(sizes)}" + (f" h{n} d{d}" if heads else "") + f" M{text(m)} s{text(s)}"
             + (" roll first" if roll_first else ""))
 
 
 def _attention_inputs(case):
-    b, h, w, heads, d, m, s, _ = case
-    window = m if isinstance(m, tuple) else (m, m)
-    tokens, c3 = window[0] * window[1], 3 * heads * d
+    b, sizes, heads, d, window, _, _ = case
+    tokens, c3 = math.prod(window), 3 * heads * d
     gen = torch.Generator().manual_seed(0)
-    return ({"qkv": torch.randn(b, h, w, c3, generator=gen, dtype=torch.float64),
+    return ({"qkv": torch.randn(b, *sizes, c3, generator=gen, dtype=torch.float64),
              "pad_qkv": torch.randn(c3, generator=gen, dtype=torch.float64),
              "bias": torch.randn(heads, tokens, tokens, generator=gen, dtype=torch.float64)},
-            torch.randn(b, h, w, heads * d, generator=gen, dtype=torch.float64))
+            torch.randn(b, *sizes, heads * d, generator=gen, dtype=torch.float64))
 
 
 def _run_attention(backend: str | None, case, tensors, grad_out, device, dtype) -> list[torch.Tensor]:
     """Output and input gradients through ``backend``; None: the oracle itself (swin_kernels.reference, called
     directly, so a broken dispatch or reference backend cannot agree with itself)."""
-    _, _, _, heads, _, m, s, roll_first = case
+    _, _, heads, _, m, s, roll_first = case
     leaves = {k: v.to(device, dtype).requires_grad_() for k, v in tensors.items()}
     if backend is None:
-        window, shift = (m if isinstance(m, tuple) else (m, m)), (s if isinstance(s, tuple) else (s, s))
-        out = reference.shifted_window_attention(leaves["qkv"], heads, window, shift, leaves["pad_qkv"],
+        out = reference.shifted_window_attention(leaves["qkv"], heads, m, s, leaves["pad_qkv"],
                                                  leaves["bias"], None, 0.0, roll_first)
     else:
         out = shifted_window_attention(leaves["qkv"], heads, m, s, roll_before_pad=roll_first,
@@ -123,17 +124,16 @@ def check_attention(backend: str, case, device: str, dtype: torch.dtype) -> Chec
 
 def check_partition(backend: str, case, device: str) -> Check:
     """The fused roll + partition and its backward (the reverse) against the reference: pure data movement, exact."""
-    b, h, w, _, _, m, s, roll_first = case
+    b, sizes, _, _, m, s, roll_first = case
     check = Check(backend, device, f"partition {_case_label(case, heads=False)}", torch.float32, tolerance=0.0)
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(b, h, w, 8, generator=gen)
+    x = torch.randn(b, *sizes, 8, generator=gen)
     try:
         results = []
         for name, where in ((None, "cpu"), (backend, device)):
             leaf = x.to(where).requires_grad_()
             if name is None:  # the oracle
-                window, shift = (m if isinstance(m, tuple) else (m, m)), (s if isinstance(s, tuple) else (s, s))
-                windows = reference.window_partition(leaf, window, shift, roll_first)
+                windows = reference.window_partition(leaf, m, s, roll_first)
             else:
                 windows = window_partition(leaf, m, s, name, roll_before_pad=roll_first)
             weights = torch.arange(windows.numel(), dtype=windows.dtype).reshape(windows.shape).to(where)
@@ -162,9 +162,9 @@ def run_checks(names=BACKEND_NAMES, progress=None) -> list[Check]:
             continue
         for device in devices():
             for case in CASES:
-                window = case[5] if isinstance(case[5], tuple) else (case[5], case[5])
+                window = case[4]
                 for dtype in DTYPES:
-                    request = Request("attention", torch.device(device), dtype, window, case[4])
+                    request = Request("attention", torch.device(device), dtype, window, case[3])
                     if backends.reason(name, request) is None:
                         checks.append(check_attention(name, case, device, dtype))
                         if progress:
