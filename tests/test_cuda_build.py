@@ -1,9 +1,11 @@
-"""The "cuda" backend: what can be checked without a GPU (why it cannot run, the resource checker, the build
-tooling), and the shared backend checks that run when a CUDA device and a CUDA build of the extension are here."""
+"""The "cuda" backend: what can be checked without a GPU (why it cannot run, its limits, the resource checker, the
+build tooling, the cost model's CUDA side), and the shared backend checks that run when a CUDA device and a CUDA
+build of the extension are here."""
 
 import inspect
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ import torch
 import swin_kernels
 from swin_kernels import backends
 from tools import cuda_check
+from tools.cost_model import budgets, cuda_kernels, sass
 from swin_kernels.backends import BackendUnavailableError
 from swin_kernels.ops import cuda as cuda_backend
 
@@ -177,6 +180,114 @@ def test_shared_memory_layouts_fit_sm80(tmp_path):
     assert len(limits["attention_smem"]) == 2 * 2 * head_dims  # forward/backward x 16/32-bit x head_dim
     for row in limits["attention_smem"]:
         assert 0 < row["bytes"] <= cuda_check.smem_optin_limit(limits, "80"), row
+
+
+# --------------------------------------------------- the static cost model of the CUDA kernels (tools/cost_model)
+CUDA_SOURCE = """\
+constexpr int kThreads = 128, kRows = 64;
+
+template <int K>
+__device__ __forceinline__ float dot(const float* a, int n) {
+  float s = 0.0f;
+  for (int k = 0; k < K * n; ++k)  // trips: K * n
+    s += a[k];
+  return s;
+}
+
+__global__ void kernel(const Args args, const bool vector) {
+  // trips: args.chunks, unrolled 4
+  for (int64_t c = 0; c < args.chunks; ++c) {
+    float x = dot<3>(args.a, args.n);
+#pragma unroll
+    for (int r = 0; r < kRows / kThreads; ++r) x += 1.0f;
+  }
+}
+"""
+
+
+def _listing(frames_per_instruction):
+    """A SASS listing whose instructions carry the given source frames (innermost first), and branch targets."""
+    lines = []
+    for index, (opcode, frames, target) in enumerate(frames_per_instruction):
+        if target == "label":
+            lines.append(f".L_x_{index}:")
+        for level, (file, line) in enumerate(frames):
+            outer = (f' inlined at "/k/{frames[level + 1][0]}", line {frames[level + 1][1]}'
+                     if level + 1 < len(frames) else "")
+            lines.append(f'\t//## File "/k/{file}", line {line}{outer}')
+        operands = f" `(.L_x_{target})" if isinstance(target, int) else " R0"
+        lines.append(f"        /*{index * 16:04x}*/                   {opcode}{operands} ;")
+    return "\n".join(lines)
+
+
+def test_cuda_loops_take_annotated_trip_counts_through_inlined_helpers(tmp_path):
+    csrc = tmp_path / "csrc"
+    (csrc / "cuda").mkdir(parents=True)
+    (csrc / "cuda" / "k.cu").write_text(CUDA_SOURCE)
+    (csrc / "index_maps.h").write_text("")
+    sources = cuda_kernels.Sources(tmp_path)
+    k = sources.files["k.cu"]
+    chunk_loop, dot_loop = next(l for l in k.loops if l.line == 13), next(l for l in k.loops if l.line == 6)
+    assert (chunk_loop.trips, chunk_loop.unrolled, chunk_loop.end) == ("args.chunks", 4, 17)
+    assert (dot_loop.trips, dot_loop.end, dot_loop.function.name) == ("K * n", 7, "dot")
+    assert dot_loop.function.params == ["a", "n"] and dot_loop.function.template_params == ["K"]
+    assert sources.constants["kRows"] == 64
+    helper = [("k.cu", 7), ("k.cu", 14)]  # dot's body, inlined at the call in the chunk loop
+    listing = _listing([
+        ("S2R", [("k.cu", 11)], None),
+        ("IADD3", [("k.cu", 13)], "label"),           # 1: the unrolled chunk loop starts
+        ("FADD", helper, "label"),                    # 2: dot's loop
+        ("BRA", [("k.cu", 6), ("k.cu", 14)], 2),      # 3
+        ("BRA", [("k.cu", 13)], 1),                   # 4
+        ("IADD3", [("k.cu", 13)], "label"),           # 5: the remainder copy
+        ("BRA", [("k.cu", 13)], 5),                   # 6
+        ("EXIT", [("k.cu", 18)], None),
+        ("BRA", [("k.cu", 18)], "label"),             # 8: cold code after EXIT: no loop
+        ("BRA", [("k.cu", 18)], 4),
+    ])
+    kernel = cuda_kernels.kernel_of({"listing": listing, "kernel": "kernel", "file": "k.cu", "registers": 32,
+                                     "shared_static": 0})
+    assert kernel.main_end == 7
+    args = SimpleNamespace(chunks=10, n=5, a=None)
+    notes = cuda_kernels.assign_trips(kernel, sources, {"args": args, "vector": True})
+    loops = {(l.start, l.end): l.trips for l in sass.walk(kernel.loops)}
+    assert loops == {(1, 4): 10 // 4, (2, 3): 3 * 5, (5, 6): 10 % 4}
+    assert any(note.endswith("K * n = 15") for note in notes)
+    count, _ = cuda_kernels.dynamic_counts(kernel)
+    assert count == 1 + 2 * (1 + 2 * 15 + 1) + 2 * 2 + 1  # S2R, chunk loop x2 (dot loop x15 inside), remainder, EXIT
+
+
+def test_a_cuda_loop_without_a_trip_count_fails_the_model(tmp_path):
+    csrc = tmp_path / "csrc"
+    (csrc / "cuda").mkdir(parents=True)
+    (csrc / "cuda" / "k.cu").write_text(CUDA_SOURCE.replace("  // trips: K * n", ""))
+    (csrc / "index_maps.h").write_text("")
+    listing = _listing([("FADD", [("k.cu", 7), ("k.cu", 14)], "label"), ("BRA", [("k.cu", 6), ("k.cu", 14)], 0),
+                        ("EXIT", [("k.cu", 18)], None)])
+    kernel = cuda_kernels.kernel_of({"listing": listing, "kernel": "kernel", "file": "k.cu", "registers": 32,
+                                     "shared_static": 0})
+    with pytest.raises(ValueError, match=r"k.cu:6 compiles to a loop .* trips"):
+        cuda_kernels.assign_trips(kernel, cuda_kernels.Sources(tmp_path), {"args": SimpleNamespace(chunks=1, n=1)})
+
+
+def test_cuda_budgets_cover_static_and_per_workload_counts(tmp_path):
+    path = tmp_path / "budgets.json"
+    path.write_text(json.dumps({"triton_kernel [A=1] sm_90 @ w": {"instructions": 5, "registers": 5},
+                                "cuda gone<float> (k.cu) sm_90 static": {"instructions": 1, "registers": 1}}))
+    cuda = {"static": [{"kernel": "k<float, 32>", "file": "k.cu", "static_instructions": 100, "registers": 40}],
+            "workloads": [{"workload": "w", "parts": {"backward": {"kernels": [
+                {"kernel": "r<float>", "instructions": 7, "registers": 20},
+                {"kernel": "r<float>", "instructions": 9, "registers": 20}]}}},
+                          {"workload": "big window", "unsupported": "window of 144 tokens > 64"}]}
+    budgets.write(path, [], 90, cuda)
+    data = json.loads(path.read_text())
+    assert "triton_kernel [A=1] sm_90 @ w" in data  # other entries stay
+    assert "cuda gone<float> (k.cu) sm_90 static" not in data  # a kernel that no longer exists
+    assert data["cuda k<float, 32> (k.cu) sm_90 static"] == {"instructions": 100, "registers": 40}
+    assert data["cuda r<float> sm_90 @ w"] == {"instructions": 9, "registers": 20}
+    assert budgets.check(path, [], 90, cuda) == []
+    cuda["workloads"][0]["parts"]["backward"]["kernels"][0]["instructions"] = 10
+    assert budgets.check(path, [], 90, cuda) == ["cuda r<float> sm_90 @ w: 10 instructions, budget 9"]
 
 
 # ------------------------------------------------------------------------------ on a GPU: the shared checks

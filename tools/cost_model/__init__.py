@@ -1,4 +1,4 @@
-"""Static GPU cost model of the Triton kernels: ``python -m tools.cost_model`` (see __main__.py for options).
+"""Static GPU cost model of the Triton and CUDA kernels: ``python -m tools.cost_model`` (options: __main__.py).
 
 For each named workload (workloads.py) the triton backend's launchers are run on meta tensors and every launch is
 recorded (launches.py); each launch is compiled for sm_90 as the runtime would specialise it and disassembled
@@ -22,8 +22,10 @@ Assumptions, in one place:
   takes max(device, host); a call behind queued GPU work (stage 1 in the benchmark) shows the device time. A
   call whose host path exceeds 6x its device time is marked host-bound: no GPU work queued ahead of it in a
   patched block hides that. Replace the constants with benchmarks/test_host_overhead.py's numbers when measured.
+* The CUDA kernels (csrc/cuda, cuda_kernels.py): nvcc -cubin for sm_90 with line info; each SASS loop is mapped
+  to its C++ `for`, whose `// trips:` comment gives the count; the launches of a cuda-backend call (grid, shared
+  memory from kernel_limits.h, bytes) are modelled from the launchers, then timed as above. The table compares the
+  cuda and triton calls of every workload; static and per-workload counts are budgeted like the Triton kernels'.
 * Not modelled: L2 residency across kernels, clock changes, tensor-core throughput limits (the FLOPs of these
-  windows take ~13 us of tensor-core time at stage 1), the CUDA kernels' time (csrc/cuda: nvcc -cubin for sm_90
-  gives their registers and static SASS counts, budgeted like the Triton kernels; their loop trip counts are not
-  mapped yet).
+  windows take ~13 us of tensor-core time at stage 1).
 """

@@ -1,5 +1,5 @@
 """python -m tools.cost_model [--arch 90] [--json F] [--markdown F] [--check-budgets] [--update-budgets]
-[--calibrate] [--source-root DIR] [--only NAME]"""
+[--calibrate] [--source-root DIR] [--only NAME] [--no-cuda | --no-triton]"""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ BUDGETS = Path(__file__).with_name("budgets.json")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="static GPU cost model of the Triton kernels")
+    parser = argparse.ArgumentParser(description="static GPU cost model of the Triton and CUDA kernels")
     parser.add_argument("--arch", type=int, default=90)
     parser.add_argument("--json", default=str(ROOT / "results" / "cost_model.json"))
     parser.add_argument("--markdown", default=str(ROOT / "results" / "cost_model.md"))
@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--source-root", default=str(ROOT), help="the tree whose kernels are modelled")
     parser.add_argument("--only", action="append", help="model only this workload (repeatable)")
     parser.add_argument("--no-cuda", action="store_true", help="leave out the CUDA kernels (csrc/cuda)")
+    parser.add_argument("--no-triton", action="store_true",
+                        help="model the CUDA kernels only (budgets: only the CUDA entries are checked or written)")
     parser.add_argument("--jobs", type=int, default=1, help="accepted for symmetry; compiles run one at a time")
     args = parser.parse_args(argv)
     started = time.time()
@@ -38,18 +40,20 @@ def main(argv=None) -> int:
 
     chosen = [w for w in workloads.all_workloads() if not args.only or w.name in args.only]
     results = []
-    for w in chosen:
+    for w in [] if args.no_triton else chosen:
         print(f"[{time.time() - started:.0f} s] {w.name}", file=sys.stderr, flush=True)
         results.append(analyse.analyse(w, args.arch, Path(args.source_root)))
-    cuda = [] if args.no_cuda else cuda_kernels.analyse(args.arch)
+    cuda = {} if args.no_cuda else cuda_kernels.analyse(args.arch, Path(args.source_root), chosen)
     if not cuda and not args.no_cuda:
         print("cost model: nvcc not found, the CUDA kernels are left out", file=sys.stderr)
     if args.calibrate:
         calibrate.write(results)
     table = report.build(results, chosen)
-    text = report.markdown(table) + (cuda_kernels.markdown(cuda) if cuda else "")
+    text = report.markdown(table) + cuda_kernels.markdown(cuda, results)
     print(text)
-    for path, content in ((args.markdown, text), (args.json, json.dumps({"rows": table, "raw": results, "cuda": cuda}, indent=1))):
+    for path, content in ((args.markdown, text), (args.json, json.dumps({"rows": table, "raw": results, "cuda": cuda,
+                                                    "cuda_vs_triton": cuda_kernels.comparison(cuda, results)},
+                                                   indent=1))):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(content)
     status = 0

@@ -1,4 +1,5 @@
-"""Per-kernel budgets: instructions per warp per program and registers, per (kernel, specialisation, arch).
+"""Per-kernel budgets: instructions per warp per program and registers, per (kernel, specialisation, arch); the
+CUDA kernels' static counts and their per-workload dynamic counts too.
 
 Deterministic for the pinned Triton and nvcc: a regression guard, not a timing. A kernel compiled to more
 instructions or registers than recorded fails the check; --update-budgets records the present counts."""
@@ -16,20 +17,39 @@ def _entries(results: list[dict], arch: int):
                 yield key, {"instructions": k["instructions"], "registers": k["registers"]}
 
 
-def _cuda_entries(cuda: list[dict], arch: int):
-    for k in cuda:
+def _cuda_entries(cuda: dict, arch: int):
+    """The CUDA kernels (cuda_kernels.analyse): every kernel's static count, and per workload the dynamic count of
+    each kernel a cuda-backend call launches (the largest where one kernel is launched twice)."""
+    for k in (cuda or {}).get("static", []):
         yield (f"cuda {k['kernel']} ({k['file']}) sm_{arch} static",
                {"instructions": k["static_instructions"], "registers": k["registers"]})
+    dynamic: dict = {}
+    for w in (cuda or {}).get("workloads", []):
+        for part in w.get("parts", {}).values():
+            for k in part["kernels"]:
+                key = f"cuda {k['kernel']} sm_{arch} @ {w['workload']}"
+                seen = dynamic.get(key, {"instructions": 0, "registers": 0})
+                dynamic[key] = {"instructions": max(seen["instructions"], k["instructions"]),
+                                "registers": max(seen["registers"], k["registers"])}
+    yield from dynamic.items()
 
 
-def write(path, results: list[dict], arch: int, cuda: list[dict] = ()) -> None:
+def write(path, results: list[dict], arch: int, cuda: dict | None = None) -> None:
+    """Records the counts of this run, keeping every other entry; the CUDA kernels' entries of this run replace
+    those of the kernels modelled (static: all of them; dynamic: the workloads of this run), so that a kernel that
+    no longer exists leaves no budget behind."""
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update(dict(_entries(results, arch)))
+    if cuda:
+        modelled = tuple(f" @ {w['workload']}" for w in cuda.get("workloads", []))
+        data = {key: value for key, value in data.items()
+                if not (key.startswith("cuda ") and f"sm_{arch}" in key
+                        and (key.endswith(" static") or key.endswith(modelled)))}
     data.update(dict(_cuda_entries(cuda, arch)))
     path.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
 
 
-def check(path, results: list[dict], arch: int, cuda: list[dict] = ()) -> list[str]:
+def check(path, results: list[dict], arch: int, cuda: dict | None = None) -> list[str]:
     """One message per kernel over its budget, or without one."""
     budgets = json.loads(path.read_text()) if path.exists() else {}
     failures = []
