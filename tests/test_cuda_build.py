@@ -46,8 +46,8 @@ def test_cuda_backend_says_why_it_cannot_run_here():
 def require_limits() -> cuda_backend.Limits:
     known = cuda_backend.limits()
     if known is None:
-        pytest.skip("the loaded extension does not export swin_kernels::cuda_limits (not built, or built from older "
-                    "sources)")
+        pytest.skip("the loaded extension does not export swin_kernels::cuda_limits (not built, built without the "
+                    "CUDA kernels, or from older sources)")
     return known
 
 

@@ -1,7 +1,8 @@
-// The op swin_kernels::cuda_limits() -> str: the CUDA kernels' limits as JSON (limits_json.h), for
-// swin_kernels/ops/cuda.py. Registered by every build, the CPU-only one included, so that the Python side never
-// keeps a copy of a C++ limit: include this file exactly once, from csrc/swin_kernels.cpp (a second inclusion
-// registers the op twice, which fails when the library loads).
+// The op swin_kernels::cuda_limits() -> str: the CUDA kernels' limits as JSON (limits_json.h), which
+// swin_kernels/ops/cuda.py reads instead of keeping a copy of any C++ limit. Include this file in exactly one
+// translation unit of the extension (a second one registers the op twice, which fails when the library loads):
+// csrc/cuda/ops_cuda.cpp, so builds with the CUDA kernels have it; moved to csrc/swin_kernels.cpp, every build,
+// the CPU-only one included, would.
 #pragma once
 
 #include <torch/library.h>

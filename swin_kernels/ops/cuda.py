@@ -52,7 +52,8 @@ class Limits:
 
 @functools.lru_cache(maxsize=None)
 def limits() -> Limits | None:
-    """The limits the loaded extension reports; None when it is not loaded or does not export ``cuda_limits``."""
+    """The limits the loaded extension reports; None when it is not loaded or does not export ``cuda_limits`` (the
+    builds with the CUDA kernels do: csrc/cuda/limits_op.h)."""
     if _ext.unavailable_reason() is not None:
         return None
     try:
@@ -62,7 +63,7 @@ def limits() -> Limits | None:
 
 
 _NO_LIMITS = ("the compiled extension does not report the CUDA kernels' limits (it has no op "
-              "swin_kernels::cuda_limits: built from older sources; rebuild it)")
+              "swin_kernels::cuda_limits: built without the CUDA kernels, or from older sources; rebuild it)")
 
 
 # ------------------------------------------------------------------------- which GPUs the build can run on
