@@ -6,6 +6,8 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "cuda/limits_op.h"  // the op cuda_limits(): registered here, once, in every build
+
 extern "C" {
 // Entry point of `import swin_kernels._C`: an empty module, the ops are registered by static initialisers.
 PyMODINIT_FUNC PyInit__C(void) {

@@ -1,8 +1,8 @@
 // The op swin_kernels::cuda_limits() -> str: the CUDA kernels' limits as JSON (limits_json.h), which
 // swin_kernels/ops/cuda.py reads instead of keeping a copy of any C++ limit. Include this file in exactly one
 // translation unit of the extension (a second one registers the op twice, which fails when the library loads):
-// csrc/cuda/ops_cuda.cpp, so builds with the CUDA kernels have it; moved to csrc/swin_kernels.cpp, every build,
-// the CPU-only one included, would.
+// csrc/swin_kernels.cpp, so every build has it, the CPU-only one included (a CPU-only install can still say what
+// the CUDA kernels would accept).
 #pragma once
 
 #include <torch/library.h>

@@ -9,7 +9,6 @@
 
 #include "../op_checks.h"
 #include "launch_api.h"
-#include "limits_op.h"  // the op cuda_limits(); registered here, once, for the builds with CUDA kernels
 
 namespace swin_kernels {
 namespace cuda {
