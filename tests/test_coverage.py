@@ -1,9 +1,8 @@
-"""The coverage table (tools/coverage_table.py) rerun: every installed 2-D implementation fully patched and exact in
-fp64 on reference and cpp, 3-D ones reported with their reason; and no window attention is ever left silently."""
+"""The coverage table (tools/coverage_table.py) rerun: every installed implementation, 2-D and 3-D, fully patched and
+exact in fp64 on reference and cpp; and no window attention is ever left silently."""
 
 import warnings
 
-import pytest
 import torch
 from torch import nn
 
@@ -22,11 +21,9 @@ def test_coverage_table(capsys):
             continue
         assert count != "-", (name, note)
         patched, total = (int(v) for v in count.split(" / "))
-        if "3-D" in name:
-            assert patched == 0 and total > 0 and note == "3-D windows are not supported yet", (name, count, note)
-        else:  # HAT's overlapping cross-attention (OCAB) is neither a block nor named (not window attention)
-            assert patched == total > 0, (name, count, note)
-            assert all(float(e) <= 1e-10 for e in errors.split(", ")), (name, errors)
+        # HAT's overlapping cross-attention (OCAB) is neither a block nor named (not window attention)
+        assert patched == total > 0, (name, count, note)
+        assert all(float(e) <= 1e-10 for e in errors.split(", ")), (name, errors)
 
 
 class _Attention(nn.Module):
@@ -64,16 +61,24 @@ def test_a_bare_table_is_named_too():
     assert [p for p, _, _ in unpatched_lookalikes(nn.Sequential(_Attention()))] == ["0"]
 
 
-def test_torchvision_swin3d_is_reported_not_silent():
-    torchvision = pytest.importorskip("torchvision", reason="torchvision is not installed")
-    model = torchvision.models.video.swin3d_t(num_classes=4)
-    found = unpatched_lookalikes(model)
-    assert len(found) == 12 and {r for _, _, r in found} == {"3-D windows are not supported yet"}
+class _Unknown3dBlock(_UnknownBlock):
+    """3-D window attention of no library swin_kernels knows."""
+
+    def __init__(self):
+        super().__init__()
+        self.window_size, self.shift_size = (2, 2, 2), (1, 1, 1)
+
+
+def test_unknown_3d_window_attention_is_named_with_its_reason():
+    from swin_kernels.patches import THREE_D
+
+    model = nn.Sequential(_Unknown3dBlock())
+    assert unpatched_lookalikes(model) == [("0", "_Unknown3dBlock", THREE_D)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         swin_kernels.patch(model)
-    assert any("ShiftedWindowAttention3d" in str(w.message) and "3-D" in str(w.message) for w in caught)
-    assert "3-D windows are not supported yet" in str(swin_kernels.explain(model))
+    assert any("_Unknown3dBlock" in str(w.message) and THREE_D in str(w.message) for w in caught)
+    assert THREE_D in str(swin_kernels.explain(model))
 
 
 def coverage_table_reason():

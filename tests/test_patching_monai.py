@@ -1,16 +1,13 @@
-"""MONAI SwinUNETR (spatial_dims=2) patched vs MONAI itself, and its 3-D blocks declined with their reason.
+"""MONAI SwinUNETR (spatial_dims=2) patched vs MONAI itself (3-D volumes: tests/test_patching_3d.py).
 
 A 64x64 input clamps the last stage (4x4 map, window 7: one 4x4 window, no shift) where MONAI biases the window
 with relative_position_index[:16, :16] rather than the table's centre; 96x64 pads (48x32 ... 12x8 with window 7) and
 clamps the last stage per axis (6x4).
 """
 
-import warnings
-
 import pytest
 import torch
 
-import swin_kernels
 from family_checks import check_fp32, check_fp64, randomize
 from swin_kernels.bias import relative_position_bias
 
@@ -56,15 +53,3 @@ def test_clamped_bias_is_monais_not_the_centre():
     monai_bias = clamped_bias(attn, 16)
     centre = relative_position_bias(attn.relative_position_bias_table, (4, 4), table_window=(7, 7))
     assert (monai_bias - centre).abs().max() > 1e-3
-
-
-def test_3d_blocks_are_declined_with_their_reason():
-    model = nets.SwinUNETR(in_channels=1, out_channels=2, feature_size=12, spatial_dims=3, depths=(2, 2, 2, 2),
-                           num_heads=(1, 1, 2, 2))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        swin_kernels.patch(model, backend="reference")
-    messages = [str(w.message) for w in caught]
-    assert any("8 SwinTransformerBlock block(s)" in m and "3-D windows are not supported yet" in m for m in messages)
-    assert not any(swin_kernels.patches.is_patched(m) for m in model.modules())
-    assert "3-D windows are not supported yet" in str(swin_kernels.explain(model))

@@ -4,16 +4,19 @@ For each implementation of the Swin window attention that people run (issue 17's
 tiny random-weight model with the library's own code, patch a copy, and print the blocks patched out of the blocks
 that look like window attention, and the fp64 max error of the patched forward against the unpatched one on each
 backend that runs here (reference, cpp; triton with --triton, slow under the interpreter). A row whose library is
-not installed says so; a 3-D row gives the reason its blocks are left alone. Libraries are imported lazily, one
-row at a time.
+not installed says so; a row whose blocks are left alone gives the reason. The 3-D rows (torchvision's Swin3D,
+MONAI's SwinUNETR with spatial_dims=3, mmaction2's Video Swin) run volumes that pad and clamp on some axis.
+Libraries are imported lazily, one row at a time.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import sys
+import types
 import warnings
 
 import torch
@@ -102,6 +105,33 @@ def _mm(kind):
                            out_indices=(1,)), torch.randn(1, 3, 44, 52)
 
 
+def mmaction_swin_module():
+    """mmaction2's Video Swin backbone module, ``mmaction.models.backbones.swin``, as installed.
+
+    ``import mmaction.models`` fails with mmaction2 1.2.0 (its wheel lacks ``mmaction/models/localizers/drn``, and
+    its multimodal models need transformers 4), so unless it imported already, ``mmaction.models`` and
+    ``mmaction.models.backbones`` are entered as bare packages over their installed directories: the backbone module
+    then imports on its own (it needs ``mmaction.registry``, mmengine and mmcv's pure-Python bricks). Its code is
+    the library's, unchanged."""
+    if "mmaction.models.backbones.swin" not in sys.modules and "mmaction.models" not in sys.modules:
+        root = os.path.dirname(importlib.util.find_spec("mmaction").origin)
+        for name in ("mmaction.models", "mmaction.models.backbones"):
+            package = types.ModuleType(name)
+            package.__path__ = [os.path.join(root, *name.split(".")[1:])]
+            package.__package__ = name
+            sys.modules[name] = package
+    import mmaction.models.backbones.swin as swin
+
+    return swin
+
+
+def _mmaction():
+    swin = mmaction_swin_module()
+    model = swin.SwinTransformer3D(arch=dict(embed_dims=16, depths=[2, 2], num_heads=[2, 2]), patch_size=(2, 4, 4),
+                                   window_size=(4, 3, 3), drop_path_rate=0.0, out_indices=(0, 1))
+    return model, torch.randn(1, 3, 6, 40, 36)
+
+
 def _monai(dims):
     from monai.networks.nets import SwinUNETR
 
@@ -148,6 +178,7 @@ ROWS = [
     ("mmseg ShiftWindowMSA", "mmseg", lambda: _mm("mmseg")),
     ("MONAI SwinUNETR 2-D", "monai", lambda: _monai(2)),
     ("MONAI SwinUNETR 3-D", "monai", lambda: _monai(3)),
+    ("mmaction2 SwinTransformerBlock3D (Video Swin, 3-D)", "mmaction", _mmaction),
     ("spandrel SwinIR", "spandrel", lambda: _spandrel("swinir")),
     ("spandrel Swin2SR", "spandrel", lambda: _spandrel("swin2sr")),
     ("spandrel HAT (HAB)", "spandrel", lambda: _spandrel("hat")),

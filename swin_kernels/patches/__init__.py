@@ -33,10 +33,11 @@ from torch import nn
 from .. import backends
 from ..backends import BackendUnavailableError, Request
 from . import hf_swin, hf_swinv2, mm_swin, monai_swin, timm_swin, timm_swinv2_cr, torchvision_swin
-from . import official_swin
+from . import mmaction_swin, official_swin, torchvision_swin3d
 from .common import STATE_PREFIX, AttentionSpec, PatchedMethod
 
-FAMILIES = (hf_swin, hf_swinv2, timm_swin, torchvision_swin, mm_swin, monai_swin, timm_swinv2_cr, official_swin)
+FAMILIES = (hf_swin, hf_swinv2, timm_swin, torchvision_swin, torchvision_swin3d, mm_swin, monai_swin, mmaction_swin,
+            timm_swinv2_cr, official_swin)
 
 
 def family_of(module: nn.Module):
@@ -56,7 +57,7 @@ def family_of(module: nn.Module):
 WINDOW_TENSORS = ("relative_position_bias_table", "relative_position_index", "relative_coords_table",
                   "relative_coordinates_log")
 UNKNOWN_CLASS = "not a Swin block class this version of swin_kernels knows"
-THREE_D = "3-D windows are not supported yet"
+THREE_D = "a 3-D window attention class this version of swin_kernels does not know"
 
 
 def _owns_window_tensor(module: nn.Module) -> bool:
@@ -94,7 +95,7 @@ def unpatched_lookalikes(model: nn.Module) -> list[tuple[str, str, str]]:
     table or index, window_size and shift_size around an attention) that no family recognises: neither it, nor a
     module around it, nor one inside it is a block a family handles (those are patched, or declined with their own
     reason by ``patch``). The outermost such module is named, not its attention as well. 3-D ones are named with
-    the reason "3-D windows are not supported yet"."""
+    the reason THREE_D (torchvision's Swin3D, MONAI's and mmaction2's 3-D blocks are families of their own)."""
     modules = list(model.named_modules())
     known = [path for path, module in modules if family_of(module) is not None]
     found: list[tuple[str, str, str]] = []
@@ -124,11 +125,12 @@ def patch(model: nn.Module, backend: str = "auto") -> nn.Module:
     Supported: Hugging Face transformers SwinLayer (SwinModel, SwinForImageClassification, SwinForMaskedImageModeling,
     SwinBackbone and every model built on them), DonutSwinLayer, MaskFormerSwinLayer and Swinv2Layer; timm's
     SwinTransformerBlock and SwinTransformerV2Block (every swin_* / swinv2_* model, features_only backbones too);
-    torchvision's ShiftedWindowAttention and ShiftedWindowAttentionV2 (swin_t/s/b, swin_v2_t/s/b);
-    timm's SwinTransformerV2CrBlock; OpenMMLab's ShiftWindowMSA (mmpretrain V1/V2, mmdet, mmseg); MONAI's 2-D
-    SwinTransformerBlock (SwinUNETR); the official layout's copies (official_swin). Window attention no family
-    recognises is named in a warning (unpatched_lookalikes). ``backend`` is
-    the backend every patched block asks for ("auto" picks per call). A named backend is checked here against each
+    torchvision's ShiftedWindowAttention and ShiftedWindowAttentionV2 (swin_t/s/b, swin_v2_t/s/b) and
+    ShiftedWindowAttention3d (swin3d_t/s/b); timm's SwinTransformerV2CrBlock; OpenMMLab's ShiftWindowMSA
+    (mmpretrain V1/V2, mmdet, mmseg) and mmaction2's SwinTransformerBlock3D (Video Swin); MONAI's
+    SwinTransformerBlock, 2-D and 3-D (SwinUNETR); the official layout's copies (official_swin). Window attention
+    no family recognises is named in a warning (unpatched_lookalikes). ``backend`` is the backend every patched
+    block asks for ("auto" picks per call). A named backend is checked here against each
     block's weights (device, dtype, window, head_dim): one that cannot run them raises BackendUnavailableError now
     rather than inside the forward. Patching again changes the backend. Returns ``model``.
     """

@@ -67,7 +67,7 @@ class AttentionSpec:
 
     heads: int
     head_dim: int
-    window: tuple[int, int]  # the block's configured window (a family may clamp it per call)
+    window: tuple[int, ...]  # the configured window, (rows, columns) or (depth, rows, columns); may be clamped per call
     dropout: float
     weight: torch.Tensor  # a floating tensor of the attention (e.g. its bias table): its device and dtype
 
@@ -199,7 +199,8 @@ def named_backend_lacks_dropout(backend: str, x: torch.Tensor, window, head_dim:
     (the model's own unfused code, with its own dropout) instead of failing. 'auto' picks a backend that can."""
     if dropout_p == 0.0:
         return False
-    return _lacks_dropout(backend, x.device.type, compute_dtype(x), window[0], window[1], head_dim)
+    return _lacks_dropout(backend, x.device.type, compute_dtype(x), window[-2], window[-1], head_dim,
+                          _window_depth(window))
 
 
 def dropout_reason(backend: str, spec: AttentionSpec, x: torch.Tensor | None, window, training: bool) -> str | None:
@@ -213,7 +214,7 @@ def dropout_reason(backend: str, spec: AttentionSpec, x: torch.Tensor | None, wi
         dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else spec.weight.dtype
     else:
         device, dtype = x.device, compute_dtype(x)
-    if not _lacks_dropout(backend, device.type, dtype, window[0], window[1], spec.head_dim):
+    if not _lacks_dropout(backend, device.type, dtype, window[-2], window[-1], spec.head_dim, _window_depth(window)):
         return None
     return f"attention dropout (p={p:g}) in training, which the {backends.requested_name(backend)} backend lacks"
 
@@ -231,14 +232,21 @@ def linear_features(module: nn.Module) -> tuple[int, int]:
     raise TypeError(f"cannot tell the features of {type(module).__module__}.{type(module).__qualname__}")
 
 
+def _window_depth(window) -> int:
+    """The depth of a volume's (depth, rows, columns) window; 0 for a map's (rows, columns)."""
+    return int(window[0]) if len(window) == 3 else 0
+
+
 @backends.constant_result
-def _lacks_dropout(backend, device_type, dtype, window_h, window_w, head_dim) -> bool:
-    """Host-side logic that torch.compile treats as a constant (it reads the backend override's environment)."""
+def _lacks_dropout(backend, device_type, dtype, window_h, window_w, head_dim, window_d=0) -> bool:
+    """Host-side logic that torch.compile treats as a constant (it reads the backend override's environment).
+    ``window_d``: the window's depth for a volume, 0 for a map."""
     name = backends.requested_name(backend)
     if name == "auto":
         return False
-    base = Request("attention", torch.device(device_type), dtype, (window_h, window_w), head_dim)
-    with_dropout = Request("attention", torch.device(device_type), dtype, (window_h, window_w), head_dim, True)
+    window = (window_d, window_h, window_w) if window_d else (window_h, window_w)
+    base = Request("attention", torch.device(device_type), dtype, window, head_dim)
+    with_dropout = Request("attention", torch.device(device_type), dtype, window, head_dim, True)
     return backends.reason(name, base) is None and backends.reason(name, with_dropout) is not None
 
 
@@ -296,11 +304,11 @@ def given_mask_is_shift_mask(block, mask, g) -> bool:
     from ..reference import shift_attention_mask
 
     cache = block._swin_kernels_masks
-    seen = ("verified", mask.data_ptr(), mask._version, mask.dtype, mask.device, g.height, g.width, g.shift)
+    seen = ("verified", mask.data_ptr(), mask._version, mask.dtype, mask.device, g.sizes, g.window, g.shift)
     alive = cache.get(seen)
     if alive is not None and not alive.expired():  # the same live tensor, unchanged since it was read
         return True
-    key = (g.height, g.width, mask.dtype, mask.device)
+    key = (g.sizes, g.window, mask.dtype, mask.device)
     expected = cache.get(key)
     if expected is None:
         expected = cache[key] = shift_attention_mask(g, mask.dtype, mask.device)
