@@ -157,6 +157,57 @@ def _spandrel(kind):
                upscale=1, upsampler=""), torch.randn(1, 3, 16, 16)
 
 
+def _htsat():
+    """Two HTSAT stages (the official classification blocks, forward(x)) of laion_clap's own code, imported without
+    its audio front end (tests/htsat_standin.py); the model reads a stage's tokens, not its attention output."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from htsat_standin import import_htsat
+
+    htsat = import_htsat()
+
+    class Stages(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stage1 = htsat.BasicLayer(dim=12, input_resolution=(8, 8), depth=2, num_heads=2, window_size=4,
+                                           downsample=htsat.PatchMerging)
+            self.stage2 = htsat.BasicLayer(dim=24, input_resolution=(4, 4), depth=2, num_heads=2, window_size=4)
+
+        def forward(self, x):
+            return self.stage2(self.stage1(x)[0])[0]
+
+    return Stages(), torch.randn(1, 64, 12)
+
+
+def _groundingdino():
+    """GroundingDINO's copy of the official detection Swin (forward(x, mask_matrix)), its backbone module loaded
+    from its file (the package's __init__ imports the whole detector and a compiled extension)."""
+    import importlib.util
+    import warnings
+
+    name = "groundingdino.models.GroundingDINO.backbone.swin_transformer"
+    if name not in sys.modules:
+        origin = importlib.util.find_spec("groundingdino").origin
+        path = os.path.join(os.path.dirname(origin), "models", "GroundingDINO", "backbone", "swin_transformer.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            spec.loader.exec_module(module)
+        sys.modules[name] = module
+    backbone = sys.modules[name].SwinTransformer(embed_dim=12, depths=[2, 2], num_heads=[2, 2], window_size=4,
+                                                 drop_path_rate=0.0, out_indices=(0, 1))
+
+    class Raw(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.swin = backbone
+
+        def forward(self, x):
+            return self.swin.forward_raw(x)
+
+    return Raw(), torch.randn(1, 3, 44, 52)
+
+
 # (row, library to import first, builder)
 ROWS = [
     ("HF transformers SwinLayer", "transformers", lambda: _hf("swin")),
@@ -182,7 +233,8 @@ ROWS = [
     ("spandrel SwinIR", "spandrel", lambda: _spandrel("swinir")),
     ("spandrel Swin2SR", "spandrel", lambda: _spandrel("swin2sr")),
     ("spandrel HAT (HAB)", "spandrel", lambda: _spandrel("hat")),
-    ("laion_clap HTSAT SwinTransformerBlock", "laion_clap", None),
+    ("laion_clap HTSAT SwinTransformerBlock", "laion_clap", _htsat),
+    ("GroundingDINO SwinTransformerBlock (the official detection code's copy)", "groundingdino", _groundingdino),
 ]
 
 
