@@ -30,6 +30,7 @@ torch's choice, or 1 when the machine is already busy as the run starts (benchma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import statistics
 import time
@@ -144,10 +145,20 @@ def _relative_difference(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------------------ whole models
-def build_models(case: ModelCase, seed: int = 0) -> dict[str, torch.nn.Module]:
+CPU = torch.device("cpu")
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on a GPU (what a GPU user runs), nothing on the CPU (fp32)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def build_models(case: ModelCase, seed: int = 0, device: torch.device = CPU) -> dict[str, torch.nn.Module]:
     """The unpatched model and a patched copy with the same weights (bias tables drawn like the official init)."""
     torch.manual_seed(seed)
-    model = case.build()
+    model = case.build().to(device)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("relative_position_bias_table"):
@@ -155,30 +166,31 @@ def build_models(case: ModelCase, seed: int = 0) -> dict[str, torch.nn.Module]:
     return {"unpatched": model, "patched": swin_kernels.patch(copy.deepcopy(model))}
 
 
-def model_inputs(case: ModelCase, seed: int = 1):
+def model_inputs(case: ModelCase, seed: int = 1, device: torch.device = CPU):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(case.input_shape, generator=gen)
     if case.library == "torchvision":
         labels = torch.randint(0, case.classes, (case.input_shape[0],), generator=gen)
     else:  # a label per voxel
         labels = torch.randint(0, case.classes, (case.input_shape[0], *case.input_shape[2:]), generator=gen)
-    return x, labels
+    return x.to(device), labels.to(device)
 
 
-def pass_callable(model: torch.nn.Module, pass_name: str):
+def pass_callable(model: torch.nn.Module, pass_name: str, device: torch.device = CPU):
     """A call running one pass, returning the output (the training step's from before its update)."""
     model.train(pass_name != "inference")
     if pass_name == "inference":
         def infer(x, labels):
-            with torch.no_grad():
+            with torch.no_grad(), _autocast(device):
                 return model(x)
         return infer
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def train_step(x, labels):
         optimizer.zero_grad(set_to_none=True)
-        out = model(x)
-        F.cross_entropy(out, labels).backward()
+        with _autocast(device):
+            out = model(x)
+        F.cross_entropy(out.float(), labels).backward()
         optimizer.step()
         return out.detach()
     return train_step
@@ -197,36 +209,36 @@ class Prepared:
     blocks_patched: int | None = None
 
 
-def prepare_model(case: ModelCase, pass_name: str) -> Prepared:
-    models = build_models(case)
-    args = model_inputs(case)
-    calls = {name: pass_callable(model, pass_name) for name, model in models.items()}
+def prepare_model(case: ModelCase, pass_name: str, device: torch.device = CPU) -> Prepared:
+    models = build_models(case, device=device)
+    args = model_inputs(case, device=device)
+    calls = {name: pass_callable(model, pass_name, device) for name, model in models.items()}
     first = {name: call(*args) for name, call in calls.items()}  # the check; also the warm-up
     return Prepared(case.name, pass_name, ("unpatched", "patched"), calls, args,
                     _relative_difference(first["patched"], first["unpatched"]),
                     sum(swin_kernels.patches.is_patched(m) for m in models["patched"].modules()))
 
 
-def measure(prepared: Prepared, rounds: int, progress=None) -> Row:
+def measure(prepared: Prepared, rounds: int, progress=None, device: torch.device = CPU) -> Row:
     """Peak memory of one call each, then ``rounds`` interleaved timed rounds."""
     p = prepared
     row = Row(p.what, p.pass_name, p.contenders, rounds=rounds, difference=p.difference,
               blocks_patched=p.blocks_patched)
     for name in p.contenders:
-        row.peak[name] = peak_bytes(p.calls[name], p.args, torch.device("cpu"))
+        row.peak[name] = peak_bytes(p.calls[name], p.args, device)
 
     def report(r):
         if progress is not None:
             progress(f"  {p.what} {p.pass_name}: round {r}/{rounds}")
 
     samples = interleaved_times([(p.calls[name], lambda: p.args) for name in p.contenders], rounds,
-                                torch.device("cpu"), on_round=report)
+                                device, on_round=report)
     row.median_s = {name: statistics.median(times) for name, times in zip(p.contenders, samples)}
     return row
 
 
 # ------------------------------------------------------------------------------------------ attention core
-def core_inputs(case: CoreCase, seed: int = 0):
+def core_inputs(case: CoreCase, seed: int = 0, device: torch.device = CPU):
     """(qkv, pad_qkv, bias, grad_out) of one core call: the qkv volume a block's Linear gives, its bias as the
     padded tokens' qkv, a relative position bias of unit variance (heads, N, N)."""
     gen = torch.Generator().manual_seed(seed)
@@ -235,6 +247,8 @@ def core_inputs(case: CoreCase, seed: int = 0):
     pad_qkv = torch.randn(3 * case.channels, generator=gen) * 0.1
     bias = torch.randn(case.heads, tokens, tokens, generator=gen)
     grad_out = torch.randn(1, *case.sizes, case.channels, generator=gen)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # what a GPU runs: bf16
+    qkv, pad_qkv, bias, grad_out = (t.to(device, dtype) for t in (qkv, pad_qkv, bias, grad_out))
     return qkv.requires_grad_(), pad_qkv.requires_grad_(), bias.requires_grad_(), grad_out
 
 
@@ -256,18 +270,19 @@ def core_callable(case: CoreCase, backend: str, pass_name: str, inputs):
     return forward_backward
 
 
-def prepare_core(case: CoreCase, pass_name: str) -> Prepared:
-    inputs = core_inputs(case)
-    calls = {backend: core_callable(case, backend, pass_name, inputs) for backend in ("reference", "cpp")}
+def prepare_core(case: CoreCase, pass_name: str, device: torch.device = CPU) -> Prepared:
+    inputs = core_inputs(case, device=device)
+    fused = "triton" if device.type == "cuda" else "cpp"
+    calls = {backend: core_callable(case, backend, pass_name, inputs) for backend in ("reference", fused)}
     first = {name: call() for name, call in calls.items()}
     if pass_name == "inference":
-        difference = _relative_difference(first["cpp"], first["reference"])
+        difference = _relative_difference(first[fused], first["reference"])
     else:
-        difference = max(_relative_difference(a, b) for a, b in zip(first["cpp"], first["reference"])
+        difference = max(_relative_difference(a, b) for a, b in zip(first[fused], first["reference"])
                          if b is not None)
     what = (f"attention core, {case.name}: window {'x'.join(map(str, case.window))}, shift {case.shift}, "
             f"{case.heads} heads of {case.channels // case.heads}")
-    return Prepared(what, pass_name, ("reference", "cpp"), calls, (), difference)
+    return Prepared(what, pass_name, ("reference", fused), calls, (), difference)
 
 
 # ------------------------------------------------------------------------------------------ run and report
@@ -278,7 +293,9 @@ def model_cases(tiny: bool, feature_size: int = 24, unetr_sizes=(64, 96)) -> dic
 
 
 def run(tiny: bool = False, rounds: int = 5, feature_size: int = 24, kinds=KINDS, passes=PASSES,
-        progress=None, unetr_sizes=(64, 96)) -> list[Row]:
+        progress=None, unetr_sizes=(64, 96), device: torch.device = CPU) -> list[Row]:
+    """Every row; on a CUDA ``device`` the models run under bf16 autocast and the core in bf16, triton against the
+    reference (what ``make gpu-check`` measures)."""
     rows = []
     cases = model_cases(tiny, feature_size, unetr_sizes)
     for kind in kinds:
@@ -287,13 +304,13 @@ def run(tiny: bool = False, rounds: int = 5, feature_size: int = 24, kinds=KINDS
                 for pass_name in passes:
                     if progress is not None:
                         progress(f"{case.name} core {pass_name}")
-                    rows.append(measure(prepare_core(case, pass_name), rounds, progress))
+                    rows.append(measure(prepare_core(case, pass_name, device), rounds, progress, device))
             continue
         for case in cases[kind]:
             for pass_name in passes:
                 if progress is not None:
                     progress(f"{case.name} {pass_name}")
-                rows.append(measure(prepare_model(case, pass_name), rounds, progress))
+                rows.append(measure(prepare_model(case, pass_name, device), rounds, progress, device))
     return rows
 
 

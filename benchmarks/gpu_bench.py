@@ -81,6 +81,19 @@ class EndToEndGroup:
         return f"end-to-end {self.library} {self.mode} {self.pass_name}{again}"
 
 
+@dataclass(frozen=True)
+class VolumeGroup:
+    """3-D rows (benchmarks/end_to_end_video.py): "swin3d" (torchvision swin3d_t), "unetr" (MONAI SwinUNETR 3-D at
+    64³) or "core" (the attention core at windows 8x7x7 and 7x7x7, triton against the reference)."""
+
+    kind: str
+    pass_name: str
+
+    @property
+    def label(self) -> str:
+        return f"3-D {self.kind} {self.pass_name}"
+
+
 def swin_t_shapes(batch: int) -> dict[str, BenchShape]:
     """Swin-T's attention calls at 224² (stage 4 is one unshifted window): 's1s3' = stage 1, shift 3."""
     shapes = {}
@@ -104,8 +117,9 @@ def plan(dry_run: bool, warm_only: bool = False) -> list:
         shapes = dry_run_shapes()
         groups = [AttentionGroup(level, shapes["s1s3"], fp32, p) for level in ("core", "branch") for p in PASS_NAMES]
         groups.append(AttentionGroup("core", shapes["s1s0"], fp32, "forward"))
-        return groups + [EndToEndGroup(mode, p) for mode in ("eager", "compiled")
-                         for p in ("inference", "training step")]
+        return (groups + [EndToEndGroup(mode, p) for mode in ("eager", "compiled")
+                          for p in ("inference", "training step")]
+                + [VolumeGroup(kind, "inference") for kind in ("core", "swin3d", "unetr")])
     shapes = swin_t_shapes(128)
     first = shapes["s1s3"]
     groups: list = [AttentionGroup("core", first, bf16, p) for p in PASS_NAMES]
@@ -118,6 +132,7 @@ def plan(dry_run: bool, warm_only: bool = False) -> list:
     groups += [EndToEndGroup("eager", p, run=2) for p in ("inference", "training step")]
     groups += [EndToEndGroup("eager", p, library) for library in ("timm", "torchvision")
                for p in ("inference", "training step")]
+    groups += [VolumeGroup(kind, p) for kind in ("core", "swin3d", "unetr") for p in ("inference", "training step")]
     groups += [AttentionGroup("branch", first, bf16, p) for p in PASS_NAMES]
     others = [s for key, s in shapes.items() if key != "s1s3"]
     groups += [AttentionGroup("core", s, bf16, p) for s in others for p in PASS_NAMES]
@@ -312,6 +327,23 @@ class Bench:
                 self.caps.last["compiled-model"] = time.perf_counter() - began
         return rows
 
+    def volume(self, group: VolumeGroup) -> list[dict]:
+        from . import end_to_end_video as video
+
+        base = dict(kind="volume", group_label=group.label, pass_name=group.pass_name)
+        try:
+            rows = video.run(tiny=self.args.dry_run, rounds=2 if self.args.dry_run else 5, kinds=(group.kind,),
+                             passes=(group.pass_name,), unetr_sizes=(64,), device=self.device, progress=self.say)
+        except Exception as failure:
+            return [dict(base, status="failed", contender="patched", reason=f"{type(failure).__name__}: {failure}"[:2000])]
+        out = []
+        for row in rows:
+            out.append(dict(base, status="ok", contender=row.contenders[1], what=row.what,
+                            contenders=list(row.contenders), difference=row.difference,
+                            median_ms={k: v * 1e3 for k, v in row.median_s.items()}, peak_bytes=row.peak,
+                            speedup=row.speedup, memory_ratio=row.memory_ratio))
+        return out
+
     # ---------------------------------------------------------------------------------------------- run
     def run(self) -> int:
         self.rows.write(self.meta())
@@ -329,6 +361,9 @@ class Bench:
                 if isinstance(group, AttentionGroup):
                     rows = self.attention(group, targeted=group.level == "core" and group.shape == groups[0].shape
                                           and group.dtype == groups[0].dtype)
+                elif isinstance(group, VolumeGroup):
+                    self.release()
+                    rows = self.volume(group)
                 else:
                     rows = self.end_to_end(group)
                 for row in rows:
@@ -368,6 +403,10 @@ def _row_line(row: dict) -> str:
     name = f"{row.get('contender')}".ljust(10)
     if row.get("status") != "ok":
         return f"{name} {row.get('status')}: {row.get('reason', '')[:160]}"
+    if row.get("kind") == "volume":
+        base, fused = row["contenders"]
+        return (f"{name} {row['what']}: {row['median_ms'][fused]:.3f} ms, {row['speedup']:.2f}x {base}, "
+                f"peak memory {row['memory_ratio']:.2f} of {base}'s")
     parts = [f"{row['median_ms']:.3f} ms"]
     for key, fmt in (("speedup_vs_eager", "{:.2f}x eager"), ("speedup_vs_unpatched", "{:.2f}x unpatched"),
                      ("floor_fraction", "{:.0%} of HBM peak"), ("tflops", "{:.1f} TFLOP/s"),

@@ -184,6 +184,31 @@ def end_to_end_table(rows: list[dict]) -> str | None:
     return "\n\n".join(parts)
 
 
+def volume_table(rows: list[dict]) -> str | None:
+    """The 3-D rows: Video Swin and SwinUNETR patched against unpatched, and the 3-D attention core."""
+    chosen = [r for r in rows if r.get("kind") == "volume"]
+    if not chosen:
+        return None
+    body, skipped = [], []
+    for r in chosen:
+        if r.get("status") != "ok":
+            skipped.append(f"- {r.get('what', r.get('group_label', '?'))}: {r.get('status')}: "
+                           f"{r.get('reason', '')[:240]}")
+            continue
+        base, fused = r["contenders"]
+        body.append([r["what"], r["pass_name"], f"{base} / {fused}",
+                     f"{_ms(r['median_ms'][base])} / {_ms(r['median_ms'][fused])}", f"{r['speedup']:.2f}x",
+                     f"{format_bytes(r['peak_bytes'][base])} / {format_bytes(r['peak_bytes'][fused])}",
+                     f"{r['memory_ratio']:.2f}", f"{r['difference']:.1e}"])
+    parts = ["### 3-D: Video Swin and SwinUNETR volumes, and the 3-D attention core (GPU: bf16 autocast and a bf16 core; the CPU dry run: fp32)"]
+    if body:
+        parts.append(table(["what", "pass", "baseline / fused", "median", "speed-up", "peak memory", "memory ratio",
+                            "difference"], body))
+    if skipped:
+        parts.append("Not timed:\n\n" + "\n".join(skipped))
+    return "\n\n".join(parts)
+
+
 def _spread(row: dict) -> str:
     if row.get("min_ms") is None or row.get("max_ms") is None:
         return ""
@@ -243,7 +268,7 @@ def markdown(rows: list[dict], plot_note: str | None = None) -> str:
               else "The run ended without its closing row (killed): what follows is what it had measured.")
     parts = [title, facts, targets(rows, bool(meta.get("dry_run"))), conventions(meta)]
     parts += attention_tables(rows)
-    parts += [s for s in (triton_vs_cuda(rows), end_to_end_table(rows)) if s]
+    parts += [s for s in (triton_vs_cuda(rows), end_to_end_table(rows), volume_table(rows)) if s]
     if plot_note:
         parts.append(plot_note)
     return "\n\n".join(parts) + "\n"

@@ -106,12 +106,15 @@ def test_the_benchmarks_start_with_the_targets_block():
     attention = [g for g in groups if isinstance(g, AttentionGroup) and g.run == 1]
     assert len(attention) == len(set(attention)) == 2 * 2 * 3 * 7  # levels x passes x dtypes x shapes
     # the headline rows run twice (stability), then the other libraries' Swin-T, before the other shapes
-    again = [g for g in groups if g.run == 2]
+    again = [g for g in groups if getattr(g, "run", 1) == 2]
     assert again == [AttentionGroup(g.level, g.shape, g.dtype, g.pass_name, run=2) for g in groups[:2]] + [
         EndToEndGroup("eager", p, run=2) for p in ("inference", "training step")]
     others = [EndToEndGroup("eager", p, library) for library in ("timm", "torchvision")
               for p in ("inference", "training step")]
     assert groups[4:12] == again + others
+    # then the 3-D rows (issue 18's workloads: the core at 8x7x7 and 7x7x7, swin3d_t, SwinUNETR 3-D)
+    assert groups[12:18] == [gpu_bench.VolumeGroup(kind, p) for kind in ("core", "swin3d", "unetr")
+                             for p in ("inference", "training step")]
     assert {(g.shape.stage, g.shape.shift) for g in attention} == {(1, 0), (1, 3), (2, 0), (2, 3), (3, 0), (3, 3),
                                                                    (4, 0)}
     assert {g.shape.batch for g in attention} == {128}
