@@ -113,25 +113,46 @@ SWIN_HOST_DEVICE int64_t rolled_position(const Axis& a, int64_t y) {
   return p < 0 ? p + a.roll_length : p;
 }
 
-// Plane / row / column of token t of window w in the rolled, padded volume (the plane is 0 for a 2-D map).
-SWIN_HOST_DEVICE int64_t rolled_plane(const WindowGrid& g, int64_t window_index, int32_t token) {
-  return (window_index / g.windows_per_plane) * g.planes.window + token / g.plane_tokens;
-}
-SWIN_HOST_DEVICE int64_t rolled_row(const WindowGrid& g, int64_t window_index, int32_t token) {
-  return ((window_index % g.windows_per_plane) / g.windows_per_row) * g.rows.window +
-         (token % g.plane_tokens) / g.cols.window;
-}
-SWIN_HOST_DEVICE int64_t rolled_col(const WindowGrid& g, int64_t window_index, int32_t token) {
-  return (window_index % g.windows_per_row) * g.cols.window + token % g.cols.window;
+// Where window w (within one image) starts in the rolled, padded volume: computed once per window, so that each
+// token's position is then 32-bit arithmetic on its offsets inside the window (the 64-bit divisions of the window
+// index happen here only).
+struct WindowOrigin {
+  int64_t plane, row, col;
+};
+
+SWIN_HOST_DEVICE WindowOrigin window_origin(const WindowGrid& g, int64_t window_index) {
+  const int64_t window_plane = window_index / g.windows_per_plane;
+  const int64_t in_plane = window_index - window_plane * g.windows_per_plane;
+  const int64_t window_row = in_plane / g.windows_per_row;
+  const int64_t window_col = in_plane - window_row * g.windows_per_row;
+  return {window_plane * g.planes.window, window_row * g.rows.window, window_col * g.cols.window};
 }
 
-// Pixel (z*H + y)*W + x of the original volume (y*W + x of a map) that token t of window w (within one image)
-// holds, or -1 for padding. Each pixel is held by exactly one token, so writes through this map never collide.
-SWIN_HOST_DEVICE int64_t token_pixel(const WindowGrid& g, int64_t window_index, int32_t token) {
-  const int64_t z = unrolled_position(g.planes, rolled_plane(g, window_index, token));
-  const int64_t y = unrolled_position(g.rows, rolled_row(g, window_index, token));
-  const int64_t x = unrolled_position(g.cols, rolled_col(g, window_index, token));
+// Offsets (plane, row, column) of token t inside its window: t = (plane * Mh + row) * Mw + column.
+struct TokenOffset {
+  int32_t plane, row, col;
+};
+
+SWIN_HOST_DEVICE TokenOffset token_offset(const WindowGrid& g, int32_t token) {
+  const int32_t plane = token / g.plane_tokens;
+  const int32_t in_plane = token - plane * g.plane_tokens;
+  const int32_t row = in_plane / g.cols.window;
+  return {plane, row, in_plane - row * g.cols.window};
+}
+
+// Pixel (z*H + y)*W + x of the original volume (y*W + x of a map) that token t of the window at origin o holds, or
+// -1 for padding. Each pixel is held by exactly one token, so writes through this map never collide.
+SWIN_HOST_DEVICE int64_t token_pixel(const WindowGrid& g, const WindowOrigin& o, int32_t token) {
+  const TokenOffset t = token_offset(g, token);
+  const int64_t z = unrolled_position(g.planes, o.plane + t.plane);
+  const int64_t y = unrolled_position(g.rows, o.row + t.row);
+  const int64_t x = unrolled_position(g.cols, o.col + t.col);
   return (z >= 0 && y >= 0 && x >= 0) ? (z * g.height + y) * g.width + x : -1;
+}
+
+// The same for window w given by its index (within one image).
+SWIN_HOST_DEVICE int64_t token_pixel(const WindowGrid& g, int64_t window_index, int32_t token) {
+  return token_pixel(g, window_origin(g, window_index), token);
 }
 
 // (window index within the image, token) that holds pixel (z*H + y)*W + x: the inverse of token_pixel.
@@ -152,12 +173,15 @@ SWIN_HOST_DEVICE int32_t axis_region(const Axis& a, int64_t rolled) {
   return (rolled >= a.padded - a.window ? 1 : 0) + (rolled >= a.padded - a.shift ? 1 : 0);
 }
 
-// Region id (0..26; 0..8 for a 2-D map) of token t of window w; two tokens attend freely only when their ids are
-// equal.
+// Region id (0..26; 0..8 for a 2-D map) of token t of the window at origin o (or of window w given by its index);
+// two tokens attend freely only when their ids are equal.
+SWIN_HOST_DEVICE int32_t token_region(const WindowGrid& g, const WindowOrigin& o, int32_t token) {
+  const TokenOffset t = token_offset(g, token);
+  return (axis_region(g.planes, o.plane + t.plane) * 3 + axis_region(g.rows, o.row + t.row)) * 3 +
+         axis_region(g.cols, o.col + t.col);
+}
 SWIN_HOST_DEVICE int32_t token_region(const WindowGrid& g, int64_t window_index, int32_t token) {
-  return (axis_region(g.planes, rolled_plane(g, window_index, token)) * 3 +
-          axis_region(g.rows, rolled_row(g, window_index, token))) * 3 +
-         axis_region(g.cols, rolled_col(g, window_index, token));
+  return token_region(g, window_origin(g, window_index), token);
 }
 
 // Only windows in the last grid plane (depth shifted), row (rows shifted) or column (columns shifted) can hold

@@ -512,10 +512,11 @@ void prepare_scratch(const AttentionProblem& p, bool backward, bool is_double, v
 template <typename T>
 bool load_window(const maps::WindowGrid& g, int64_t bw, const Tiles<T>& t) {
   const int64_t b = bw / g.windows_per_image, w = bw % g.windows_per_image, image = b * g.pixels;
+  const maps::WindowOrigin origin = maps::window_origin(g, w);
   for (int32_t i = 0; i < g.tokens; ++i) {
-    const int64_t pixel = maps::token_pixel(g, w, i);
+    const int64_t pixel = maps::token_pixel(g, origin, i);
     t.pixel[i] = pixel < 0 ? -1 : image + pixel;
-    t.regions[i] = static_cast<T>(maps::token_region(g, w, i));
+    t.regions[i] = static_cast<T>(maps::token_region(g, origin, i));
   }
   return maps::window_is_masked(g, w);
 }

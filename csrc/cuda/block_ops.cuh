@@ -139,10 +139,11 @@ __device__ __forceinline__ bool load_window(const maps::WindowGrid& g, int64_t b
   const int t = threadIdx.x;
   if (t < kTile) {
     if (t < g.tokens) {
-      const int64_t w = bw % g.windows_per_image, image = (bw / g.windows_per_image) * g.pixels;
-      const int64_t p = maps::token_pixel(g, w, t);
+      const int64_t b = bw / g.windows_per_image, image = b * g.pixels;
+      const maps::WindowOrigin origin = maps::window_origin(g, bw - b * g.windows_per_image);
+      const int64_t p = maps::token_pixel(g, origin, t);
       pixel[t] = p < 0 ? -1 : image + p;
-      region[t] = maps::token_region(g, w, t);
+      region[t] = maps::token_region(g, origin, t);
       padding = p < 0;
     } else {
       pixel[t] = -2;
