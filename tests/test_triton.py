@@ -3,6 +3,8 @@
 Shapes are small on purpose (the interpreter runs each program in Python). fp32/fp64 follow the FMA plan
 (exact products; 32-token blocks, so N = 49 already takes the multi-block path), fp16/bf16 the tensor-core
 plan (64-token blocks, d_bias kept in registers): between them both backward code paths are exercised.
+Volumes (B, D, H, W, C) with 3-D windows and windows of more than 256 tokens (one backward program per block)
+are checked the same way, on shapes as small as still reach each path.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ from backend_checks import (
     ATTENTION_CASES,
     GEOMETRY_CASES,
     PARTITION_CASES,
+    VOLUME_CASES,
+    VOLUME_PARTITION_CASES,
     AttentionCase,
     assert_relative_close,
     attention_inputs,
     check_attention,
     check_bias_grad_deterministic,
     check_partition,
+    check_volume_partition,
     partition_case_id,
+    volume_partition_case_id,
 )
 
 BACKEND = "triton"
@@ -239,9 +245,11 @@ def test_unsupported_calls_say_why():
 
     assert reason() is None
     assert "head_dim up to 128" in reason(head_dim=256)
-    assert "up to 256 tokens" in reason(window=(17, 17))
-    assert "up to 256 tokens" in reason(window=(8, 33))
-    assert reason(window=(8, 32)) is None
+    assert "up to 576 tokens" in reason(window=(25, 24))
+    assert "up to 576 tokens" in reason(window=(8, 73))
+    assert reason(window=(24, 24)) is None and reason(window=(17, 17)) is None
+    assert reason(window=(8, 7, 7)) is None and reason(window=(8, 8, 9)) is None  # 3-D windows
+    assert "up to 576 tokens" in reason(window=(9, 9, 8)) and "9x9x8 (648 tokens)" in reason(window=(9, 9, 8))
     assert "float16, bfloat16, float32 and float64" in reason(dtype=torch.int32)
     assert reason(op="partition", window=(40, 40), dtype=torch.int64) is None  # data movement: any window and dtype
     other = torch.device("cuda" if DEVICE == "cpu" else "cpu")
@@ -286,6 +294,13 @@ def test_token_indices_must_fit_int32():
 
 
 # ------------------------------------------------------------------------------------ the ops as torch operators
+@pytest.fixture(autouse=True)
+def _registered_ops():
+    """The torch.ops.swin_kernels_triton namespace (registered on first use of the backend, or here)."""
+    if _REASON is None:
+        from swin_kernels.ops.triton import library  # noqa: F401
+
+
 def _op_inputs(case: AttentionCase, dtype=torch.float64):
     inputs = attention_inputs(case, dtype, DEVICE)
     return inputs["qkv"], inputs["pad_qkv"], inputs["bias"]
@@ -316,7 +331,7 @@ def test_opcheck_partition_and_reverse():
     torch.library.opcheck(torch.ops.swin_kernels_triton.window_partition.default, (x, *geometry))
     windows = torch.randn(2 * 8, 6, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)
     torch.library.opcheck(torch.ops.swin_kernels_triton.window_reverse.default,
-                          (windows, [3, 2], 5, 7, [1, 1], True))
+                          (windows, [3, 2], [5, 7], [1, 1], True))
 
 
 def _module_loss(module, x):
@@ -413,9 +428,11 @@ def test_launch_configuration_is_one_per_plan():
     from swin_kernels.ops.triton import configs
 
     for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        for tokens, head_dim in ((49, 32), (256, 64)):
-            plan = configs.attention_plan(tokens, head_dim, dtype)
-            assert plan.forward_config() == configs.attention_plan(tokens, head_dim, dtype).forward_config()
+        for tokens, head_dim, volume in ((49, 32, False), (256, 64, False), (576, 64, False), (392, 32, True),
+                                         (343, 16, True)):
+            plan = configs.attention_plan(tokens, head_dim, dtype, volume=volume)
+            assert plan.forward_config() == configs.attention_plan(tokens, head_dim, dtype,
+                                                                   volume=volume).forward_config()
             for kernel in ("dkdv", "dq"):
                 config = plan.backward_config(kernel)
                 assert plan.padded % config.kwargs["BLOCK"] == 0 and plan.padded % config.kwargs["SUB"] == 0
@@ -444,3 +461,117 @@ def test_gradients_bit_identical_between_processes():
     digests = [subprocess.run([sys.executable, "-c", GRADIENT_HASH], capture_output=True, text=True, timeout=600,
                               check=True).stdout.strip().splitlines()[-1] for _ in range(2)]
     assert digests[0] == digests[1]
+
+
+# ------------------------------------------------------------------------------------- volumes (B, D, H, W, C)
+# Beyond the shared VOLUME_CASES: a shift along one axis alone (each axis), a window of depth 1 (the planes are
+# images: the 2-D index arithmetic), N = 36 > 32 (two blocks, one backward program each, on the exact fp32 / fp64
+# path), an unshifted volume padded on every axis.
+TRITON_VOLUME_CASES = [
+    AttentionCase(3, 4, 5, 1, 8, (2, 2, 3), (1, 0, 0), True, depth=4),    # depth shifted only, odd batch
+    AttentionCase(1, 6, 4, 1, 16, (3, 4, 2), (0, 2, 0), depth=5),         # rows shifted only, padded depth and rows
+    AttentionCase(2, 3, 7, 2, 8, (2, 3, 4), (0, 0, 3), True, depth=4),    # columns shifted only, padded columns
+    AttentionCase(1, 4, 6, 1, 8, (3, 4, 3), (2, 1, 1), True, depth=5),    # N = 36: two blocks on the exact path
+    AttentionCase(1, 5, 6, 2, 8, (1, 3, 4), (0, 1, 2), depth=3),          # window depth 1: every plane an image
+    AttentionCase(3, 4, 5, 1, 8, (2, 2, 2), (0, 0, 0), depth=3),          # unshifted, padded on every axis
+]
+
+
+@pytest.mark.parametrize("case", VOLUME_CASES + TRITON_VOLUME_CASES, ids=str)
+def test_volume_attention_fp64(case):
+    check_attention(BACKEND, case, torch.float64, DEVICE)
+
+
+@pytest.mark.parametrize("case", VOLUME_CASES[:1] + TRITON_VOLUME_CASES[:4], ids=str)
+def test_volume_attention_fp32(case):
+    check_attention(BACKEND, case, torch.float32, DEVICE)
+
+
+def test_volume_attention_bf16_tensor_core_plan():
+    """bf16: one 64-token block of the tensor-core plan (d_bias in registers), within bf16's own error."""
+    check_attention(BACKEND, AttentionCase(1, 6, 5, 2, 32, (4, 4, 4), (2, 2, 2), depth=4), torch.bfloat16, DEVICE)
+
+
+def test_volume_bias_gradient_is_deterministic():
+    check_bias_grad_deterministic(BACKEND, TRITON_VOLUME_CASES[3], torch.float32, DEVICE)
+
+
+def test_volume_window_of_depth_one_is_the_map_of_its_planes():
+    """A window of depth 1 (no shift along the depth) attends within each plane: the same numbers as the 2-D call on
+    the (B·D, H, W, 3C) map of the planes."""
+    case = TRITON_VOLUME_CASES[4]
+    inputs = attention_inputs(case, torch.float64, DEVICE)
+    volume = swin_kernels.shifted_window_attention(inputs["qkv"], case.heads, case.window, case.shift,
+                                                   pad_qkv=inputs["pad_qkv"], bias=inputs["bias"], backend=BACKEND)
+    planes = inputs["qkv"].reshape(-1, case.height, case.width, 3 * case.channels)
+    flat = swin_kernels.shifted_window_attention(planes, case.heads, case.window[1:], case.shift[1:],
+                                                 pad_qkv=inputs["pad_qkv"], bias=inputs["bias"], backend=BACKEND)
+    assert torch.equal(volume.reshape(flat.shape), flat)
+
+
+TRITON_VOLUME_PARTITION_CASES = [
+    # (batch, depth, height, width, channels, window, shift, roll_before_pad)
+    (2, 3, 5, 4, 3, (2, 3, 2), (1, 1, 1), False),
+    (1, 4, 4, 5, 5, (2, 2, 3), (1, 0, 2), True),
+    (2, 3, 5, 6, 3, (1, 3, 4), (0, 1, 2), True),  # window depth 1
+]
+
+
+@pytest.mark.parametrize("case", VOLUME_PARTITION_CASES + TRITON_VOLUME_PARTITION_CASES, ids=volume_partition_case_id)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_volume_partition_and_reverse_exact(case, dtype):
+    check_volume_partition(BACKEND, *case, dtype=dtype, device=DEVICE)
+
+
+VOLUME_OPCHECK_CASE = AttentionCase(1, 4, 3, 1, 8, (2, 3, 2), (1, 1, 1), True, depth=2)  # 4 windows, 8 classes
+
+
+def test_opcheck_volume_attention():
+    case = VOLUME_OPCHECK_CASE
+    qkv, pad, bias = _op_inputs(case)
+    geometry = (case.heads, *case.op_geometry(), 0.5, 0.0, False)
+    torch.library.opcheck(torch.ops.swin_kernels_triton.attention_fwd.default, (qkv, pad, bias, None, *geometry))
+    qkv, pad, bias = qkv.detach(), pad.detach(), bias.detach()
+    out, lse, table = torch.ops.swin_kernels_triton.attention_fwd(qkv, pad, bias, None, *geometry)
+    assert table.shape[0] == 8  # a shifted volume: 8 window classes
+    args = (torch.randn_like(out), qkv, pad, bias, out, lse, table, None, *geometry, True, True)
+    torch.library.opcheck(torch.ops.swin_kernels_triton.attention_bwd.default, args)
+
+
+def test_opcheck_volume_partition_and_reverse():
+    x = torch.randn(2, 3, 5, 4, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)  # 2x2x2 windows of 12
+    geometry = ([2, 3, 2], [1, 1, 0], True)
+    torch.library.opcheck(torch.ops.swin_kernels_triton.window_partition.default, (x, *geometry))
+    windows = torch.randn(2 * 8, 12, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    torch.library.opcheck(torch.ops.swin_kernels_triton.window_reverse.default,
+                          (windows, [2, 3, 2], [3, 5, 4], [1, 1, 0], True))
+
+
+def test_op_window_must_match_the_input_axes():
+    qkv = torch.randn(1, 4, 4, 6, dtype=torch.float64, device=DEVICE)
+    with pytest.raises(ValueError, match="one entry per spatial axis"):
+        torch.ops.swin_kernels_triton.attention_fwd(qkv, None, None, None, 1, [2, 2, 2], [0, 0, 0], False, 0.5, 0.0,
+                                                    False)
+
+
+# --------------------------------------------------------------------------------- windows of more than 256 tokens
+def test_volume_window_of_273_tokens():
+    """3x7x13 = 273 tokens (9 blocks of 32 on the exact path, one backward program per block), shifted on every
+    axis, padded columns."""
+    check_attention(BACKEND, AttentionCase(1, 7, 12, 1, 8, (3, 7, 13), (1, 3, 6), depth=3), torch.float64, DEVICE)
+
+
+def test_map_window_of_289_tokens_bf16():
+    """17x17 = 289 tokens (5 blocks of 64 on the tensor-core path, one backward program per block), shifted, padded
+    rows."""
+    check_attention(BACKEND, AttentionCase(1, 16, 17, 1, 16, 17, 8), torch.bfloat16, DEVICE)
+
+
+def test_windows_of_more_than_576_tokens_are_refused_clearly():
+    qkv = torch.randn(1, 25, 24, 6, device=DEVICE)
+    with pytest.raises(swin_kernels.BackendUnavailableError,
+                       match=r"^triton: attention supports windows of up to 576 tokens .*got 25x24 \(600 tokens\)"):
+        swin_kernels.shifted_window_attention(qkv, 1, (25, 24), backend=BACKEND)
+    volume = torch.randn(1, 9, 9, 8, 6, device=DEVICE)
+    with pytest.raises(swin_kernels.BackendUnavailableError, match=r"up to 576 tokens .*got 9x9x8 \(648 tokens\)"):
+        swin_kernels.shifted_window_attention(volume, 1, (9, 9, 8), backend=BACKEND)

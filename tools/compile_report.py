@@ -6,12 +6,15 @@ Compiles each kernel with triton.compile(ASTSource(...), target=GPUTarget("cuda"
 configuration the backend uses for each plan, then runs the ptxas that ships with Triton (-v) on the PTX for
 registers and spills. ``--plans full`` covers every plan the backend accepts: each dtype path (fp16, bf16, fp32
 with exact products, fp32 with TF32, fp64), head_dim 32, 64 and 128 (the largest accepted, 64 for fp64; and 16,
-the smallest tile, at 7x7) and windows of 49, 144 and 256 tokens (7x7, 12x12 and the largest accepted,
-16x16: one, three and four key blocks of 64, or two, five and eight of 32 on the exact path), with and without
-dropout, every optional input present (the most registers). ``--plans ci`` (the default, what `make test` runs):
-7x7 at head_dim 32 in full, and each path's largest accepted plan with dropout. ``--quick``: 7x7 at head_dim 32. Prints one row per compile:
-kernel, target, dtype, shape, config, registers, spill bytes, shared memory, tensor-core instructions in the PTX
-(mma.sync; wgmma.mma_async on sm_90). Exits 1 if any kernel fails to compile or spills.
+the smallest tile, at 7x7) and windows of 49, 144, 256 and 576 tokens (7x7, 12x12, 16x16 and the largest accepted,
+24x24: one, three, four and nine key blocks of 64, or two, five, eight and eighteen of 32 on the exact path), and
+the 3-D windows of video and volume models (8x7x7 of torchvision's swin3d at head_dim 32, 7x7x7 of MONAI's
+SwinUNETR at head_dim 16 and 32), with and without dropout, every optional input present (the most registers).
+``--plans ci`` (the default, what `make test` runs): 7x7 at head_dim 32 in full, each path's largest accepted 2-D
+plan with dropout, and the 3-D plans with dropout on the bf16, fp16 and fp32 paths. ``--quick``: 7x7 at head_dim 32.
+Prints one row per compile: kernel, target, dtype, shape, config, registers, spill bytes, shared memory,
+tensor-core instructions in the PTX (mma.sync; wgmma.mma_async on sm_90). Exits 1 if any kernel fails to compile
+or spills.
 """
 
 from __future__ import annotations
@@ -35,12 +38,15 @@ TARGETS = (80, 90)
 PATHS = {"fp16": ("fp16", False), "bf16": ("bf16", False), "fp32": ("fp32", False), "tf32": ("fp32", True),
          "fp64": ("fp64", False)}
 TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32", "fp64": "float64"}
-# ((window rows, window columns), head_dim)
-PLANS = (((7, 7), 16),) + tuple(((m, m), d) for m in (7, 12, 16) for d in (32, 64, 128))
+# (window, head_dim): window (rows, columns) of a map or (depth, rows, columns) of a volume
+PLANS = ((((7, 7), 16),) + tuple(((m, m), d) for m in (7, 12, 16, 24) for d in (32, 64, 128))
+         + (((8, 7, 7), 32), ((7, 7, 7), 16), ((7, 7, 7), 32)))
 QUICK_PLANS = (((7, 7), 32),)
 # what `make test` compiles: Swin-T/S/B's plan with and without dropout, and with dropout (the most registers) the
-# largest accepted plans: 16x16 windows at head_dim 128 (64 for fp64, the largest it accepts)
-CI_PLANS = (((7, 7), 32), ((16, 16), 64), ((16, 16), 128))
+# largest accepted plans, 24x24 windows at head_dim 128 (64 for fp64, the largest it accepts), and the 3-D plans of
+# torchvision's swin3d (8x7x7, head_dim 32) and MONAI's SwinUNETR (7x7x7, head_dim 16 and 32) on CI_VOLUME_PATHS
+CI_PLANS = (((7, 7), 32), ((24, 24), 64), ((24, 24), 128), ((8, 7, 7), 32), ((7, 7, 7), 16), ((7, 7, 7), 32))
+CI_VOLUME_PATHS = ("bf16", "fp16", "fp32")
 PLAN_SETS = {"quick": QUICK_PLANS, "ci": CI_PLANS, "full": PLANS}
 
 
@@ -80,23 +86,27 @@ _FLOAT_ARGS = ("qk_scale_hi", "qk_scale_lo", "scale_hi", "scale_lo", "keep_hi", 
 
 def _attention_jobs(plans, dropout_too: bool = True, ci: bool = False) -> list[Job]:
     """Every kernel of every plan and dtype path the backend accepts (unsupported plans are left out: the backend
-    declines them). ``ci``: beyond the first plan, only the dropout variants and each path's largest plan."""
+    declines them). ``ci``: beyond the first plan, only the dropout variants of each path's largest 2-D plan and
+    of the 3-D plans on CI_VOLUME_PATHS."""
     import torch
 
     from swin_kernels.ops.triton import configs
 
     jobs = []
     for index, (window, head_dim) in enumerate(plans):
-        tokens = window[0] * window[1]
+        tokens = _tokens(window)
         for path, (element, tf32) in PATHS.items():
             torch_dtype = getattr(torch, TORCH_DTYPES[element])
-            plan = configs.attention_plan(tokens, head_dim, torch_dtype, tf32)
+            plan = configs.attention_plan(tokens, head_dim, torch_dtype, tf32, volume=is_volume(window))
             if not plan.supported:
                 continue
-            if ci and index > 0 and _largest_supported(plans, path) != (window, head_dim):
-                continue
+            if ci and index > 0:
+                wanted = path in CI_VOLUME_PATHS if len(window) == 3 else \
+                    _largest_supported(plans, path) == (window, head_dim)
+                if not wanted:
+                    continue
             acc_type = "fp64" if element == "fp64" else "fp32"
-            common = dict(WINDOW_H=window[0], WINDOW_W=window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
+            common = dict(**window_constexprs(window), HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
                           HAS_PAD=True, HAS_SHIFT=True, DOT_UPCAST=False, INPUT_PRECISION=plan.input_precision)
             data = {n: f"*{element}" for n in ("qkv_ptr", "pad_ptr", "out_ptr", "dout_ptr", "dqkv_ptr")}
             acc = {n: f"*{acc_type}" for n in ("table_ptr", "lse_ptr", "delta_ptr", "dbias_part_ptr",
@@ -106,7 +116,7 @@ def _attention_jobs(plans, dropout_too: bool = True, ci: bool = False) -> list[J
             variants = (True,) if ci and index > 0 else (False, True) if dropout_too else (False,)
             for dropout in variants:
                 flags = dict(common, DROPOUT=dropout)
-                label = (f"M{window[0]}x{window[1]} d{head_dim} {plan.num_blocks}x{plan.block}"
+                label = (f"M{_text(window)} d{head_dim} {plan.num_blocks}x{plan.block}"
                          + (" dropout" if dropout else ""))
                 for arch in TARGETS:
                     jobs.append(_job("attention_fwd", arch, path, label, dict(
@@ -116,61 +126,92 @@ def _attention_jobs(plans, dropout_too: bool = True, ci: bool = False) -> list[J
                     for kernel, flag in (("dkdv", "NEED_DPAD"), ("dq", "NEED_DBIAS")):
                         config = plan.backward_config(kernel)
                         jobs.append(_job(f"attention_{kernel}", arch, path, label, dict(
-                            flags, NUM_BLOCKS=plan.padded // config.kwargs["BLOCK"], **config.kwargs, **{flag: True}),
-                            config, pointers))
+                            flags, NUM_BLOCKS=plan.padded // config.kwargs["BLOCK"], **config.kwargs, **{flag: True},
+                            SPLIT_BLOCKS=plan.split_blocks(kernel) > 1), config, pointers))
     return jobs
 
 
+def _tokens(window) -> int:
+    n = 1
+    for m in window:
+        n *= m
+    return n
+
+
+def _text(window) -> str:
+    return "x".join(str(m) for m in window)
+
+
+def is_volume(window) -> bool:
+    """Whether the kernels take their 3-D index arithmetic (and the plan its VOLUME_SHAPES): a depth > 1."""
+    return len(window) == 3 and window[0] > 1
+
+
+def window_constexprs(window) -> dict:
+    """WINDOW_D / WINDOW_H / WINDOW_W of a 2-D (rows, columns) or 3-D (depth, rows, columns) window."""
+    window_d, window_h, window_w = (1, *window) if len(window) == 2 else window
+    return dict(WINDOW_D=window_d, WINDOW_H=window_h, WINDOW_W=window_w)
+
+
 def _largest_supported(plans, path: str):
+    """The path's largest accepted 2-D plan."""
     import torch
 
     from swin_kernels.ops.triton import configs
 
     element, tf32 = PATHS[path]
     dtype = getattr(torch, TORCH_DTYPES[element])
-    supported = [(w, d) for w, d in plans if configs.attention_plan(w[0] * w[1], d, dtype, tf32).supported]
-    return max(supported, key=lambda p: (p[0][0] * p[0][1], p[1]))
+    supported = [(w, d) for w, d in plans
+                 if len(w) == 2 and configs.attention_plan(_tokens(w), d, dtype, tf32).supported]
+    return max(supported, key=lambda p: (_tokens(p[0]), p[1]))
 
 
 def _small_jobs(plans) -> list[Job]:
-    import triton
-
-    from swin_kernels.ops.triton import configs
+    """The score table and the slot sums at the first and the largest window (and the first 3-D one), the row
+    delta at the first plan (and the first 3-D one), partition and reverse of a map and of a volume."""
+    from swin_kernels.ops.triton import configs, score_table, slot_sums
 
     jobs = []
-    largest = max(plans, key=lambda p: p[0][0] * p[0][1])[0]
-    for window in sorted({plans[0][0], largest}):
-        plan = configs.AttentionPlan(window[0] * window[1], 32)  # the tensor-core plan (the larger tables)
-        label = f"M{window[0]}x{window[1]}"
+    largest = max(plans, key=lambda p: _tokens(p[0]))[0]
+    volumes = [p for p in plans if len(p[0]) == 3]
+    windows = [plans[0][0], largest] + [w for w, _ in volumes[:1]]
+    for window in sorted(set(windows), key=lambda w: (len(w), w)):
+        plan = configs.AttentionPlan(_tokens(window), 32)  # the tensor-core plan (the larger tables)
+        label = f"M{_text(window)}"
+        block_i, block_j = score_table.table_blocks(plan.padded)
+        block_c = max(16, configs.next_power_of_2(plan.tokens))
+        reduce = configs.LaunchConfig(configs.REDUCE_CONFIG.num_warps, configs.REDUCE_CONFIG.num_stages, None,
+                                      (("BLOCK_S", slot_sums.block_slots(block_c)),))
         for arch in TARGETS:
             for acc in ("fp32", "fp64"):
                 jobs.append(_job("score_table", arch, acc, label,
-                                 dict(WINDOW_H=window[0], WINDOW_W=window[1], PADDED=plan.padded,
-                                      BLOCK_J=triton.next_power_of_2(plan.padded), HAS_BIAS=True,
-                                      **configs.SCORE_TABLE_CONFIG.kwargs),
+                                 dict(**window_constexprs(window), PADDED=plan.padded, BLOCK_I=block_i,
+                                      BLOCK_J=block_j, HAS_BIAS=True),
                                  configs.SCORE_TABLE_CONFIG,
                                  (("bias_ptr", f"*{acc}"), ("table_ptr", f"*{acc}"), ("inv_scale_hi", "fp32"),
                                   ("inv_scale_lo", "fp32"))))
-                jobs.append(_job("sum_slots", arch, acc, label,
-                                 dict(BLOCK_C=max(16, triton.next_power_of_2(plan.padded)),
-                                      **configs.REDUCE_CONFIG.kwargs),
-                                 configs.REDUCE_CONFIG, (("part_ptr", f"*{acc}"), ("out_ptr", f"*{acc}"))))
-    for dtype in ("bf16", "fp32", "fp64"):
-        plan = configs.AttentionPlan(plans[0][0][0] * plans[0][0][1], plans[0][1])
-        acc = "fp64" if dtype == "fp64" else "fp32"
-        for arch in TARGETS:
-            jobs.append(_job("row_delta", arch, dtype, f"M{plans[0][0][0]}x{plans[0][0][1]} d{plans[0][1]}",
-                             dict(WINDOW_H=plans[0][0][0], WINDOW_W=plans[0][0][1], HEAD_DIM=plan.head_dim,
-                                  BLOCK_D=plan.block_d, PADDED=plan.padded,
-                                  BLOCK_M=min(plan.padded, configs.ROW_DELTA_CONFIG.kwargs["BLOCK_M"])),
-                             configs.ROW_DELTA_CONFIG, (("out_ptr", f"*{dtype}"), ("dout_ptr", f"*{dtype}"),
-                                                        ("delta_ptr", f"*{acc}"))))
-    for kernel, names in (("window_partition", ("x_ptr", "out_ptr")), ("window_reverse", ("windows_ptr", "out_ptr"))):
-        for dtype in ("fp16", "bf16", "fp32", "fp64"):
+                if len(window) == 2:  # the sums see only the token count
+                    jobs.append(_job("sum_slots", arch, acc, label, dict(BLOCK_C=block_c, **reduce.kwargs), reduce,
+                                     (("part_ptr", f"*{acc}"), ("out_ptr", f"*{acc}"))))
+    for window, head_dim in [plans[0]] + volumes[:1]:
+        for dtype in ("bf16", "fp32", "fp64"):
+            plan = configs.AttentionPlan(_tokens(window), head_dim)
+            acc = "fp64" if dtype == "fp64" else "fp32"
             for arch in TARGETS:
-                jobs.append(_job(kernel, arch, dtype, "M7x7", dict(WINDOW_H=7, WINDOW_W=7,
-                                                                    **configs.PARTITION_CONFIG.kwargs),
-                                 configs.PARTITION_CONFIG, tuple((n, f"*{dtype}") for n in names)))
+                jobs.append(_job("row_delta", arch, dtype, f"M{_text(window)} d{head_dim}",
+                                 dict(**window_constexprs(window), HEAD_DIM=plan.head_dim, BLOCK_D=plan.block_d,
+                                      PADDED=plan.padded,
+                                      BLOCK_M=min(plan.padded, configs.ROW_DELTA_CONFIG.kwargs["BLOCK_M"])),
+                                 configs.ROW_DELTA_CONFIG, (("out_ptr", f"*{dtype}"), ("dout_ptr", f"*{dtype}"),
+                                                            ("delta_ptr", f"*{acc}"))))
+    moves = [(7, 7)] + [w for w, _ in volumes[:1]]
+    for kernel, names in (("window_partition", ("x_ptr", "out_ptr")), ("window_reverse", ("windows_ptr", "out_ptr"))):
+        for window in moves:
+            for dtype in ("fp16", "bf16", "fp32", "fp64"):
+                for arch in TARGETS:
+                    jobs.append(_job(kernel, arch, dtype, f"M{_text(window)}",
+                                     dict(**window_constexprs(window), **configs.PARTITION_CONFIG.kwargs),
+                                     configs.PARTITION_CONFIG, tuple((n, f"*{dtype}") for n in names)))
     return jobs
 
 

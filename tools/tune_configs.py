@@ -1,6 +1,6 @@
 """Find, per plan class, the first Triton launch configuration that compiles without register spills.
 
-    python -m tools.tune_configs [--jobs N] [--paths bf16,fp32,...]
+    python -m tools.tune_configs [--jobs N] [--paths bf16,fp32,...] [--kind map|large|volume]
 
 A plan class is (dtype path, BLOCK_D, multi-block window); for each class and kernel (forward, dK/dV, dQ) the
 candidates below are tried in order of preference (larger tiles and fewer warps first), each compiled for sm_80
@@ -8,6 +8,11 @@ and sm_90 on every window of the class in WINDOWS, with and without dropout, eve
 first one without spills anywhere wins; a class where none does is printed as unsupported. The result is printed as the KERNEL_SHAPES
 literal of swin_kernels/ops/triton/configs.py (fp16 takes bf16's shapes: the same tiles, the same registers; the
 compile report checks them). No GPU is needed: Triton compiles ahead of time for both targets.
+
+``--kind large`` (2-D windows of more than configs.MAP_TOKENS tokens) and ``--kind volume`` (3-D windows) search
+the same way on their own windows (KIND_WINDOWS), but try the map's shapes (KERNEL_SHAPES) first and then, where
+those have no register cap, the same tiles with maxnreg; they print the KIND_SHAPES entries that differ from the
+map's. Classes the backend declines (configs.UNSUPPORTED) are skipped.
 """
 
 from __future__ import annotations
@@ -45,21 +50,35 @@ BLOCK_DS = (32, 64, 128)
 # ptxas is not monotonic in the tile sizes: a candidate must compile clean on every window of its class that the
 # compile report covers (and on the largest single block), with and without dropout.
 WINDOWS = ((4, 8), (7, 7), (8, 8), (12, 12), (16, 16))
+KIND_WINDOWS = {
+    "map": WINDOWS,
+    "large": ((20, 20), (24, 24)),  # 400 and 576 tokens: 7 and 9 blocks of 64 (13 and 18 of 32)
+    # single blocks (32, 64 tokens), then swin3d's 8x7x7, SwinUNETR's 7x7x7 and a thin 2x7x7
+    "volume": ((2, 4, 4), (4, 4, 4), (2, 7, 7), (7, 7, 7), (8, 7, 7)),
+}
 
 
-def representatives(path: str, multi: bool) -> list[tuple[int, int]]:
+def _tokens(window) -> int:
+    n = 1
+    for m in window:
+        n *= m
+    return n
+
+
+def representatives(path: str, multi: bool, kind: str = "map") -> list[tuple[int, ...]]:
     import torch
 
     from swin_kernels.ops.triton import configs
 
     element, tf32 = report.PATHS[path]
     dtype = getattr(torch, report.TORCH_DTYPES[element])
-    return [w for w in WINDOWS if (configs.attention_plan(w[0] * w[1], 32, dtype, tf32).num_blocks > 1) == multi]
+    return [w for w in KIND_WINDOWS[kind]
+            if (configs.attention_plan(_tokens(w), 32, dtype, tf32).num_blocks > 1) == multi]
 
 
-def candidate_jobs(path: str, block_d: int, multi: bool, kernel: str, candidate) -> list:
+def candidate_jobs(path: str, block_d: int, multi: bool, kernel: str, candidate, kind: str = "map") -> list:
     jobs = []
-    for window in representatives(path, multi):
+    for window in representatives(path, multi, kind):
         for dropout in (False, True):
             jobs += _window_jobs(path, block_d, kernel, candidate, window, dropout)
     return jobs
@@ -71,48 +90,76 @@ def _window_jobs(path: str, block_d: int, kernel: str, candidate, window, dropou
     from swin_kernels.ops.triton import configs
 
     element, tf32 = report.PATHS[path]
-    plan = configs.attention_plan(window[0] * window[1], block_d, getattr(torch, report.TORCH_DTYPES[element]),
-                                  tf32)
+    plan = configs.attention_plan(_tokens(window), block_d, getattr(torch, report.TORCH_DTYPES[element]), tf32,
+                                  volume=report.is_volume(window))
     rows, cols, warps, maxnreg = candidate
     rows, cols = min(rows, plan.block), min(cols, plan.block)
     acc_type = "fp64" if element == "fp64" else "fp32"
-    flags = dict(WINDOW_H=window[0], WINDOW_W=window[1], HEAD_DIM=block_d, BLOCK_D=plan.block_d, HAS_PAD=True,
+    flags = dict(**report.window_constexprs(window), HEAD_DIM=block_d, BLOCK_D=plan.block_d, HAS_PAD=True,
                  HAS_SHIFT=True, DOT_UPCAST=False, INPUT_PRECISION=plan.input_precision, DROPOUT=dropout)
     data = {n: f"*{element}" for n in ("qkv_ptr", "pad_ptr", "out_ptr", "dout_ptr", "dqkv_ptr")}
-    acc = {n: f"*{acc_type}" for n in ("table_ptr", "lse_ptr", "dbias_part_ptr", "dpad_part_ptr")}
+    acc = {n: f"*{acc_type}" for n in ("table_ptr", "lse_ptr", "delta_ptr", "dbias_part_ptr", "dpad_part_ptr")}
     pointers = tuple(sorted({**data, **acc, "seed_ptr": "*i64",
                              **{n: "fp32" for n in report._FLOAT_ARGS}}.items()))
-    label = f"{path} d{block_d} M{window[0]}x{window[1]} {rows}x{cols} w{warps} r{maxnreg} dropout={dropout}"
+    label = f"{path} d{block_d} M{report._text(window)} {rows}x{cols} w{warps} r{maxnreg} dropout={dropout}"
     if kernel == "fwd":
         config = configs.LaunchConfig(warps, 1, maxnreg, (("BLOCK_M", rows), ("BLOCK_N", cols), ("WINDOWS", 1)))
-        constexprs = dict(flags, NUM_KEY_BLOCKS=plan.padded // cols, **config.kwargs)
+        constexprs = dict(flags, NUM_KEY_BLOCKS=plan.padded // cols, FAST_LOG2=acc_type == "fp32", **config.kwargs)
     else:
         config = configs.LaunchConfig(warps, 1, maxnreg, (("BLOCK", rows), ("SUB", cols)))
         flag = "NEED_DPAD" if kernel == "dkdv" else "NEED_DBIAS"
-        constexprs = dict(flags, NUM_BLOCKS=plan.padded // rows, **config.kwargs, **{flag: True})
+        blocks = plan.padded // rows
+        constexprs = dict(flags, NUM_BLOCKS=blocks, **config.kwargs, **{flag: True},
+                          SPLIT_BLOCKS=plan.kind != "map" and blocks > 1)  # configs.AttentionPlan.split_blocks
     return [report._job(f"attention_{kernel}", arch, path, label, constexprs, config, pointers)
             for arch in report.TARGETS]
+
+
+def _first_candidates(path: str, block_d: int, multi: bool, kernel: str, table: dict, kind: str) -> list:
+    """Candidates in order: for the map, the table's; for another kind, the map's choice first, then its tiles
+    with maxnreg, then the table's."""
+    candidates = list(table[kernel])
+    if kind == "map":
+        return candidates
+    from swin_kernels.ops.triton import configs
+
+    shape = configs.KERNEL_SHAPES[(path, block_d, multi)][("fwd", "dkdv", "dq").index(kernel)]
+    first = [(shape.rows, shape.cols, shape.warps, shape.maxnreg)]
+    if shape.maxnreg is None:
+        first.append((shape.rows, shape.cols, shape.warps, MAXNREG))
+    return first + [c for c in candidates if c not in first]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--paths", default=",".join(PATHS))
+    parser.add_argument("--kind", choices=sorted(KIND_WINDOWS), default="map",
+                        help="map: 2-D windows up to configs.MAP_TOKENS; large: 2-D windows beyond; volume: 3-D")
     args = parser.parse_args(argv)
-    searches = {}
+    from swin_kernels.ops.triton import configs
+
+    kind = args.kind
+    classes = []
     for path in args.paths.split(","):
-        table = FMA if path in ("fp32", "fp64") else TENSOR_CORE
         for block_d in BLOCK_DS:
             for multi in (False, True):
-                for kernel in ("fwd", "dkdv", "dq"):
-                    searches[(path, block_d, multi, kernel)] = list(table[kernel])
+                if kind != "map" and ((path, block_d, multi) in configs.UNSUPPORTED
+                                      or not representatives(path, multi, kind)):
+                    continue
+                classes.append((path, block_d, multi))
+    searches = {}
+    for path, block_d, multi in classes:
+        table = FMA if path in ("fp32", "fp64") else TENSOR_CORE
+        for kernel in ("fwd", "dkdv", "dq"):
+            searches[(path, block_d, multi, kernel)] = _first_candidates(path, block_d, multi, kernel, table, kind)
     chosen: dict = {}
     start = time.time()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rounds = 0
         while searches:
             rounds += 1
-            batch = {key: candidate_jobs(*key, candidates[0]) for key, candidates in searches.items()}
+            batch = {key: candidate_jobs(*key, candidates[0], kind) for key, candidates in searches.items()}
             flat = [(key, job) for key, jobs in batch.items() for job in jobs]
             results = list(pool.map(report.compile_job, [job for _, job in flat]))
             by_key: dict = {}
@@ -130,16 +177,19 @@ def main(argv=None) -> int:
                     if not searches[key]:
                         chosen[key] = None
                         del searches[key]
-    print("KERNEL_SHAPES = {")
-    for path in args.paths.split(","):
-        for block_d in BLOCK_DS:
-            for multi in (False, True):
-                shapes = [chosen[(path, block_d, multi, k)] for k in ("fwd", "dkdv", "dq")]
-                if any(s is None for s in shapes):
-                    print(f"    # ({path!r}, {block_d}, {multi}): no spill-free configuration ({shapes})")
-                    continue
-                text = ", ".join(f"KernelShape({r}, {c}, {w}{'' if m is None else f', {m}'})" for r, c, w, m in shapes)
-                print(f"    ({path!r}, {block_d}, {multi}): ({text}),")
+    print("KERNEL_SHAPES = {" if kind == "map" else "KIND_SHAPES = {  # the entries that differ from the map's")
+    for path, block_d, multi in classes:
+        shapes = [chosen[(path, block_d, multi, k)] for k in ("fwd", "dkdv", "dq")]
+        if any(s is None for s in shapes):
+            print(f"    # ({path!r}, {block_d}, {multi}): no spill-free configuration ({shapes})")
+            continue
+        if kind != "map":
+            mapped = configs.KERNEL_SHAPES[(path, block_d, multi)]
+            if all((m.rows, m.cols, m.warps, m.maxnreg) == s for m, s in zip(mapped, shapes)):
+                continue
+        text = ", ".join(f"_S({r}, {c}, {w}{'' if m is None else f', {m}'})" for r, c, w, m in shapes)
+        key = (path, block_d, multi) if kind == "map" else (kind, path, block_d, multi)
+        print(f"    {key!r}: ({text}),")
     print("}")
     return 0
 

@@ -106,7 +106,7 @@ def record_call(workload, source_root: Path = ROOT) -> dict[str, list[Launch]]:
     library = importlib.import_module("swin_kernels.ops.triton.library")
     w = workload
     meta = dict(device="meta", dtype=w.dtype)
-    qkv = torch.empty(w.batch, w.height, w.width, 3 * w.channels, **meta)
+    qkv = torch.empty(w.batch, *w.sizes, 3 * w.channels, **meta)
     pad = torch.empty(3 * w.channels, **meta)
     bias = torch.empty(w.heads, w.tokens, w.tokens, **meta)
     args = (w.heads, list(w.window), list(w.shift), False, w.head_dim ** -0.5, 0.0, False)

@@ -10,15 +10,24 @@ import torch
 
 @dataclass(frozen=True)
 class Workload:
+    """One attention call on a (batch, height, width) map, or with ``depth`` a (batch, depth, height, width) volume
+    whose window and shift are then (depth, rows, columns)."""
+
     name: str
     batch: int
     height: int
     width: int
     channels: int
     heads: int
-    window: tuple[int, int]
-    shift: tuple[int, int]
+    window: tuple[int, ...]
+    shift: tuple[int, ...]
     dtype: torch.dtype
+    depth: int | None = None
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The spatial sizes: (H, W), or (D, H, W) of a volume."""
+        return (self.height, self.width) if self.depth is None else (self.depth, self.height, self.width)
 
     @property
     def head_dim(self) -> int:
@@ -26,17 +35,16 @@ class Workload:
 
     @property
     def tokens(self) -> int:
-        return self.window[0] * self.window[1]
+        return math.prod(self.window)
 
     @property
     def map_tokens(self) -> int:
-        return self.batch * self.height * self.width
+        return self.batch * math.prod(self.sizes)
 
     @property
     def windows(self) -> int:
-        """Windows of the padded map, over the batch."""
-        mh, mw = self.window
-        return self.batch * math.ceil(self.height / mh) * math.ceil(self.width / mw)
+        """Windows of the padded map or volume, over the batch."""
+        return self.batch * math.prod(math.ceil(n / m) for n, m in zip(self.sizes, self.window))
 
     @property
     def element_bytes(self) -> int:
@@ -71,10 +79,25 @@ def all_workloads() -> list[Workload]:
                 out.append(_swin_t(stage, shifted, dtype))
     out.append(Workload("swin-b 384 s1 shift bf16", 32, 96, 96, 128, 4, (12, 12), (6, 6), torch.bfloat16))
     out.append(Workload("swinir 64x64 bf16", 16, 64, 64, 180, 6, (8, 8), (4, 4), torch.bfloat16))
+    out.append(Workload("window 16x16 bf16", 16, 64, 64, 128, 4, (16, 16), (8, 8), torch.bfloat16))
     m = largest_window()
     out.append(Workload(f"largest window {m}x{m} bf16", 16, 4 * m, 4 * m, 128, 4, (m, m), (m // 2, m // 2),
                         torch.bfloat16))
+    out += volume_workloads()
     return out
+
+
+def volume_workloads() -> list[Workload]:
+    """Stage 1 of the 3-D models, one clip / volume.
+
+    torchvision's swin3d_t: 16 frames at 224² give (8, 56, 56) tokens after the (2, 4, 4) patch embedding, C = 96,
+    3 heads, window 8x7x7 shifted by 4x3x3; its per-axis rule makes the window the clip's 8 frames and the depth
+    shift 0 (an axis not larger than its window is not shifted), so the shifted block runs shift (0, 3, 3).
+    MONAI's SwinUNETR at a 96³ input: (48, 48, 48) tokens after the 2x patch embedding, C = 48, 3 heads, window
+    7x7x7 shifted by 3x3x3 (48 is padded to 49 on every axis).
+    """
+    return [Workload("swin3d-t s1 shift bf16", 1, 56, 56, 96, 3, (8, 7, 7), (0, 3, 3), torch.bfloat16, depth=8),
+            Workload("swinunetr 96 s1 shift bf16", 1, 48, 48, 48, 3, (7, 7, 7), (3, 3, 3), torch.bfloat16, depth=48)]
 
 
 def headline() -> Workload:

@@ -59,8 +59,8 @@ def unsupported_reason(request) -> str | None:
     if request.dtype not in ATTENTION_DTYPES:
         return f"attention supports float16, bfloat16, float32 and float64, got {request.dtype}"
     if request.tokens > MAX_TOKENS:
-        return (f"attention supports windows of up to {MAX_TOKENS} tokens (e.g. 16x16), got "
-                f"{request.window[0]}x{request.window[1]}")
+        return (f"attention supports windows of up to {MAX_TOKENS} tokens (e.g. 24x24 or 8x8x9), got "
+                f"{'x'.join(str(m) for m in request.window)} ({request.tokens} tokens)")
     if request.head_dim is not None and request.head_dim > MAX_HEAD_DIM:
         return f"attention supports head_dim up to {MAX_HEAD_DIM}, got {request.head_dim}"
     if request.head_dim is not None:
@@ -92,6 +92,9 @@ def dropout_seed(device: torch.device) -> torch.Tensor:
     return torch.randint(0, 2**31 - 1, (1,), device=device, dtype=torch.int64)
 
 
+# The ops take the geometry as the caller gives it (window and shift of 2 ints for a (B, H, W, ·) map, of 3 for a
+# (B, D, H, W, ·) volume; reverse the spatial sizes), as the compiled library's ops do and the ONNX translation
+# reads them; the launchers hand every geometry to the kernels in its 3-axis form (index_map.kernel_geometry).
 def window_attention(qkv, pad_qkv, bias, num_heads, geometry, scale, dropout_p):
     from . import library  # noqa: F401  (registers the ops)
 
@@ -114,5 +117,5 @@ def window_reverse(windows, geometry):
     from . import library  # noqa: F401
 
     g = geometry
-    return torch.ops.swin_kernels_triton.window_reverse(windows, list(g.window), g.height, g.width, list(g.shift),
+    return torch.ops.swin_kernels_triton.window_reverse(windows, list(g.window), list(g.sizes), list(g.shift),
                                                        g.roll_before_pad)

@@ -5,10 +5,13 @@ ahead of them (row_delta.py):
     dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ∘ (dP - D),  dK = dSᵀ Q·scale,  dQ = dS K·scale,  d_bias = Σ_windows dS
 (dropout: P -> P∘Z/(1-p) in dV and dP -> dP∘Z/(1-p); D already holds the dropped P). The dK/dV kernel walks
 keys, the dQ/d_bias kernel queries: one fused kernel holding both needs ~255 registers and spills on sm_80.
-Each program (slot, head) walks a fixed, contiguous run of windows. dQ, dK, dV are stored into dqkv (B, H, W, 3C)
-at each real token's place, once each (the windows tile the map). Padding tokens' dK, dV are summed per program
-(their dQ is 0: their output is cropped, so their dO is 0), d_bias per program in window order (in registers,
-or in the program's own slot in memory for multi-block windows); slot_sums.py then adds the slots in order.
+Each program (slot, head) walks a fixed, contiguous run of windows. dQ, dK, dV are stored into dqkv
+(B, [D,] H, W, 3C) at each real token's place, once each (the windows tile the input). Padding tokens' dK, dV are
+summed per program (their dQ is 0: their output is cropped, so their dO is 0), d_bias per program in window order
+(in registers, or in the program's own slot in memory for multi-block windows); slot_sums.py then adds the slots in
+order. Beyond the maps (windows of more than configs.MAP_TOKENS tokens, 3-D windows) few d_bias slots fit their
+partial-sum memory, so each program takes one block of its windows (SPLIT_BLOCKS, grid axis 2), and the dK/dV
+kernel, whose partial sums are only the pad vector's, runs its own, shorter runs of windows (configs.backward_slots).
 No atomics: the same bits on every run, whatever the launch configuration.
 """
 
@@ -21,7 +24,7 @@ import triton.language as tl
 from ..outputs import new_output
 from . import configs
 from .attention_forward import scalar_args
-from .index_map import has_padding, kernel_geometry, window_class, window_token_map
+from .index_map import depth_geometry, has_padding, kernel_geometry, window_class, window_sizes, window_token_map
 from .row_delta import row_delta
 from .slot_sums import sum_slots
 from .tiles import constant, dropout_keep, load_row_stats, load_token_cols, load_token_rows, matmul, score_block
@@ -46,21 +49,25 @@ def window_attention_dkdv_kernel(
     qkv_ptr, pad_ptr, table_ptr, delta_ptr, dout_ptr, lse_ptr, seed_ptr, dqkv_ptr, dpad_part_ptr,
     qk_scale_hi, qk_scale_lo, scale_hi, scale_lo, keep_hi, keep_lo, p_drop,
     total_windows, windows_per_slot, num_heads, height, width, roll_len_h, roll_len_w, roll_h, roll_w,
-    windows_per_row, windows_per_image, sub_steps,
-    WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK: tl.constexpr,
+    windows_per_row, windows_per_image, sub_steps, depth, roll_len_d, roll_d, windows_per_plane,
+    WINDOW_D: tl.constexpr, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK: tl.constexpr,
     NUM_BLOCKS: tl.constexpr, SUB: tl.constexpr, HAS_PAD: tl.constexpr, HAS_SHIFT: tl.constexpr,
     NEED_DPAD: tl.constexpr, DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
+    SPLIT_BLOCKS: tl.constexpr,
 ):
     """dK, dV of BLOCK keys at a time, against SUB queries per step, in the transposed (key, query) orientation.
 
     The keys are the mma's A operand (split over warps); the narrow query side, its B operand, is held whole
     by every warp, so keeping it narrow keeps registers low. ``sub_steps`` = PADDED // SUB at run time (a
-    rolled loop: unrolled steps would all be hoisted into registers at once).
+    rolled loop: unrolled steps would all be hoisted into registers at once). SPLIT_BLOCKS: the program takes only
+    key block program_id(2) of its windows, with its own d_pad partial sum (slot·NUM_BLOCKS + block).
     """
-    N: tl.constexpr = WINDOW_H * WINDOW_W
+    N: tl.constexpr = WINDOW_D * WINDOW_H * WINDOW_W
     PADDED: tl.constexpr = NUM_BLOCKS * BLOCK
     slot = tl.program_id(0)
     head = tl.program_id(1)
+    first_block = tl.program_id(2) if SPLIT_BLOCKS else 0
     channels = num_heads * HEAD_DIM
     acc_ty = lse_ptr.dtype.element_ty
     qk_scale = constant(qk_scale_hi, qk_scale_lo, acc_ty)  # scale·log2(e)
@@ -80,13 +87,13 @@ def window_attention_dkdv_kernel(
     dpad_v = tl.zeros([BLOCK_D], acc_ty)
     for window in range(first_window, last_window):
         pair = window * num_heads + head
-        table = table_ptr + (window_class(window, windows_per_row, windows_per_image, HAS_SHIFT) * num_heads
-                             + head) * (PADDED * PADDED)
-        for kb in range(NUM_BLOCKS):
-            keys = kb * BLOCK + tl.arange(0, BLOCK)
+        table = table_ptr + (window_class(window, windows_per_row, windows_per_image, windows_per_plane, HAS_SHIFT,
+                                          WINDOW_D) * num_heads + head) * (PADDED * PADDED)
+        for block in range(1 if SPLIT_BLOCKS else NUM_BLOCKS):
+            keys = (first_block + block) * BLOCK + tl.arange(0, BLOCK)
             k_row, k_real, k_pad = window_token_map(
-                keys, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
-                WINDOW_H, WINDOW_W)
+                keys, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
+                windows_per_image, depth, roll_len_d, roll_d, windows_per_plane, WINDOW_D, WINDOW_H, WINDOW_W)
             k = load_token_rows(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, k_col0, d, d_ok, HAS_PAD)
             v = load_token_rows(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, k_col0 + channels, d, d_ok,
                                 HAS_PAD)
@@ -96,7 +103,7 @@ def window_attention_dkdv_kernel(
                 queries = step * SUB + tl.arange(0, SUB)
                 q_row, q_real, q_pad = window_token_map(
                     queries, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
-                    windows_per_image, WINDOW_H, WINDOW_W)
+                    windows_per_image, depth, roll_len_d, roll_d, windows_per_plane, WINDOW_D, WINDOW_H, WINDOW_W)
                 qt = load_token_cols(qkv_ptr, pad_ptr, q_row, q_real, q_pad, 3 * channels, q_col0, d, d_ok, HAS_PAD)
                 do, delta, lse = load_row_stats(dout_ptr, delta_ptr, lse_ptr, q_row, q_real, queries, pair, channels,
                                                 q_col0, d, d_ok, N, PADDED)
@@ -120,7 +127,8 @@ def window_attention_dkdv_kernel(
                 dpad_k += tl.sum(tl.where(k_pad[:, None], dk, 0.0), 0)
                 dpad_v += tl.sum(tl.where(k_pad[:, None], dv, 0.0), 0)
     if NEED_DPAD:
-        dpad = dpad_part_ptr + (slot.to(tl.int64) * num_heads + head) * (2 * BLOCK_D) + d
+        partial = slot * NUM_BLOCKS + first_block if SPLIT_BLOCKS else slot
+        dpad = dpad_part_ptr + (partial.to(tl.int64) * num_heads + head) * (2 * BLOCK_D) + d
         tl.store(dpad, dpad_k)
         tl.store(dpad + BLOCK_D, dpad_v)
 
@@ -130,21 +138,25 @@ def window_attention_dq_kernel(
     qkv_ptr, pad_ptr, table_ptr, delta_ptr, dout_ptr, lse_ptr, seed_ptr, dqkv_ptr, dbias_part_ptr,
     qk_scale_hi, qk_scale_lo, scale_hi, scale_lo, keep_hi, keep_lo, p_drop,
     total_windows, windows_per_slot, num_heads, height, width, roll_len_h, roll_len_w, roll_h, roll_w,
-    windows_per_row, windows_per_image, sub_steps,
-    WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK: tl.constexpr,
+    windows_per_row, windows_per_image, sub_steps, depth, roll_len_d, roll_d, windows_per_plane,
+    WINDOW_D: tl.constexpr, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK: tl.constexpr,
     NUM_BLOCKS: tl.constexpr, SUB: tl.constexpr, HAS_PAD: tl.constexpr, HAS_SHIFT: tl.constexpr,
     NEED_DBIAS: tl.constexpr, DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
+    SPLIT_BLOCKS: tl.constexpr,
 ):
     """dQ of BLOCK queries at a time against SUB keys per step, and d_bias = Σ_windows dS in window order.
 
     One-block windows keep d_bias in up to 4 register chunks of (BLOCK, SUB); larger windows add into this
-    program's own (PADDED, PADDED) slot in memory, which no other program touches.
+    program's own (PADDED, PADDED) slot in memory, which no other program touches. SPLIT_BLOCKS: the program takes
+    only query block program_id(2) of its windows, so only those rows of the slot.
     """
-    N: tl.constexpr = WINDOW_H * WINDOW_W
+    N: tl.constexpr = WINDOW_D * WINDOW_H * WINDOW_W
     PADDED: tl.constexpr = NUM_BLOCKS * BLOCK
     DBIAS_IN_REGISTERS: tl.constexpr = NUM_BLOCKS == 1 and PADDED // SUB <= 4
     slot = tl.program_id(0)
     head = tl.program_id(1)
+    first_block = tl.program_id(2) if SPLIT_BLOCKS else 0
     channels = num_heads * HEAD_DIM
     acc_ty = lse_ptr.dtype.element_ty
     qk_scale = constant(qk_scale_hi, qk_scale_lo, acc_ty)  # scale·log2(e)
@@ -167,13 +179,13 @@ def window_attention_dq_kernel(
     dbias3 = tl.zeros([BLOCK, SUB], acc_ty)
     for window in range(first_window, last_window):
         pair = window * num_heads + head
-        table = table_ptr + (window_class(window, windows_per_row, windows_per_image, HAS_SHIFT) * num_heads
-                             + head) * (PADDED * PADDED)
-        for qb in range(NUM_BLOCKS):
-            queries = qb * BLOCK + tl.arange(0, BLOCK)
+        table = table_ptr + (window_class(window, windows_per_row, windows_per_image, windows_per_plane, HAS_SHIFT,
+                                          WINDOW_D) * num_heads + head) * (PADDED * PADDED)
+        for block in range(1 if SPLIT_BLOCKS else NUM_BLOCKS):
+            queries = (first_block + block) * BLOCK + tl.arange(0, BLOCK)
             q_row, q_real, q_pad = window_token_map(
-                queries, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
-                WINDOW_H, WINDOW_W)
+                queries, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
+                windows_per_image, depth, roll_len_d, roll_d, windows_per_plane, WINDOW_D, WINDOW_H, WINDOW_W)
             q = load_token_rows(qkv_ptr, pad_ptr, q_row, q_real, q_pad, 3 * channels, q_col0, d, d_ok, HAS_PAD)
             do, delta, lse = load_row_stats(dout_ptr, delta_ptr, lse_ptr, q_row, q_real, queries, pair, channels,
                                             q_col0, d, d_ok, N, PADDED)
@@ -182,7 +194,7 @@ def window_attention_dq_kernel(
                 keys = step * SUB + tl.arange(0, SUB)
                 k_row, k_real, k_pad = window_token_map(
                     keys, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
-                    windows_per_image, WINDOW_H, WINDOW_W)
+                windows_per_image, depth, roll_len_d, roll_d, windows_per_plane, WINDOW_D, WINDOW_H, WINDOW_W)
                 kt = load_token_cols(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, k_col0, d, d_ok, HAS_PAD)
                 vt = load_token_cols(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, k_col0 + channels, d,
                                      d_ok, HAS_PAD)
@@ -220,22 +232,24 @@ def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, seed, n
                               plan, need_dpad: bool, need_dbias: bool):
     """(dqkv, d_pad_qkv or None, d_bias or None); ``plan`` is the forward's."""
     g = geometry
-    batch, height, width, c3 = qkv.shape
+    batch, c3 = qkv.shape[0], qkv.shape[-1]
     channels = c3 // 3
     head_dim = channels // num_heads
     total_windows = batch * g.num_windows
     acc_dtype = configs.accumulator_dtype(qkv.dtype)
-    slots, per_slot = configs.backward_slots(total_windows, num_heads, plan, acc_dtype)
+    slots = {kernel: configs.backward_slots(total_windows, num_heads, plan, acc_dtype, kernel)
+             for kernel in ("dkdv", "dq")}  # (programs, windows per program)
     need_dpad = need_dpad and pad_qkv is not None
     pad_tokens = pad_qkv is not None and has_padding(g)  # else d_pad_qkv is 0: no window reads the pad vector
     need_dbias = need_dbias and bias is not None
     dqkv = new_output(qkv.shape, qkv)
-    dbias_part = (torch.empty((slots, num_heads, plan.padded, plan.padded), dtype=acc_dtype, device=qkv.device)
-                  if need_dbias else lse)
-    dpad_part = (torch.empty((slots, num_heads, 2, plan.block_d), dtype=acc_dtype, device=qkv.device)
+    dbias_part = (torch.empty((slots["dq"][0], num_heads, plan.padded, plan.padded), dtype=acc_dtype,
+                              device=qkv.device) if need_dbias else lse)
+    dpad_slots = slots["dkdv"][0] * plan.split_blocks("dkdv")
+    dpad_part = (torch.empty((dpad_slots, num_heads, 2, plan.block_d), dtype=acc_dtype, device=qkv.device)
                  if need_dpad and pad_tokens else lse)
-    common = (*scalar_args(scale, dropout_p), dropout_p, total_windows, per_slot, num_heads, *kernel_geometry(g))
-    meta = dict(WINDOW_H=g.window[0], WINDOW_W=g.window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
+    scalars = (*scalar_args(scale, dropout_p), dropout_p, total_windows)
+    meta = dict(**window_sizes(g), HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
                 HAS_PAD=pad_tokens, HAS_SHIFT=g.shifted, DROPOUT=dropout_p > 0.0,
                 INPUT_PRECISION=plan.input_precision, DOT_UPCAST=configs.dot_upcast(qkv.dtype))
     pad = qkv if pad_qkv is None else pad_qkv
@@ -244,9 +258,12 @@ def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, seed, n
     def launch(kernel, which: str, partial: torch.Tensor, **flag) -> None:
         config = plan.backward_config(which)
         block, sub = config.kwargs["BLOCK"], config.kwargs["SUB"]
-        kernel[(slots, num_heads)](qkv, pad, table, delta, dout, lse, seed, dqkv, partial, *common, plan.padded // sub,
-                                   NUM_BLOCKS=plan.padded // block, **config.kwargs, **flag, **meta,
-                                   **config.launch_options())
+        split = plan.split_blocks(which)
+        programs, per_slot = slots[which]
+        grid = (programs, num_heads) if split == 1 else (programs, num_heads, split)
+        kernel[grid](qkv, pad, table, delta, dout, lse, seed, dqkv, partial, *scalars, per_slot, num_heads,
+                     *kernel_geometry(g), plan.padded // sub, *depth_geometry(g), NUM_BLOCKS=plan.padded // block,
+                     **config.kwargs, **flag, **meta, SPLIT_BLOCKS=split > 1, **config.launch_options())
 
     delta = row_delta(out, dout, lse, num_heads, g, plan)
     launch(window_attention_dkdv_kernel, "dkdv", dpad_part, NEED_DPAD=need_dpad and pad_tokens)

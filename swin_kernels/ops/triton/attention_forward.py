@@ -2,11 +2,11 @@
 
 A program takes BLOCK_M query rows of WINDOWS consecutive (window, head) pairs (heads vary fastest, so
 neighbouring iterations read neighbouring channels of the same tokens). Per pair it loads the query rows and
-then each key block straight from qkv (B, H, W, 3C) through the window index map, adds the score table of the
+then each key block straight from qkv (B, [D,] H, W, 3C) through the window index map, adds the score table of the
 window's class (bias + shift mask, score_table.py) as the dot's accumulator, runs an online softmax in fp32
-(fp64 for fp64) in base 2, and stores O at the tokens' own places in out (B, H, W, C); padding tokens are not
-stored. The row log-sum-exp (base 2) is kept for the backward. HAS_PAD is set only when the window grid
-really has padding tokens (the map is not a multiple of the window), so the pad-select code is compiled out
+(fp64 for fp64) in base 2, and stores O at the tokens' own places in out (B, [D,] H, W, C); padding tokens are
+not stored. The row log-sum-exp (base 2) is kept for the backward. HAS_PAD is set only when the window grid
+really has padding tokens (the input is not a multiple of the window), so the pad-select code is compiled out
 otherwise. Dropout draws its Philox seed from a device tensor (taken
 from torch's generator of that device by the caller), so no host synchronisation happens and CUDA graphs work.
 """
@@ -19,7 +19,7 @@ import triton.language as tl
 
 from ..outputs import new_output
 from . import configs
-from .index_map import has_padding, kernel_geometry, window_class, window_token_map
+from .index_map import depth_geometry, has_padding, kernel_geometry, window_class, window_sizes, window_token_map
 from .score_table import score_table
 from .tiles import constant, dropout_keep, fast_log2, load_token_cols, load_token_rows, matmul, score_block
 
@@ -28,12 +28,13 @@ from .tiles import constant, dropout_keep, fast_log2, load_token_cols, load_toke
 def window_attention_fwd_kernel(
     qkv_ptr, pad_ptr, table_ptr, out_ptr, lse_ptr, seed_ptr, qk_scale_hi, qk_scale_lo, keep_hi, keep_lo, p_drop,
     total_pairs, num_heads, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
-    WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
-    BLOCK_N: tl.constexpr, NUM_KEY_BLOCKS: tl.constexpr, HAS_PAD: tl.constexpr, HAS_SHIFT: tl.constexpr,
-    DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr, FAST_LOG2: tl.constexpr,
-    BLOCK_M: tl.constexpr, WINDOWS: tl.constexpr,
+    depth, roll_len_d, roll_d, windows_per_plane,
+    WINDOW_D: tl.constexpr, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, NUM_KEY_BLOCKS: tl.constexpr, HAS_PAD: tl.constexpr,
+    HAS_SHIFT: tl.constexpr, DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
+    FAST_LOG2: tl.constexpr, BLOCK_M: tl.constexpr, WINDOWS: tl.constexpr,
 ):
-    N: tl.constexpr = WINDOW_H * WINDOW_W
+    N: tl.constexpr = WINDOW_D * WINDOW_H * WINDOW_W
     PADDED: tl.constexpr = NUM_KEY_BLOCKS * BLOCK_N
     channels = num_heads * HEAD_DIM
     acc_ty = lse_ptr.dtype.element_ty
@@ -51,11 +52,11 @@ def window_attention_fwd_kernel(
         live = pair < total_pairs
         window = pair // num_heads
         head = pair % num_heads
-        table = table_ptr + (window_class(window, windows_per_row, windows_per_image, HAS_SHIFT) * num_heads
-                             + head) * (PADDED * PADDED)
+        table = table_ptr + (window_class(window, windows_per_row, windows_per_image, windows_per_plane, HAS_SHIFT,
+                                          WINDOW_D) * num_heads + head) * (PADDED * PADDED)
         q_row, q_real, q_pad = window_token_map(
-            rows, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
-            WINDOW_H, WINDOW_W)
+            rows, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
+            windows_per_image, depth, roll_len_d, roll_d, windows_per_plane, WINDOW_D, WINDOW_H, WINDOW_W)
         q_real = q_real & live
         q = load_token_rows(qkv_ptr, pad_ptr, q_row, q_real, q_pad, 3 * channels, head * HEAD_DIM, d, d_ok, HAS_PAD)
         m = tl.full([BLOCK_M], float("-inf"), acc_ty)
@@ -65,7 +66,7 @@ def window_attention_fwd_kernel(
             cols = kb * BLOCK_N + tl.arange(0, BLOCK_N)
             k_row, k_real, k_pad = window_token_map(
                 cols, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
-                windows_per_image, WINDOW_H, WINDOW_W)
+                windows_per_image, depth, roll_len_d, roll_d, windows_per_plane, WINDOW_D, WINDOW_H, WINDOW_W)
             k_real = k_real & live
             kt = load_token_cols(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, channels + head * HEAD_DIM,
                                  d, d_ok, HAS_PAD)
@@ -100,15 +101,15 @@ def lse_shape(batch: int, geometry, num_heads: int, plan) -> tuple[int, int]:
 
 
 def window_attention_forward(qkv, pad_qkv, bias, seed, num_heads, geometry, scale, dropout_p, plan):
-    """(out (B, H, W, C), lse, table): lse (B·nW·heads, Np) base-2 log-sum-exp, table the score table."""
+    """(out (B, [D,] H, W, C), lse, table): lse (B·nW·heads, Np) base-2 log-sum-exp, table the score table."""
     g = geometry
-    batch, height, width, c3 = qkv.shape
+    batch, c3 = qkv.shape[0], qkv.shape[-1]
     head_dim = c3 // (3 * num_heads)
     total_pairs = batch * g.num_windows * num_heads
-    configs.check_int32_indices(batch * num_heads, g.padded_height, g.padded_width)
+    configs.check_int32_indices(batch * num_heads, *g.padded_sizes)
     configs.check_scale(scale)
     acc_dtype = configs.accumulator_dtype(qkv.dtype)
-    out = new_output((*qkv.shape[:3], c3 // 3), qkv)
+    out = new_output((*qkv.shape[:-1], c3 // 3), qkv)
     lse = torch.empty(lse_shape(batch, g, num_heads, plan), dtype=acc_dtype, device=qkv.device)
     table = score_table(bias, acc_dtype, num_heads, g, scale, plan, qkv.device)
     config = plan.forward_config()
@@ -118,9 +119,9 @@ def window_attention_forward(qkv, pad_qkv, bias, seed, num_heads, geometry, scal
     grid = (triton.cdiv(total_pairs, meta["WINDOWS"]), plan.padded // meta["BLOCK_M"])
     window_attention_fwd_kernel[grid](
         qkv, qkv if pad_qkv is None else pad_qkv, table, out, lse, lse if seed is None else seed,
-        qk_hi, qk_lo, keep_hi, keep_lo, dropout_p, total_pairs, num_heads, *kernel_geometry(g),
-        WINDOW_H=g.window[0], WINDOW_W=g.window[1], HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
-        NUM_KEY_BLOCKS=plan.padded // meta["BLOCK_N"], HAS_PAD=pad_qkv is not None and has_padding(g),
+        qk_hi, qk_lo, keep_hi, keep_lo, dropout_p, total_pairs, num_heads, *kernel_geometry(g), *depth_geometry(g),
+        **window_sizes(g), HEAD_DIM=head_dim, BLOCK_D=plan.block_d, NUM_KEY_BLOCKS=plan.padded // meta["BLOCK_N"],
+        HAS_PAD=pad_qkv is not None and has_padding(g),
         HAS_SHIFT=g.shifted, DROPOUT=dropout_p > 0.0, INPUT_PRECISION=plan.input_precision,
         DOT_UPCAST=configs.dot_upcast(qkv.dtype), FAST_LOG2=configs.fast_log2(acc_dtype), **meta,
         **config.launch_options(),

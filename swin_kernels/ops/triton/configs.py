@@ -19,7 +19,8 @@ from triton import knobs
 
 INTERPRET = bool(knobs.runtime.interpret)  # decided by TRITON_INTERPRET when triton is imported
 
-MAX_TOKENS = 256         # N = Mh·Mw <= 256 (e.g. 16x16): at most 4 blocks per side (8 on the FMA path), unrolled
+MAX_TOKENS = 576         # N = [Md·]Mh·Mw <= 576 (24x24, 8x8x9): at most 9 blocks per side (18 on the FMA path)
+MAP_TOKENS = 256         # 2-D windows up to this many tokens (16x16) take KERNEL_SHAPES as they are
 MAX_HEAD_DIM = 128       # q/k/v tiles of a block stay in registers
 KEY_BLOCK = 64           # largest block of the padded layout; windows with N <= 64 are a single block
 FMA_BLOCK = 32           # ... on the FMA path (fp32 / fp64 with exact products)
@@ -87,6 +88,23 @@ KERNEL_SHAPES: dict[tuple[str, int, bool], tuple[KernelShape, KernelShape, Kerne
     ("fp64", 64, True): (_S(32, 32, 8, 255), _S(16, 16, 8, 255), _S(32, 16, 8, 255)),
 }
 KERNEL_SHAPES.update({("fp16",) + key[1:]: shapes for key, shapes in KERNEL_SHAPES.items() if key[0] == "bf16"})
+# Beyond those maps: windows of more than MAP_TOKENS tokens ("large": longer key loops) and 3-D windows ("volume",
+# WINDOW_D > 1: the depth axis adds index arithmetic) take their class's shapes above except where these differ,
+# found by `python -m tools.tune_configs --kind large|volume`, which tries the map's shapes first, on their windows.
+# Key: (kind, dtype path, BLOCK_D >= 32, multi-block window).
+KIND_SHAPES: dict[tuple[str, str, int, bool], tuple[KernelShape, KernelShape, KernelShape]] = {
+    ("large", "bf16", 32, True): (_S(64, 64, 4, 255), _S(64, 16, 4, 255), _S(64, 32, 4, 255)),
+    ("large", "tf32", 64, True): (_S(64, 64, 4), _S(32, 16, 4, 255), _S(64, 16, 4, 255)),
+    ("large", "tf32", 128, True): (_S(32, 32, 4), _S(16, 16, 8), _S(32, 16, 8, 255)),
+    ("volume", "bf16", 32, False): (_S(64, 64, 4), _S(64, 16, 4, 255), _S(64, 32, 4, 255)),
+    ("volume", "bf16", 32, True): (_S(64, 64, 4, 255), _S(64, 16, 4, 255), _S(64, 32, 4, 255)),
+    ("volume", "bf16", 64, True): (_S(64, 32, 4), _S(32, 16, 4), _S(64, 32, 4)),
+    ("volume", "tf32", 64, True): (_S(64, 64, 4, 255), _S(32, 16, 4, 255), _S(64, 16, 4)),
+    ("volume", "tf32", 128, False): (_S(64, 64, 4), _S(32, 16, 8), _S(32, 16, 8, 255)),
+    ("volume", "tf32", 128, True): (_S(32, 32, 4, 255), _S(32, 16, 8), _S(16, 16, 4)),
+    ("volume", "fp32", 128, False): (_S(32, 32, 8, 255), _S(16, 16, 8, 255), _S(16, 16, 8, 255)),
+}
+KIND_SHAPES.update({key[:1] + ("fp16",) + key[2:]: shapes for key, shapes in KIND_SHAPES.items() if key[1] == "bf16"})
 # classes with no spill-free configuration at all: the backend declines them (unsupported_reason)
 UNSUPPORTED = {("fp64", 128, False), ("fp64", 128, True)}
 
@@ -111,7 +129,8 @@ class AttentionPlan:
 
     ``path``: the dtype path ("fp16", "bf16", "tf32", "fp32", "fp64"); ``input_precision``: tl.dot's ("ieee" or
     "tf32"). ``fma``: fp32/fp64 with exact products, where tl.dot runs on FMA units and needs smaller tiles (more
-    registers per element than tensor-core fragments). The forward's plan is kept for the backward, so both agree
+    registers per element than tensor-core fragments). ``volume``: a 3-D window (depth > 1), whose kernels may take
+    other tiles (KIND_SHAPES). The forward's plan is kept for the backward, so both agree
     on every layout; the kernels' own tiles divide the block, so they address the same padded layout. Derived
     sizes are computed once per plan (the launchers read them on every call).
     """
@@ -121,6 +140,7 @@ class AttentionPlan:
     input_precision: str = "ieee"
     fma: bool = False
     path: str = "bf16"
+    volume: bool = False
 
     @functools.cached_property
     def block(self) -> int:
@@ -144,15 +164,27 @@ class AttentionPlan:
         return self.path, max(32, self.block_d), self.num_blocks > 1
 
     @functools.cached_property
+    def kind(self) -> str:
+        """"volume" (a 3-D window), "large" (a 2-D window of more than MAP_TOKENS tokens) or "map"."""
+        return "volume" if self.volume else "large" if self.tokens > MAP_TOKENS else "map"
+
+    @functools.cached_property
     def supported(self) -> bool:
         return self.shape_class not in UNSUPPORTED
 
     @functools.cached_property
     def shapes(self) -> tuple[KernelShape, KernelShape, KernelShape]:
         """(forward, dK/dV, dQ) tiles, each capped at the block (a small window needs no larger tile)."""
-        chosen = KERNEL_SHAPES[self.shape_class]
+        chosen = KIND_SHAPES.get((self.kind, *self.shape_class), KERNEL_SHAPES[self.shape_class])
         return tuple(KernelShape(min(s.rows, self.block), min(s.cols, self.block), s.warps, s.maxnreg)
                      for s in chosen)
+
+    def split_blocks(self, kernel: str) -> int:
+        """Programs per (slot, head) of a backward kernel ("dkdv" or "dq"): one per block of its tiles for windows
+        beyond the maps (kind "large" or "volume": few d_bias slots fit their partial-sum memory, so the blocks
+        supply the parallelism), else 1 (a program walks all blocks of its windows)."""
+        blocks = self.padded // self.shapes[1 if kernel == "dkdv" else 2].rows
+        return blocks if self.kind != "map" and blocks > 1 else 1
 
     def forward_config(self) -> LaunchConfig:
         """BLOCK_M query rows and BLOCK_N keys per step; WINDOWS (window, head) pairs per program."""
@@ -166,17 +198,20 @@ class AttentionPlan:
 
 
 @functools.lru_cache(maxsize=None)
-def cached_attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, tf32: bool = False) -> AttentionPlan:
+def cached_attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, tf32: bool = False,
+                          volume: bool = False) -> AttentionPlan:
     """attention_plan, one object per key (a function of its arguments alone); ints only (no symbolic sizes)."""
-    return attention_plan(tokens, head_dim, dtype, tf32)
+    return attention_plan(tokens, head_dim, dtype, tf32, volume)
 
 
-def attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, tf32: bool = False) -> AttentionPlan:
+def attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, tf32: bool = False,
+                   volume: bool = False) -> AttentionPlan:
+    """``volume``: the window has a depth > 1 (the kernels' WINDOW_D > 1; index_map.py)."""
     precision = dot_precision(dtype, tf32)
     exact_wide = dtype in (torch.float32, torch.float64) and precision == "ieee"
     path = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}.get(
         dtype, "tf32" if precision == "tf32" else "fp32")
-    return AttentionPlan(tokens, head_dim, precision, fma=exact_wide, path=path)
+    return AttentionPlan(tokens, head_dim, precision, fma=exact_wide, path=path, volume=volume)
 
 
 def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -212,21 +247,32 @@ ROW_DELTA_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_M", 64),))
 SCORE_TABLE_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_I", 16),))
 
 
-def backward_slots(total_windows: int, heads: int, plan: AttentionPlan, acc_dtype: torch.dtype) -> tuple[int, int]:
+def backward_slots(total_windows: int, heads: int, plan: AttentionPlan, acc_dtype: torch.dtype,
+                   kernel: str = "dq") -> tuple[int, int]:
     """(slots, windows per slot): each backward program sums d_bias over a contiguous run of windows.
 
-    A function of the shape only; every slot gets at least one window.
+    A function of the shape only; every slot gets at least one window. The d_bias partial sums (dQ kernel) bound
+    the slots; beyond the maps (plan.kind "large" or "volume") the dK/dV kernel, whose partial sums are only the
+    pad vector's, takes its own, up to MAX_SLOTS. Maps use the dQ kernel's slots for both.
     """
-    slot_bytes = heads * plan.padded * plan.padded * torch.finfo(acc_dtype).bits // 8
+    if kernel == "dkdv" and plan.kind != "map":
+        slot_bytes = heads * 2 * plan.block_d * torch.finfo(acc_dtype).bits // 8
+    else:
+        slot_bytes = heads * plan.padded * plan.padded * torch.finfo(acc_dtype).bits // 8
     slots = max(1, min(MAX_SLOTS, total_windows, PARTIAL_BYTES // slot_bytes))
     per_slot = cdiv(total_windows, slots)
     return cdiv(total_windows, per_slot), per_slot
 
 
-def check_int32_indices(batch: int, padded_h: int, padded_w: int) -> None:
-    """Token and window-slot indices are int32 in the kernels (element offsets are int64)."""
-    if batch * padded_h * padded_w >= 2**31:
-        raise ValueError(f"triton: {batch} x {padded_h} x {padded_w} window slots exceed 32-bit token indices")
+def check_int32_indices(batch: int, *padded_sizes: int) -> None:
+    """Token and window-slot indices are int32 in the kernels (element offsets are int64); ``padded_sizes``: the
+    padded (H, W) of a map or (D, H, W) of a volume."""
+    slots = batch
+    for n in padded_sizes:
+        slots = slots * n
+    if slots >= 2**31:
+        sizes = " x ".join(str(n) for n in (batch, *padded_sizes))
+        raise ValueError(f"triton: {sizes} window slots exceed 32-bit token indices")
 
 
 def split_float(value: float) -> tuple[float, float]:

@@ -30,15 +30,22 @@ def _device_guard(t: Tensor):
     return torch.cuda.device(t.device) if t.is_cuda else nullcontext()
 
 
-def _geometry(height, width, window, shift, roll_before_pad) -> WindowGeometry:
-    return WindowGeometry(height, width, (window[0], window[1]), (shift[0], shift[1]), roll_before_pad)
+def _geometry(sizes, window, shift, roll_before_pad) -> WindowGeometry:
+    """The geometry of spatial ``sizes`` ((H, W) of a map, (D, H, W) of a volume); window and shift: one entry per
+    spatial axis."""
+    sizes = tuple(sizes)
+    if len(sizes) not in (2, 3) or len(window) != len(sizes) or len(shift) != len(sizes):
+        raise ValueError(f"triton: window {list(window)} and shift {list(shift)} need one entry per spatial axis of "
+                         f"{'x'.join(str(n) for n in sizes)} (a (B, H, W, C) map or a (B, D, H, W, C) volume)")
+    return WindowGeometry.of(sizes, tuple(window), tuple(shift), roll_before_pad)
 
 
-def _plan(qkv: Tensor, num_heads: int, tokens: int, tf32: bool) -> configs.AttentionPlan:
+def _plan(qkv: Tensor, num_heads: int, geometry: WindowGeometry, tf32: bool) -> configs.AttentionPlan:
     head_dim = qkv.shape[-1] // (3 * num_heads)
+    volume = geometry.window3[0] > 1  # the kernels' 3-D index arithmetic (a window of depth 1 takes the 2-D one)
     if isinstance(head_dim, int):
-        return configs.cached_attention_plan(tokens, head_dim, qkv.dtype, tf32)
-    return configs.attention_plan(tokens, head_dim, qkv.dtype, tf32)  # a symbolic head_dim (dynamic compile)
+        return configs.cached_attention_plan(geometry.tokens, head_dim, qkv.dtype, tf32, volume)
+    return configs.attention_plan(geometry.tokens, head_dim, qkv.dtype, tf32, volume)  # symbolic head_dim
 
 
 # ------------------------------------------------------------------------------------------------ attention
@@ -46,22 +53,23 @@ def _plan(qkv: Tensor, num_heads: int, tokens: int, tf32: bool) -> configs.Atten
 def attention_fwd(qkv: Tensor, pad_qkv: Optional[Tensor], bias: Optional[Tensor], seed: Optional[Tensor],
                   num_heads: int, window: list[int], shift: list[int], roll_before_pad: bool, scale: float,
                   dropout_p: float, tf32: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """(out (B, H, W, C), lse (B·nW·heads, Np), score table); ``seed``: (1,) int64 Philox seed when dropout_p > 0."""
-    g = _geometry(qkv.shape[1], qkv.shape[2], window, shift, roll_before_pad)
+    """(out (B, [D,] H, W, C), lse (B·nW·heads, Np), score table); ``seed``: (1,) int64 Philox seed when
+    dropout_p > 0."""
+    g = _geometry(qkv.shape[1:-1], window, shift, roll_before_pad)
     with _device_guard(qkv):
         return window_attention_forward(qkv, pad_qkv, bias, seed, num_heads, g, scale, dropout_p,
-                                        _plan(qkv, num_heads, g.tokens, tf32))
+                                        _plan(qkv, num_heads, g, tf32))
 
 
 @attention_fwd.register_fake
 def _(qkv, pad_qkv, bias, seed, num_heads, window, shift, roll_before_pad, scale, dropout_p, tf32):
-    batch, height, width, c3 = qkv.shape
-    g = _geometry(height, width, window, shift, roll_before_pad)
-    plan = _plan(qkv, num_heads, g.tokens, tf32)
+    batch, c3 = qkv.shape[0], qkv.shape[-1]
+    g = _geometry(qkv.shape[1:-1], window, shift, roll_before_pad)
+    plan = _plan(qkv, num_heads, g, tf32)
     acc = configs.accumulator_dtype(qkv.dtype)
-    return (qkv.new_empty((batch, height, width, c3 // 3)),
+    return (qkv.new_empty((*qkv.shape[:-1], c3 // 3)),
             qkv.new_empty(lse_shape(batch, g, num_heads, plan), dtype=acc),
-            qkv.new_empty(table_shape(num_heads, g.shifted, plan), dtype=acc))
+            qkv.new_empty(table_shape(num_heads, g, plan), dtype=acc))
 
 
 @torch.library.custom_op(f"{NAMESPACE}::attention_bwd", mutates_args=())
@@ -70,11 +78,11 @@ def attention_bwd(grad_out: Tensor, qkv: Tensor, pad_qkv: Optional[Tensor], bias
                   shift: list[int], roll_before_pad: bool, scale: float, dropout_p: float, tf32: bool,
                   need_dpad: bool, need_dbias: bool) -> tuple[Tensor, Tensor, Tensor]:
     """(d qkv, d pad_qkv, d bias); the last two are empty when not asked for (or their input is None)."""
-    g = _geometry(qkv.shape[1], qkv.shape[2], window, shift, roll_before_pad)
+    g = _geometry(qkv.shape[1:-1], window, shift, roll_before_pad)
     with _device_guard(qkv):
         dqkv, dpad, dbias = window_attention_backward(
             grad_out, qkv, pad_qkv, bias, out, lse, table, seed, num_heads, g, scale, dropout_p,
-            _plan(qkv, num_heads, g.tokens, tf32), need_dpad, need_dbias)
+            _plan(qkv, num_heads, g, tf32), need_dpad, need_dbias)
     return dqkv, qkv.new_empty(0) if dpad is None else dpad, qkv.new_empty(0) if dbias is None else dbias
 
 
@@ -109,34 +117,34 @@ attention_fwd.register_autograd(_attention_backward, setup_context=_attention_se
 # ---------------------------------------------------------------------------------------- partition / reverse
 @torch.library.custom_op(f"{NAMESPACE}::window_partition", mutates_args=())
 def window_partition(x: Tensor, window: list[int], shift: list[int], roll_before_pad: bool) -> Tensor:
-    """(B, H, W, C) -> (B·nW, N, C)."""
+    """(B, [D,] H, W, C) -> (B·nW, N, C)."""
     with _device_guard(x):
-        return partition_forward(x, _geometry(x.shape[1], x.shape[2], window, shift, roll_before_pad))
+        return partition_forward(x, _geometry(x.shape[1:-1], window, shift, roll_before_pad))
 
 
 @window_partition.register_fake
 def _(x, window, shift, roll_before_pad):
-    g = _geometry(x.shape[1], x.shape[2], window, shift, roll_before_pad)
-    return x.new_empty((x.shape[0] * g.num_windows, g.tokens, x.shape[3]))
+    g = _geometry(x.shape[1:-1], window, shift, roll_before_pad)
+    return x.new_empty((x.shape[0] * g.num_windows, g.tokens, x.shape[-1]))
 
 
 @torch.library.custom_op(f"{NAMESPACE}::window_reverse", mutates_args=())
-def window_reverse(windows: Tensor, window: list[int], height: int, width: int, shift: list[int],
+def window_reverse(windows: Tensor, window: list[int], sizes: list[int], shift: list[int],
                    roll_before_pad: bool) -> Tensor:
-    """(B·nW, N, C) -> (B, H, W, C)."""
+    """(B·nW, N, C) -> (B, [D,] H, W, C); ``sizes``: the spatial sizes ([D,] H, W)."""
     with _device_guard(windows):
-        return reverse_forward(windows, _geometry(height, width, window, shift, roll_before_pad))
+        return reverse_forward(windows, _geometry(sizes, window, shift, roll_before_pad))
 
 
 @window_reverse.register_fake
-def _(windows, window, height, width, shift, roll_before_pad):
-    g = _geometry(height, width, window, shift, roll_before_pad)
-    return windows.new_empty((windows.shape[0] // g.num_windows, height, width, windows.shape[-1]))
+def _(windows, window, sizes, shift, roll_before_pad):
+    g = _geometry(sizes, window, shift, roll_before_pad)
+    return windows.new_empty((windows.shape[0] // g.num_windows, *sizes, windows.shape[-1]))
 
 
 def _partition_setup(ctx, inputs, output):
     x, window, shift, roll_before_pad = inputs
-    ctx.args = (window, x.shape[1], x.shape[2], shift, roll_before_pad)
+    ctx.args = (window, list(x.shape[1:-1]), shift, roll_before_pad)
 
 
 def _partition_backward(ctx, grad):
@@ -145,13 +153,13 @@ def _partition_backward(ctx, grad):
 
 
 def _reverse_setup(ctx, inputs, output):
-    _, window, _, _, shift, roll_before_pad = inputs
+    _, window, _, shift, roll_before_pad = inputs
     ctx.args = (window, shift, roll_before_pad)
 
 
 def _reverse_backward(ctx, grad):
     # padded tokens were cropped, so their gradient is zero: what window_partition fills them with
-    return window_partition(grad.contiguous(), *ctx.args), None, None, None, None, None
+    return window_partition(grad.contiguous(), *ctx.args), None, None, None, None
 
 
 window_partition.register_autograd(_partition_backward, setup_context=_partition_setup)

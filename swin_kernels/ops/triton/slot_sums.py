@@ -8,6 +8,8 @@ import triton.language as tl
 
 from . import configs
 
+TILE_ELEMENTS = 8192  # the largest tile of the sums (32 slots x 256 columns)
+
 
 @triton.jit
 def sum_slots_kernel(part_ptr, out_ptr, slots, part_slot_stride, part_a_stride, part_b_stride,
@@ -33,6 +35,13 @@ def sum_slots(part: torch.Tensor, out: torch.Tensor, out_offset: int, out_a_stri
     """Sum part (slots, A, >=rows, >=cols) over slots into out[offset + a·sa + b·sb + c] for b < rows, c < cols."""
     slots, a = part.shape[:2]
     config = configs.REDUCE_CONFIG
+    block_c = max(16, configs.next_power_of_2(cols))
     sum_slots_kernel[(a, rows)](
         part, out, slots, part.stride(0), part.stride(1), part.stride(2), out_offset, out_a_stride, out_b_stride,
-        cols, BLOCK_C=max(16, triton.next_power_of_2(cols)), **config.kwargs, **config.launch_options())
+        cols, BLOCK_S=block_slots(block_c), BLOCK_C=block_c, **config.launch_options())
+
+
+def block_slots(block_c: int) -> int:
+    """BLOCK_S: a (BLOCK_S, BLOCK_C) tile of at most TILE_ELEMENTS, so the rows of large windows (BLOCK_C up to
+    1024) add fewer slots per step in the same registers."""
+    return min(configs.REDUCE_CONFIG.kwargs["BLOCK_S"], max(1, TILE_ELEMENTS // block_c))
