@@ -96,11 +96,15 @@ def dropout_seed(device: torch.device) -> torch.Tensor:
 # (B, D, H, W, ·) volume; reverse the spatial sizes), as the compiled library's ops do and the ONNX translation
 # reads them; the launchers hand every geometry to the kernels in its 3-axis form (index_map.kernel_geometry).
 def window_attention(qkv, pad_qkv, bias, num_heads, geometry, scale, dropout_p):
-    from . import library  # noqa: F401  (registers the ops)
+    from . import eager, library  # library registers the ops
 
     g = geometry
     seed = dropout_seed(qkv.device) if dropout_p > 0.0 else None
     tf32 = qkv.dtype == torch.float32 and fp32_matmuls_use_tf32()
+    if eager.direct_call_allowed(qkv, pad_qkv, bias):  # a plain eager call: the launchers without the op around them
+        with library._device_guard(qkv):
+            return eager.attention(qkv, pad_qkv, bias, seed, num_heads, g, scale, dropout_p,
+                                   library._plan(qkv, num_heads, g, tf32))
     out, _, _ = torch.ops.swin_kernels_triton.attention_fwd(
         qkv, pad_qkv, bias, seed, num_heads, list(g.window), list(g.shift), g.roll_before_pad, scale, dropout_p, tf32)
     return out
