@@ -235,7 +235,7 @@ def fused_call_breakdown(backend: str = "triton") -> dict[str, float]:
         from swin_kernels.ops.triton import library
         from swin_kernels.ops.triton.attention_forward import window_attention_forward
 
-        plan = library._plan(qkv, HEADS, WINDOW * WINDOW, False)
+        plan = library._plan(qkv, HEADS, geometry, False)
         pieces["launcher only (window_attention_forward, no dispatcher)"] = lambda: window_attention_forward(
             qkv, pad, bias, None, HEADS, geometry, scale, 0.0, plan)
         pieces["custom op called directly (dispatcher + launcher)"] = lambda: library.attention_fwd(
