@@ -34,7 +34,7 @@ _MODULES = {
     "cuda": "swin_kernels.ops.cuda",
 }
 # "auto" tries these in order for tensors on each device type; the reference always can. On a GPU the Triton
-# kernels come first: they accept every call the cuda kernels do and more (windows up to 256 tokens, fp64,
+# kernels come first: they accept every call the cuda kernels do and more (windows up to 576 tokens, fp64,
 # attention dropout); the cuda kernels are the fallback where triton is missing, too old or declines a call. A
 # backend that cannot run a call (not built, no kernel image for this GPU, dtype, shape, dropout) is passed over
 # with its reason; `backend=` or SWIN_KERNELS_BACKEND forces one. The order is by coverage: no GPU has yet timed
