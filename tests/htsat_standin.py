@@ -14,6 +14,7 @@ every member raises when used, naming itself; then it imports htsat.py, the libr
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -58,6 +59,8 @@ def import_htsat():
         if name not in sys.modules:
             package = types.ModuleType(name)
             package.__path__ = [path]
+            package.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)  # find_spec still answers
+            package.__spec__.submodule_search_locations = [path]
             sys.modules[name] = package
     stand_ins = {
         "torchlibrosa": (),
