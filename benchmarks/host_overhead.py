@@ -8,8 +8,8 @@ and the launcher code up to each launch, and nothing of the kernels themselves (
 which the GPU profile of ``make gpu-check`` times). The unpatched block pays its torch ops' dispatch the same way.
 
 Per family (HF transformers V1/V2, timm V1/V2, torchvision V1/V2): microseconds per block call (the smallest of
-several rounds: on a shared machine the minimum is the cost, the rest is other load), torch ops and Triton
-launches per call; then a breakdown of the fused call (dispatch decision, the functional API's checks, the
+several rounds, in this thread's CPU time: on a shared machine the minimum is the cost, the rest is other load),
+torch ops and Triton launches per call; then a breakdown of the fused call (dispatch decision, the functional API's checks, the
 custom op's dispatcher, the launcher). Run as ``python -m benchmarks.host_overhead [--json FILE]``: it re-runs
 itself in a fresh interpreter with TRITON_INTERPRET=1 (set before triton is imported) and one CPU thread.
 """
@@ -138,10 +138,10 @@ def per_call_us(call, calls: int = 300, rounds: int = 7) -> float:
         call()
     best = float("inf")
     for _ in range(rounds):
-        began = time.perf_counter()
+        began = time.thread_time()
         for _ in range(calls):
             call()
-        best = min(best, (time.perf_counter() - began) / calls)
+        best = min(best, (time.thread_time() - began) / calls)
     return best * 1e6
 
 
@@ -153,10 +153,10 @@ def interleaved_us(calls: dict, repeats: int = 300, rounds: int = 9) -> dict[str
     best = dict.fromkeys(calls, float("inf"))
     for _ in range(rounds):
         for name, call in calls.items():
-            began = time.perf_counter()
+            began = time.thread_time()
             for _ in range(repeats):
                 call()
-            best[name] = min(best[name], (time.perf_counter() - began) / repeats)
+            best[name] = min(best[name], (time.thread_time() - began) / repeats)
     return {name: value * 1e6 for name, value in best.items()}
 
 

@@ -82,6 +82,17 @@ def shifted_window_attention(
     No window clamping happens here; modules apply their family's clamping before calling.
     """
     g = _input_geometry(qkv, "qkv", window_size, shift_size, roll_before_pad)
+    return attention_on_geometry(qkv, num_heads, g, pad_qkv=pad_qkv, bias=bias, scale=scale, dropout_p=dropout_p,
+                                 backend=backend)
+
+
+def attention_on_geometry(qkv: torch.Tensor, num_heads: int, g: WindowGeometry, *, pad_qkv=None, bias=None,
+                          scale: float | None = None, dropout_p: float = 0.0, backend: str | None = None):
+    """``shifted_window_attention`` for a caller that already holds the call's geometry ``g`` of qkv's map (the
+    patched blocks build one per call): the same checks of the tensors, without building the geometry again."""
+    if tuple(qkv.shape[1:-1]) != g.sizes or qkv.dim() != g.dims + 2:
+        raise ValueError(f"qkv of shape {tuple(qkv.shape)} does not hold the {'x'.join(map(str, g.sizes))} map of "
+                         "its geometry")
     c3 = qkv.shape[-1]
     if not isinstance(num_heads, int) or num_heads < 1:
         raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")

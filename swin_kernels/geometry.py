@@ -118,6 +118,10 @@ class WindowGeometry:
             # sizes may be symbolic under torch.compile: no isinstance check
             raise ValueError(f"feature map must be at least 1x1 (1x1x1 for a volume), got "
                              f"{'x'.join(map(str, self.sizes))}")
+        # derived sizes, read many times per call by the launchers: computed once (not fields: eq/hash ignore them)
+        padded = tuple(_padded(n, m) for n, m in zip(self.sizes, self.window))
+        object.__setattr__(self, "_padded_sizes", padded)
+        object.__setattr__(self, "_window_grid", tuple(p // m for p, m in zip(padded, self.window)))
 
     @classmethod
     def of(cls, sizes, window, shift=0, roll_before_pad: bool = False) -> "WindowGeometry":
@@ -142,12 +146,12 @@ class WindowGeometry:
 
     @property
     def padded_sizes(self) -> Sizes:
-        return tuple(_padded(n, m) for n, m in zip(self.sizes, self.window))
+        return self._padded_sizes
 
     @property
     def window_grid(self) -> Sizes:
         """Windows along each axis."""
-        return tuple(p // m for p, m in zip(self.padded_sizes, self.window))
+        return self._window_grid
 
     @property
     def has_padding(self) -> bool:

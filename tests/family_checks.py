@@ -38,17 +38,17 @@ def eval_mode(model):
 @contextmanager
 def count_fused_calls():
     calls = []
-    original = functional.shifted_window_attention
+    original = functional.attention_on_geometry
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    functional.shifted_window_attention = counting
+    functional.attention_on_geometry = counting
     try:
         yield calls
     finally:
-        functional.shifted_window_attention = original
+        functional.attention_on_geometry = original
 
 
 def _flat(out):

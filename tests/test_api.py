@@ -190,3 +190,15 @@ def test_backends_the_build_promises_are_available():
         pytest.skip("SWIN_KERNELS_EXPECT_BACKENDS is not set (make test sets it)")
     for name in expected.split(","):
         assert backends.unavailable_reason(name) is None, f"{name}: {backends.unavailable_reason(name)}"
+
+
+def test_attention_on_geometry_refuses_a_geometry_of_another_map():
+    from swin_kernels.functional import attention_on_geometry
+    from swin_kernels.geometry import WindowGeometry
+
+    qkv = torch.randn(1, 14, 14, 3 * 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="does not hold the 14x7 map"):
+        attention_on_geometry(qkv, 2, WindowGeometry(14, 7, 7, 0), backend="reference")
+    same = attention_on_geometry(qkv, 2, WindowGeometry(14, 14, 7, 3), backend="reference")
+    torch.testing.assert_close(same, swin_kernels.functional.shifted_window_attention(qkv, 2, 7, 3,
+                                                                                       backend="reference"))

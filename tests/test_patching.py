@@ -34,13 +34,13 @@ ONE_STAGE = ModelCase("one-stage SwinForImageClassification",
 
 def count_fused_calls(monkeypatch) -> list:
     calls = []
-    real = functional.shifted_window_attention
+    real = functional.attention_on_geometry
 
     def counting(*args, **kwargs):
         calls.append(kwargs.get("backend"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(functional, "shifted_window_attention", counting)
+    monkeypatch.setattr(functional, "attention_on_geometry", counting)
     return calls
 
 

@@ -64,17 +64,17 @@ def fused_calls(backend: str):
         counts.append(sum(event.name == FORWARD_EVENTS[backend] for event in profile.events()))
         return
     calls = []
-    real = functional.shifted_window_attention
+    real = functional.attention_on_geometry
 
     def counting(*args, **kwargs):
         calls.append(kwargs.get("backend"))
         return real(*args, **kwargs)
 
-    functional.shifted_window_attention = counting
+    functional.attention_on_geometry = counting
     try:
         yield counts
     finally:
-        functional.shifted_window_attention = real
+        functional.attention_on_geometry = real
     counts.append(len(calls))
 
 

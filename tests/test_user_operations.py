@@ -156,8 +156,8 @@ def test_hf_projection_wrappers_put_on_after_patch_run(case, wrapper, monkeypatc
     _wrap(model, HF_WRAPPED[case.name], wrapper)
     wrappers = _wrap(patched, HF_WRAPPED[case.name], wrapper)
     calls = []
-    real = swin_kernels.functional.shifted_window_attention
-    monkeypatch.setattr(swin_kernels.functional, "shifted_window_attention",
+    real = swin_kernels.functional.attention_on_geometry
+    monkeypatch.setattr(swin_kernels.functional, "attention_on_geometry",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     assert_close(_hf_outputs(patched, case), _hf_outputs(model, case), F64, "wrapped")
     assert all(w.calls == 1 for w in wrappers)

@@ -87,22 +87,27 @@ def attend(qkv, pad_qkv, bias, num_heads: int, window, shift, scale: float, drop
            qkv_transform=None, roll_before_pad: bool = False) -> torch.Tensor:
     """Fused (shifted) window attention on the qkv map (B, H, W, 3C) whose padded tokens get ``pad_qkv`` (3C,).
 
-    ``qkv_transform`` (per token and head, e.g. Swin V2's cosine normalisation) is applied to the map and to
-    ``pad_qkv`` alike. An empty batch gives the empty result.
+    ``qkv_transform`` (per token and head, e.g. Swin V2's cosine normalisation) is applied to the map and, when the
+    map has padded tokens, to ``pad_qkv`` (without padding nothing reads it, so it is dropped: one transform and
+    one pad branch in the kernels less). An empty batch gives the empty result.
     """
+    g = WindowGeometry.of(qkv.shape[1:-1], window, shift, roll_before_pad)
+    if pad_qkv is not None and not g.has_padding:
+        pad_qkv = None
     if qkv_transform is not None:
         qkv = qkv_transform(qkv)
         pad_qkv = None if pad_qkv is None else qkv_transform(pad_qkv)
     if qkv.shape[0] == 0:
         return qkv[..., : qkv.shape[-1] // 3].clone()
-    return functional.shifted_window_attention(
-        qkv, num_heads, window, shift, roll_before_pad=roll_before_pad, pad_qkv=pad_qkv, bias=bias.to(qkv.dtype),
-        scale=scale, dropout_p=dropout_p, backend=backend,
-    )
+    return functional.attention_on_geometry(qkv, num_heads, g, pad_qkv=pad_qkv, bias=bias.to(qkv.dtype),
+                                            scale=scale, dropout_p=dropout_p, backend=backend)
 
 
 def has_hooks(module: nn.Module) -> bool:
-    return any(getattr(module, attr, None) for attr in BYPASSED_HOOKS)
+    """Whether any hook of BYPASSED_HOOKS is registered on ``module`` (checked on every patched call: kept cheap)."""
+    d = module.__dict__
+    return bool(d.get("_forward_hooks") or d.get("_forward_pre_hooks") or d.get("_backward_hooks")
+                or d.get("_backward_pre_hooks"))
 
 
 def is_plain_linear(module: nn.Module) -> bool:
@@ -154,16 +159,24 @@ class ConcatenatedParameters:
 def bypassed_hooks_reason(root: nn.Module, name: str, called=()) -> str | None:
     """Why hooks would silently stop firing: ``root`` or a module under it that the fused path does not call (all
     but ``called`` and what they contain) has hooks. None when none has. A walk over a handful of modules."""
-    stack = [(name, root)]
+    skipped = {id(c) for c in called}
+    stack = [root]
     while stack:
-        path, module = stack.pop()
-        if any(module is c for c in called):
+        module = stack.pop()
+        if id(module) in skipped:
             continue
         if has_hooks(module):
-            return f"{path} has hooks, which the fused path would bypass"
-        stack.extend((f"{path}.{child_name}", child) for child_name, child in module._modules.items()
-                     if child is not None)
+            return f"{_module_path(root, name, module)} has hooks, which the fused path would bypass"
+        stack.extend(child for child in module._modules.values() if child is not None)
     return None
+
+
+def _module_path(root: nn.Module, name: str, target: nn.Module) -> str:
+    """``name.child.grandchild`` of ``target`` under ``root`` (only for messages: found again by a walk)."""
+    for path, module in root.named_modules(prefix=name, remove_duplicate=False):
+        if module is target:
+            return path
+    return name
 
 
 def tensor_weights_reason(**linears) -> str | None:
@@ -203,12 +216,19 @@ def named_backend_lacks_dropout(backend: str, x: torch.Tensor, window, head_dim:
                           _window_depth(window))
 
 
-def dropout_reason(backend: str, spec: AttentionSpec, x: torch.Tensor | None, window, training: bool) -> str | None:
+def dropout_reason(backend: str, spec, x: torch.Tensor | None, window, training: bool) -> str | None:
     """Why the block runs its own code for a call on x (None: as configured, on its weights' device and dtype):
-    attention dropout in training on a named backend without dropout. None when that is not the case."""
-    p = spec.dropout if training else 0.0
+    attention dropout in training on a named backend without dropout. None when that is not the case.
+
+    ``spec``: the block's AttentionSpec, or a function returning it (called only in training, where dropout can
+    apply: an inference call pays nothing for it); ``window`` None: the spec's."""
+    if not training:
+        return None
+    spec = spec() if callable(spec) else spec
+    p = spec.dropout
     if p == 0.0:
         return None
+    window = spec.window if window is None else window
     if x is None:
         device = spec.weight.device
         dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else spec.weight.dtype

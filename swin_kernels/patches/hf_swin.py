@@ -151,10 +151,9 @@ def replacement(self, hidden_states, input_dimensions, *args, **kwargs):
 
 def fallback_reason(layer, x=None, window=None) -> str | None:
     """Why the patched block runs its own code for a call on x (None: as configured), or None."""
-    spec = attention_spec(layer)
     _, called = _called_modules(layer)
     return (bypassed_hooks_reason(layer.attention, "attention", called)
-            or dropout_reason(layer._swin_kernels_backend, spec, x, window or spec.window, layer.training))
+            or dropout_reason(layer._swin_kernels_backend, lambda: attention_spec(layer), x, window, layer.training))
 
 
 # ---------------------------------------------------------------------------------------------- patch checks

@@ -44,18 +44,20 @@ def cosine_qkv(qkv: torch.Tensor, num_heads: int, logit_scale: torch.Tensor) -> 
     before the fused op, which then runs with scale 1.
     """
     channels = qkv.shape[-1] // 3
-    q, k, v = qkv.split(channels, dim=-1)
-    scale = torch.clamp(logit_scale, max=MAX_LOGIT_SCALE).exp().reshape(num_heads, 1).to(qkv.dtype)
-    q = (F.normalize(q.unflatten(-1, (num_heads, -1)), dim=-1) * scale).to(qkv.dtype)  # autocast may widen
-    k = F.normalize(k.unflatten(-1, (num_heads, -1)), dim=-1).to(qkv.dtype)
-    return torch.cat([q.flatten(-2), k.flatten(-2), v], dim=-1)
+    qk = qkv[..., : 2 * channels].unflatten(-1, (2 * num_heads, -1))  # q heads, then k heads
+    wide = torch.promote_types(qkv.dtype, torch.float32)  # norms and factors at least in fp32
+    scale = torch.clamp(logit_scale, max=MAX_LOGIT_SCALE).exp().reshape(num_heads, 1).to(wide)
+    # q and k heads normalised together (F.normalize's eps 1e-12), then scale_h on q heads and 1 on k heads
+    normed = qk / torch.linalg.vector_norm(qk, dim=-1, keepdim=True, dtype=wide).clamp_min(1e-12)
+    scaled = normed * torch.cat([scale, torch.ones_like(scale)])
+    return torch.cat([scaled.to(qkv.dtype).flatten(-2), qkv[..., 2 * channels:]], dim=-1)
 
 
 def continuous_position_bias(mlp, coords_table: torch.Tensor, index: torch.Tensor, num_heads: int,
                              tokens: int) -> torch.Tensor:
     """Dense (heads, N, N) bias: 16·sigmoid of the CPB MLP on the coordinate table, gathered per token pair."""
     table = 16 * torch.sigmoid(mlp(coords_table).view(-1, num_heads))
-    return table[index.view(-1)].view(tokens, tokens, -1).permute(2, 0, 1)
+    return table.index_select(0, index.view(-1)).view(tokens, tokens, -1).permute(2, 0, 1)
 
 
 def _called_modules(layer):
@@ -102,9 +104,8 @@ def replacement(self, hidden_states, input_dimensions, *args, **kwargs):
 
 def fallback_reason(layer, x=None) -> str | None:
     """Why the patched block runs its own code for a call on x (None: as configured), or None."""
-    spec = attention_spec(layer)
     return (bypassed_hooks_reason(layer.attention, "attention", _called_modules(layer))
-            or dropout_reason(layer._swin_kernels_backend, spec, x, spec.window, layer.training))
+            or dropout_reason(layer._swin_kernels_backend, lambda: attention_spec(layer), x, None, layer.training))
 
 
 def unsupported_reason(layer) -> str | None:

@@ -164,7 +164,7 @@ def fallback_reason(block, x=None) -> str | None:
     attn = block.attn
     weights = tensor_weights_reason(qkv=attn.qkv) if _is_v2(attn) else None
     return (weights or bypassed_hooks_reason(attn, "attn", _called_modules(block))
-            or dropout_reason(block._swin_kernels_backend, attention_spec(block), x, (block.window_size,) * 2,
+            or dropout_reason(block._swin_kernels_backend, lambda: attention_spec(block), x, (block.window_size,) * 2,
                               block.training))
 
 

@@ -89,7 +89,7 @@ def fallback_reason(block, x=None) -> str | None:
         window = g.window
     weights = tensor_weights_reason(qkv=attn.qkv) if _is_v2(block) and _reads_qkv_weight(attn) else None
     return (weights or bypassed_hooks_reason(attn, "attn", _called_modules(block))
-            or dropout_reason(block._swin_kernels_backend, attention_spec(block), x, window, block.training))
+            or dropout_reason(block._swin_kernels_backend, lambda: attention_spec(block), x, window, block.training))
 
 
 def replacement(block, x: torch.Tensor) -> torch.Tensor:

@@ -65,9 +65,8 @@ def replacement(attn, x: torch.Tensor) -> torch.Tensor:
 
 def fallback_reason(attn, x=None, window=None) -> str | None:
     """Why the patched module runs its own forward for a call on x (None: as configured), or None."""
-    spec = attention_spec(attn)
     return (tensor_weights_reason(qkv=attn.qkv, proj=attn.proj)
-            or dropout_reason(attn._swin_kernels_backend, spec, x, window or spec.window, attn.training))
+            or dropout_reason(attn._swin_kernels_backend, lambda: attention_spec(attn), x, window, attn.training))
 
 
 def unsupported_reason(attn) -> str | None:
