@@ -55,25 +55,40 @@ def replacement(attn, x: torch.Tensor) -> torch.Tensor:
     if reason is not None:
         run_own_code_warning(attn, reason)
         return original(attn, "forward", x)
-    dropout_p = float(attn.attention_dropout) if attn.training else 0.0
     bias = attn.get_relative_position_bias()[0]  # (heads, N, N)
-    if _is_v2(attn):
-        qkv_bias = None if attn.qkv.bias is None else _zero_key_bias(attn.qkv.bias)
-        out = window_attention_branch(
-            x, attn.qkv.weight, qkv_bias, bias, attn.num_heads, window, shift, 1.0, dropout_p,
-            attn._swin_kernels_backend, qkv_transform=lambda t: cosine_qkv(t, attn.num_heads, attn.logit_scale))
-    else:
-        out = window_attention_branch(
-            x, attn.qkv.weight, attn.qkv.bias, bias, attn.num_heads, window, shift,
-            (channels // attn.num_heads) ** -0.5, dropout_p, attn._swin_kernels_backend)
+    if not _is_v2(attn):
+        return fused_forward(attn, x, bias, window, shift)
+    qkv_bias = None if attn.qkv.bias is None else _zero_key_bias(attn.qkv.bias)
+    out = window_attention_branch(
+        x, attn.qkv.weight, qkv_bias, bias, attn.num_heads, window, shift, 1.0, _attention_dropout(attn),
+        attn._swin_kernels_backend, qkv_transform=lambda t: cosine_qkv(t, attn.num_heads, attn.logit_scale))
+    return _projected(attn, out)
+
+
+def fused_forward(attn, x: torch.Tensor, bias: torch.Tensor, window, shift) -> torch.Tensor:
+    """torchvision's V1 attention forward (2-D or 3-D) on the fused op: qkv.weight read, scaled dot-product
+    attention with ``bias`` (heads, N, N) in each (shifted) window, proj.weight read, output dropout."""
+    out = window_attention_branch(
+        x, attn.qkv.weight, attn.qkv.bias, bias, attn.num_heads, window, shift,
+        (x.shape[-1] // attn.num_heads) ** -0.5, _attention_dropout(attn), attn._swin_kernels_backend)
+    return _projected(attn, out)
+
+
+def _attention_dropout(attn) -> float:
+    return float(attn.attention_dropout) if attn.training else 0.0
+
+
+def _projected(attn, out: torch.Tensor) -> torch.Tensor:
     out = F.linear(out, attn.proj.weight, attn.proj.bias)
     return F.dropout(out, p=attn.dropout, training=attn.training)
 
 
-def fallback_reason(attn, x=None, window=None) -> str | None:
-    """Why the patched module runs its own forward for a call on x (None: as configured), or None."""
+def fallback_reason(attn, x=None, window=None, spec_of=None) -> str | None:
+    """Why the patched module runs its own forward for a call on x (None: as configured), or None.
+    ``spec_of``: the family's attention_spec (this module's by default)."""
+    spec_of = spec_of or attention_spec
     return (tensor_weights_reason(qkv=attn.qkv, proj=attn.proj)
-            or dropout_reason(attn._swin_kernels_backend, lambda: attention_spec(attn), x, window, attn.training))
+            or dropout_reason(attn._swin_kernels_backend, lambda: spec_of(attn), x, window, attn.training))
 
 
 def unsupported_reason(attn) -> str | None:

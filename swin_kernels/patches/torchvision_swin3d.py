@@ -21,13 +21,10 @@ backend without dropout, or when qkv or proj has no weight tensor.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..geometry import clamp_volume_window
-from .common import (
-    AttentionSpec, dropout_reason, linear_features, original, run_own_code_warning, tensor_weights_reason,
-    window_attention_branch,
-)
+from . import torchvision_swin
+from .common import AttentionSpec, linear_features, original, run_own_code_warning
 
 NAME = "torchvision Swin3D (Video Swin)"
 CLASS_NAMES = ("ShiftedWindowAttention3d",)
@@ -48,25 +45,18 @@ def replacement(attn, x: torch.Tensor) -> torch.Tensor:
     """ShiftedWindowAttention3d.forward: (B, T, H, W, C) -> (B, T, H, W, C)."""
     if x.dim() != 5:
         return original(attn, "forward", x)  # torchvision's own error
-    channels = x.shape[-1]
     window, shift = window_and_shift(attn, x.shape[1:4])
     reason = fallback_reason(attn, x, window)
     if reason is not None:
         run_own_code_warning(attn, reason)
         return original(attn, "forward", x)
-    dropout_p = float(attn.attention_dropout) if attn.training else 0.0
     bias = attn.get_relative_position_bias(list(window))[0]  # (heads, N, N): index[:N, :N]
-    out = window_attention_branch(
-        x, attn.qkv.weight, attn.qkv.bias, bias, attn.num_heads, window, shift, (channels // attn.num_heads) ** -0.5,
-        dropout_p, attn._swin_kernels_backend)
-    out = F.linear(out, attn.proj.weight, attn.proj.bias)
-    return F.dropout(out, p=attn.dropout, training=attn.training)
+    return torchvision_swin.fused_forward(attn, x, bias, window, shift)
 
 
 def fallback_reason(attn, x=None, window=None) -> str | None:
     """Why the patched module runs its own forward for a call on x (None: as configured), or None."""
-    return (tensor_weights_reason(qkv=attn.qkv, proj=attn.proj)
-            or dropout_reason(attn._swin_kernels_backend, lambda: attention_spec(attn), x, window, attn.training))
+    return torchvision_swin.fallback_reason(attn, x, window, attention_spec)
 
 
 def unsupported_reason(attn) -> str | None:
