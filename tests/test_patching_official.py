@@ -9,9 +9,6 @@ mask) are included. fp64: outputs and all gradients <= 1e-10, every block patche
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 import warnings
 
 import pytest
@@ -21,6 +18,7 @@ import swin_kernels
 from swin_kernels.patches import family_of, official_swin
 
 from family_checks import check_fp32, check_fp64, randomize
+from tools.groundingdino_backbone import backbone_module
 
 pytest.importorskip("spandrel", reason="spandrel is not installed (pyproject test)")
 from spandrel.architectures.DRCT.__arch.drct_arch import DRCT  # noqa: E402
@@ -38,21 +36,10 @@ def one_thread():
 
 
 def _groundingdino_swin():
-    """GroundingDINO's backbone module, loaded from its file: the package's __init__ imports the whole detector
-    (pycocotools, supervision, a compiled extension), which the Swin backbone does not use."""
-    spec = importlib.util.find_spec("groundingdino")
-    if spec is None:
+    module = backbone_module()
+    if module is None:
         pytest.skip("rf-groundingdino is not installed (pyproject test-no-deps)")
-    name = "groundingdino.models.GroundingDINO.backbone.swin_transformer"
-    if name not in sys.modules:
-        path = os.path.join(os.path.dirname(spec.origin), "models", "GroundingDINO", "backbone", "swin_transformer.py")
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module_spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
+    return module
 
 
 class _DetectionBackbone(torch.nn.Module):

@@ -181,20 +181,9 @@ def _htsat():
 def _groundingdino():
     """GroundingDINO's copy of the official detection Swin (forward(x, mask_matrix)), its backbone module loaded
     from its file (the package's __init__ imports the whole detector and a compiled extension)."""
-    import importlib.util
-    import warnings
+    from tools.groundingdino_backbone import backbone_module
 
-    name = "groundingdino.models.GroundingDINO.backbone.swin_transformer"
-    if name not in sys.modules:
-        origin = importlib.util.find_spec("groundingdino").origin
-        path = os.path.join(os.path.dirname(origin), "models", "GroundingDINO", "backbone", "swin_transformer.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            spec.loader.exec_module(module)
-        sys.modules[name] = module
-    backbone = sys.modules[name].SwinTransformer(embed_dim=12, depths=[2, 2], num_heads=[2, 2], window_size=4,
+    backbone = backbone_module().SwinTransformer(embed_dim=12, depths=[2, 2], num_heads=[2, 2], window_size=4,
                                                  drop_path_rate=0.0, out_indices=(0, 1))
 
     class Raw(torch.nn.Module):
