@@ -26,38 +26,31 @@ def require(backend: str, op: str, head_dim=None) -> torch.device:
     return device
 
 
-# (window, shift, roll_before_pad): unshifted, shifted, and a rectangular window rolled before padding
-GEOMETRIES = [(3, 0, False), (3, 1, False), ((2, 3), (1, 2), True)]
+# (sizes, window, shift, roll_before_pad) of maps (H, W): unshifted, shifted, and a rectangular window rolled before
+# padding; of volumes (D, H, W): padded and shifted on every axis, in both orders of pad and roll.
+MAPS = [((5, 4), 3, 0, False), ((5, 4), 3, 1, False), ((5, 4), (2, 3), (1, 2), True)]
+VOLUMES = [((3, 3, 4), (2, 2, 3), (1, 1, 2), False), ((3, 3, 4), (2, 3, 2), (1, 0, 1), True)]
+
+
+def _tokens(sizes, window) -> int:
+    n = 1
+    for m in (window,) * len(sizes) if isinstance(window, int) else window:
+        n *= m
+    return n
+
+
+def _depth(sizes) -> dict:
+    return {"depth": sizes[0]} if len(sizes) == 3 else {}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("window, shift, roll_before_pad", GEOMETRIES)
-def test_attention_gradcheck(backend, window, shift, roll_before_pad):
+@pytest.mark.parametrize("sizes, window, shift, roll_before_pad", MAPS + VOLUMES)
+def test_attention_gradcheck(backend, sizes, window, shift, roll_before_pad):
     device = require(backend, "attention", head_dim=4)
     gen = torch.Generator().manual_seed(1)
-    n = 9 if window == 3 else 6
-    qkv = torch.randn(2, 5, 4, 24, generator=gen, dtype=torch.float64).to(device).requires_grad_()  # 2 heads, d 4
-    pad = torch.randn(24, generator=gen, dtype=torch.float64).to(device).requires_grad_()
-    bias = torch.randn(2, n, n, generator=gen, dtype=torch.float64).to(device).requires_grad_()
-
-    def attention(qkv, pad, bias):
-        return swin_kernels.shifted_window_attention(qkv, 2, window, shift, roll_before_pad=roll_before_pad,
-                                                     pad_qkv=pad, bias=bias, scale=0.7, backend=backend)
-
-    assert torch.autograd.gradcheck(attention, (qkv, pad, bias), fast_mode=fast_mode(backend))
-
-
-# Volumes (B, D, H, W, ·): padded and shifted on every axis, in both orders of pad and roll.
-VOLUME_GEOMETRIES = [((2, 2, 3), (1, 1, 2), False), ((2, 3, 2), (1, 0, 1), True)]
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("window, shift, roll_before_pad", VOLUME_GEOMETRIES)
-def test_volume_attention_gradcheck(backend, window, shift, roll_before_pad):
-    device = require(backend, "attention", head_dim=4)
-    gen = torch.Generator().manual_seed(2)
-    n = window[0] * window[1] * window[2]
-    qkv = torch.randn(1, 3, 3, 4, 24, generator=gen, dtype=torch.float64).to(device).requires_grad_()  # 2 heads
+    n = _tokens(sizes, window)
+    batch = 2 if len(sizes) == 2 else 1
+    qkv = torch.randn(batch, *sizes, 24, generator=gen, dtype=torch.float64).to(device).requires_grad_()  # 2 heads
     pad = torch.randn(24, generator=gen, dtype=torch.float64).to(device).requires_grad_()
     bias = torch.randn(2, n, n, generator=gen, dtype=torch.float64).to(device).requires_grad_()
 
@@ -69,28 +62,15 @@ def test_volume_attention_gradcheck(backend, window, shift, roll_before_pad):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("window, shift, roll_before_pad", VOLUME_GEOMETRIES)
-def test_volume_partition_and_reverse_gradcheck(backend, window, shift, roll_before_pad):
+@pytest.mark.parametrize("sizes, window, shift, roll_before_pad", MAPS[1:] + VOLUMES)
+def test_partition_and_reverse_gradcheck(backend, sizes, window, shift, roll_before_pad):
     device = require(backend, "partition")
-    x = torch.randn(2, 3, 3, 4, 2, dtype=torch.float64, device=device, requires_grad=True)
+    x = torch.randn(2, *sizes, 3, dtype=torch.float64, device=device, requires_grad=True)
     options = dict(backend=backend, roll_before_pad=roll_before_pad)
     windows = swin_kernels.window_partition(x, window, shift, **options)
     assert torch.autograd.gradcheck(lambda t: swin_kernels.window_partition(t, window, shift, **options), (x,),
                                     fast_mode=fast_mode(backend))
     windows = torch.randn(windows.shape, dtype=torch.float64, device=device, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: swin_kernels.window_reverse(t, window, 3, 4, shift, depth=3, **options),
-                                    (windows,), fast_mode=fast_mode(backend))
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("window, shift, roll_before_pad", GEOMETRIES[1:])
-def test_partition_and_reverse_gradcheck(backend, window, shift, roll_before_pad):
-    device = require(backend, "partition")
-    x = torch.randn(2, 5, 4, 3, dtype=torch.float64, device=device, requires_grad=True)
-    options = dict(backend=backend, roll_before_pad=roll_before_pad)
-    windows = swin_kernels.window_partition(x, window, shift, **options)
-    assert torch.autograd.gradcheck(lambda t: swin_kernels.window_partition(t, window, shift, **options), (x,),
-                                    fast_mode=fast_mode(backend))
-    windows = torch.randn(windows.shape, dtype=torch.float64, device=device, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: swin_kernels.window_reverse(t, window, 5, 4, shift, **options),
-                                    (windows,), fast_mode=fast_mode(backend))
+    assert torch.autograd.gradcheck(
+        lambda t: swin_kernels.window_reverse(t, window, *sizes[-2:], shift, **_depth(sizes), **options),
+        (windows,), fast_mode=fast_mode(backend))
