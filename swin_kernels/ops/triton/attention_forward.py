@@ -13,6 +13,9 @@ from torch's generator of that device by the caller), so no host synchronisation
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
@@ -100,30 +103,52 @@ def lse_shape(batch: int, geometry, num_heads: int, plan) -> tuple[int, int]:
     return batch * geometry.num_windows * num_heads, plan.padded
 
 
-def window_attention_forward(qkv, pad_qkv, bias, seed, num_heads, geometry, scale, dropout_p, plan):
-    """(out (B, [D,] H, W, C), lse, table): lse (B·nW·heads, Np) base-2 log-sum-exp, table the score table."""
+@dataclass(frozen=True)
+class ForwardLaunch:
+    """Everything of a forward launch but its tensors: the same for every call of one geometry, plan and dtype."""
+
+    grid: tuple[int, int]
+    scalars: tuple  # the kernel's run-time arguments after its six tensors
+    constants: dict  # constexprs and launch options (passed as **kwargs: never mutated)
+    lse_shape: tuple[int, int]
+    acc_dtype: torch.dtype
+
+
+@functools.lru_cache(maxsize=512)
+def forward_launch(geometry, batch: int, c3: int, num_heads: int, dtype: torch.dtype, has_pad: bool,
+                   dropout: bool, scale: float, dropout_p: float, plan) -> ForwardLaunch:
+    """The launch of one kind of call, worked out once (checks included: an invalid call raises, nothing is kept).
+    Per call the launcher then allocates the outputs and launches; its host time is what late Swin stages and small
+    batches wait for on a GPU (benchmarks/host_overhead.py)."""
     g = geometry
-    batch, c3 = qkv.shape[0], qkv.shape[-1]
-    head_dim = c3 // (3 * num_heads)
     total_pairs = batch * g.num_windows * num_heads
     configs.check_int32_indices(batch * num_heads, *g.padded_sizes)
     configs.check_scale(scale)
-    acc_dtype = configs.accumulator_dtype(qkv.dtype)
-    out = new_output((*qkv.shape[:-1], c3 // 3), qkv)
-    lse = torch.empty(lse_shape(batch, g, num_heads, plan), dtype=acc_dtype, device=qkv.device)
-    table = score_table(bias, acc_dtype, num_heads, g, scale, plan, qkv.device)
+    acc_dtype = configs.accumulator_dtype(dtype)
     config = plan.forward_config()
     meta = config.kwargs
     qk_hi, qk_lo, _, _, keep_hi, keep_lo = scalar_args(scale, dropout_p)
     # every row of the padded layout gets a program (its lse row is written even past the window's N tokens)
     grid = (triton.cdiv(total_pairs, meta["WINDOWS"]), plan.padded // meta["BLOCK_M"])
-    window_attention_fwd_kernel[grid](
-        qkv, qkv if pad_qkv is None else pad_qkv, table, out, lse, lse if seed is None else seed,
-        qk_hi, qk_lo, keep_hi, keep_lo, dropout_p, total_pairs, num_heads, *kernel_geometry(g), *depth_geometry(g),
-        **window_sizes(g), HEAD_DIM=head_dim, BLOCK_D=plan.block_d, NUM_KEY_BLOCKS=plan.padded // meta["BLOCK_N"],
-        HAS_PAD=pad_qkv is not None and has_padding(g),
-        HAS_SHIFT=g.shifted, DROPOUT=dropout_p > 0.0, INPUT_PRECISION=plan.input_precision,
-        DOT_UPCAST=configs.dot_upcast(qkv.dtype), FAST_LOG2=configs.fast_log2(acc_dtype), **meta,
-        **config.launch_options(),
-    )
+    constants = dict(
+        **window_sizes(g), HEAD_DIM=c3 // (3 * num_heads), BLOCK_D=plan.block_d,
+        NUM_KEY_BLOCKS=plan.padded // meta["BLOCK_N"], HAS_PAD=has_pad and has_padding(g), HAS_SHIFT=g.shifted,
+        DROPOUT=dropout, INPUT_PRECISION=plan.input_precision, DOT_UPCAST=configs.dot_upcast(dtype),
+        FAST_LOG2=configs.fast_log2(acc_dtype), **meta, **config.launch_options())
+    scalars = (qk_hi, qk_lo, keep_hi, keep_lo, dropout_p, total_pairs, num_heads, *kernel_geometry(g),
+               *depth_geometry(g))
+    return ForwardLaunch(grid, scalars, constants, lse_shape(batch, g, num_heads, plan), acc_dtype)
+
+
+def window_attention_forward(qkv, pad_qkv, bias, seed, num_heads, geometry, scale, dropout_p, plan):
+    """(out (B, [D,] H, W, C), lse, table): lse (B·nW·heads, Np) base-2 log-sum-exp, table the score table."""
+    c3 = qkv.shape[-1]
+    launch = forward_launch(geometry, qkv.shape[0], c3, num_heads, qkv.dtype, pad_qkv is not None,
+                            dropout_p > 0.0, scale, dropout_p, plan)
+    out = new_output((*qkv.shape[:-1], c3 // 3), qkv)
+    lse = torch.empty(launch.lse_shape, dtype=launch.acc_dtype, device=qkv.device)
+    table = score_table(bias, launch.acc_dtype, num_heads, geometry, scale, plan, qkv.device)
+    window_attention_fwd_kernel[launch.grid](
+        qkv, qkv if pad_qkv is None else pad_qkv, table, out, lse, lse if seed is None else seed, *launch.scalars,
+        **launch.constants)
     return out, lse, table

@@ -13,6 +13,8 @@ the terms divided by the attention scale: (q kᵀ + table)·scale·log2(e) is th
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -83,19 +85,25 @@ def table_blocks(padded: int) -> tuple[int, int]:
     return max(1, min(configs.SCORE_TABLE_CONFIG.kwargs["BLOCK_I"], TILE_ELEMENTS // block_j)), block_j
 
 
+@functools.lru_cache(maxsize=512)
+def _table_launch(classes: int, num_heads: int, geometry, scale: float, plan: configs.AttentionPlan):
+    """(grid, run-time scalars, constexprs and launch options) of one kind of score-table launch."""
+    block_i, block_j = table_blocks(plan.padded)
+    shift_d, shift_h, shift_w = geometry.shift3
+    constants = dict(**window_sizes(geometry), PADDED=plan.padded, BLOCK_I=block_i, BLOCK_J=block_j,
+                     **configs.SCORE_TABLE_CONFIG.launch_options())
+    return ((classes, num_heads, triton.cdiv(plan.padded, block_i)),  # the depth's shift comes last
+            (num_heads, shift_h, shift_w, *configs.split_float(1.0 / scale), shift_d), constants)
+
+
 def score_table(bias: torch.Tensor | None, acc_dtype: torch.dtype, num_heads: int, geometry, scale: float,
                 plan: configs.AttentionPlan, device) -> torch.Tensor:
     """(classes, heads, Np, Np) in the accumulator dtype; classes = table_classes(geometry)."""
-    g = geometry
-    classes = table_classes(g)
+    classes = table_classes(geometry)
     table = torch.empty((classes, num_heads, plan.padded, plan.padded), dtype=acc_dtype, device=device)
-    config = configs.SCORE_TABLE_CONFIG
-    block_i, block_j = table_blocks(plan.padded)
-    shift_d, shift_h, shift_w = g.shift3
-    score_table_kernel[(classes, num_heads, triton.cdiv(plan.padded, block_i))](  # the depth's shift comes last
-        table if bias is None else bias, table, num_heads, shift_h, shift_w, *configs.split_float(1.0 / scale), shift_d,
-        **window_sizes(g), PADDED=plan.padded, BLOCK_I=block_i, BLOCK_J=block_j, HAS_BIAS=bias is not None,
-        **config.launch_options())
+    grid, scalars, constants = _table_launch(classes, num_heads, geometry, scale, plan)
+    score_table_kernel[grid](table if bias is None else bias, table, *scalars, HAS_BIAS=bias is not None,
+                             **constants)
     return table
 
 
