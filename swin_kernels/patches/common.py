@@ -80,23 +80,25 @@ def window_attention_branch(x, qkv_weight, qkv_bias, bias, num_heads: int, windo
     qkv = F.linear(x, qkv_weight, qkv_bias)
     pad_qkv = None if qkv_bias is None else qkv_bias.to(qkv.dtype)
     return attend(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p, backend, qkv_transform,
-                  roll_before_pad)
+                  roll_before_pad, owned_qkv=True)
 
 
 def attend(qkv, pad_qkv, bias, num_heads: int, window, shift, scale: float, dropout_p: float, backend: str,
-           qkv_transform=None, roll_before_pad: bool = False) -> torch.Tensor:
+           qkv_transform=None, roll_before_pad: bool = False, owned_qkv: bool = False) -> torch.Tensor:
     """Fused (shifted) window attention on the qkv map (B, H, W, 3C) whose padded tokens get ``pad_qkv`` (3C,).
 
-    ``qkv_transform`` (per token and head, e.g. Swin V2's cosine normalisation) is applied to the map and, when the
-    map has padded tokens, to ``pad_qkv`` (without padding nothing reads it, so it is dropped: one transform and
-    one pad branch in the kernels less). An empty batch gives the empty result.
+    ``qkv_transform(t, in_place)`` (per token and head, e.g. Swin V2's cosine normalisation) is applied to the map
+    and, when the map has padded tokens, to ``pad_qkv`` (without padding nothing reads it, so it is dropped: one
+    transform and one pad branch in the kernels less). ``owned_qkv``: qkv is a tensor of this call alone (a
+    projection's fresh output, which no hook has seen), so the transform may overwrite it when no gradient flows
+    through it. An empty batch gives the empty result.
     """
     g = WindowGeometry.of(qkv.shape[1:-1], window, shift, roll_before_pad)
     if pad_qkv is not None and not g.has_padding:
         pad_qkv = None
     if qkv_transform is not None:
-        qkv = qkv_transform(qkv)
-        pad_qkv = None if pad_qkv is None else qkv_transform(pad_qkv)
+        qkv = qkv_transform(qkv, owned_qkv and not qkv.requires_grad)
+        pad_qkv = None if pad_qkv is None else qkv_transform(pad_qkv, False)  # may be the bias parameter itself
     if qkv.shape[0] == 0:
         return qkv[..., : qkv.shape[-1] // 3].clone()
     return functional.attention_on_geometry(qkv, num_heads, g, pad_qkv=pad_qkv, bias=bias.to(qkv.dtype),

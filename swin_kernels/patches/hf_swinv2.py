@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ..geometry import WindowGeometry
 from ..weights import window_pair
@@ -36,21 +35,27 @@ REPLACES = "forward"
 MAX_LOGIT_SCALE = math.log(1.0 / 0.01)
 
 
-def cosine_qkv(qkv: torch.Tensor, num_heads: int, logit_scale: torch.Tensor) -> torch.Tensor:
+def cosine_qkv(qkv: torch.Tensor, num_heads: int, logit_scale: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """[q | k | v] -> [normalize(q)·scale_h | normalize(k) | v], per head, for any leading shape.
 
     Swin V2's cosine attention (official code, HF, timm, torchvision): scores normalize(q)·normalize(k)ᵀ times
     exp(min(logit_scale_h, ln 100)). Both factors act per token and head, so they are applied to the qkv map
     before the fused op, which then runs with scale 1.
+
+    ``in_place``: overwrite q and k of ``qkv`` (a tensor the caller owns, no gradient through it) with one multiply
+    by scale / |row|: no copy of the map (on a GPU the out-of-place form moves about 5x the map's bytes).
     """
     channels = qkv.shape[-1] // 3
-    qk = qkv[..., : 2 * channels].unflatten(-1, (2 * num_heads, -1))  # q heads, then k heads
-    wide = torch.promote_types(qkv.dtype, torch.float32)  # norms and factors at least in fp32
+    qk = qkv.narrow(-1, 0, 2 * channels).unflatten(-1, (2 * num_heads, -1))  # q heads, then k heads
+    wide = torch.float64 if qkv.dtype == torch.float64 else torch.float32  # norms and factors at least in fp32
     scale = torch.clamp(logit_scale, max=MAX_LOGIT_SCALE).exp().reshape(num_heads, 1).to(wide)
-    # q and k heads normalised together (F.normalize's eps 1e-12), then scale_h on q heads and 1 on k heads
-    normed = qk / torch.linalg.vector_norm(qk, dim=-1, keepdim=True, dtype=wide).clamp_min(1e-12)
-    scaled = normed * torch.cat([scale, torch.ones_like(scale)])
-    return torch.cat([scaled.to(qkv.dtype).flatten(-2), qkv[..., 2 * channels:]], dim=-1)
+    factors = torch.cat([scale, torch.ones_like(scale)])  # scale_h on q heads, 1 on k heads
+    norms = torch.linalg.vector_norm(qk, dim=-1, keepdim=True, dtype=wide).clamp_min(1e-12)  # F.normalize's eps
+    if in_place:
+        qk.mul_(factors / norms)  # one rounding into qkv's dtype
+        return qkv
+    scaled = qk / norms * factors  # normalised first: the logit scale's gradient sums normalize(q)·dq as unpatched
+    return torch.cat([scaled.to(qkv.dtype).flatten(-2), qkv.narrow(-1, 2 * channels, channels)], dim=-1)
 
 
 def continuous_position_bias(mlp, coords_table: torch.Tensor, index: torch.Tensor, num_heads: int,
@@ -70,13 +75,14 @@ def _attention(layer, x):
     s, o = layer.attention.self, layer.attention.output
     height, width = x.shape[1:3]
     g = WindowGeometry(height, width, layer.window_size, layer.shift_size)
-    qkv, pad_qkv = project(x, (s.query, s.key, s.value), g)
+    qkv, pad_qkv = project(x, (s.query, s.key, s.value), g)  # always a new tensor: one F.linear or a cat
     out = attend(
         qkv, pad_qkv, continuous_position_bias(s.continuous_position_bias_mlp, s.relative_coords_table,
                                                s.relative_position_index, s.num_attention_heads,
                                                s.window_size[0] * s.window_size[1]),
         s.num_attention_heads, g.window, g.shift, 1.0, s.dropout.p if layer.training else 0.0,
-        layer._swin_kernels_backend, qkv_transform=lambda t: cosine_qkv(t, s.num_attention_heads, s.logit_scale),
+        layer._swin_kernels_backend, qkv_transform=lambda t, in_place: cosine_qkv(t, s.num_attention_heads, s.logit_scale, in_place),
+        owned_qkv=True,
     )
     return o.dropout(o.dense(out))
 

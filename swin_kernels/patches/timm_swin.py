@@ -28,8 +28,8 @@ from ..geometry import WindowGeometry
 from ..bias import relative_position_bias
 from ..weights import window_pair
 from .common import (
-    AttentionSpec, attend, bypassed_hooks_reason, dropout_reason, linear_features, original, project,
-    run_own_code_warning, tensor_weights_reason,
+    AttentionSpec, attend, bypassed_hooks_reason, dropout_reason, is_plain_linear, linear_features, original,
+    project, run_own_code_warning, tensor_weights_reason,
 )
 from .hf_swinv2 import continuous_position_bias, cosine_qkv
 
@@ -102,8 +102,10 @@ def replacement(block, x: torch.Tensor) -> torch.Tensor:
     g = _geometry(block, height, width)
     attn = block.attn
     if _is_v2(block):
+        owned = True  # a fresh F.linear output or sum, or a module's output (only when it is a plain Linear)
         if attn.q_bias is None:
             qkv, pad_qkv = project(x, (attn.qkv,), g)
+            owned = is_plain_linear(attn.qkv)
         else:
             qkv_bias = torch.cat((attn.q_bias, attn.k_bias, attn.v_bias))
             if _reads_qkv_weight(attn):
@@ -117,7 +119,8 @@ def replacement(block, x: torch.Tensor) -> torch.Tensor:
                                         attn.num_heads, g.tokens)
         out = attend(qkv, pad_qkv, bias, attn.num_heads, g.window, g.shift, 1.0, _dropout(block),
                      block._swin_kernels_backend,
-                     qkv_transform=lambda t: cosine_qkv(t, attn.num_heads, attn.logit_scale), roll_before_pad=True)
+                     qkv_transform=lambda t, in_place: cosine_qkv(t, attn.num_heads, attn.logit_scale, in_place),
+                     roll_before_pad=True, owned_qkv=owned)
     else:
         qkv, pad_qkv = project(x, (attn.qkv,), g)
         bias = relative_position_bias(attn.relative_position_bias_table, g.window, attn.relative_position_index,
