@@ -378,3 +378,20 @@ def test_empty_batch_module(backend):
 def test_cuda_module_without_a_device_fails_at_construction():
     with pytest.raises(swin_kernels.BackendUnavailableError, match="^cuda: no CUDA device"):
         swin_kernels.FusedWindowAttention(32, 2, 7, backend="cuda")
+
+
+def test_v2_cosine_in_place_never_touches_a_tensor_a_hook_has_seen():
+    """HF V2 with a hooked key Linear: the fused path calls it and concatenates its output with q's and v's; V2's
+    cosine normalisation then runs in place on that fresh map, never on the output the hook kept."""
+    case = HF["Swinv2Model"]
+    model, patched = _pair(case)
+    key = patched.get_submodule("encoder.layers.0.blocks.1.attention.self.key")
+    seen = []
+    key.register_forward_hook(lambda module, args, out: seen.append((args[0].clone(), out)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)
+        actual = _hf_outputs(patched, case)
+    assert len(seen) == 1
+    x, out = seen[0]
+    torch.testing.assert_close(out, nn.functional.linear(x, key.weight, key.bias), rtol=0, atol=0)
+    assert_close(actual, _hf_outputs(model, case), F64, "key hooked")
