@@ -5,7 +5,11 @@
 
 #include <stdint.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "attention_smem.h"
+#include "mma_layout.h"
 
 namespace swin_kernels {
 namespace cuda {
@@ -33,6 +37,29 @@ SWIN_HOST_DEVICE bool attention_supported(int64_t tokens, int64_t head_dim) {
 SWIN_HOST_DEVICE int64_t attention_smem_bytes(int64_t element_bytes, int64_t head_dim, bool backward) {
   return attention_smem(element_bytes, head_dim, backward).bytes;
 }
+
+// The flash-style forward (attention_flash_forward.cu, selected by SWIN_KERNELS_CUDA_KERNELS=flash): fp16/bf16, the
+// same windows and head_dims; fp32 calls run the verified kernel. Its dynamic shared memory: q, k, v as padded
+// kTile x D tiles (mma_layout.h), the kTile pixels (int64) and region ids (int).
+SWIN_HOST_DEVICE bool flash_forward_supported(int64_t element_bytes, int64_t tokens, int64_t head_dim) {
+  return element_bytes == 2 && attention_supported(tokens, head_dim);
+}
+SWIN_HOST_DEVICE int64_t flash_forward_smem_bytes(int64_t head_dim) {
+  return 3 * 2 * static_cast<int64_t>(mma::smem_tile_elements(kTile, static_cast<int>(head_dim))) + kTile * 8 +
+         kTile * 4;
+}
+
+// Which attention kernels a call runs, from the environment variable SWIN_KERNELS_CUDA_KERNELS: unset, empty or
+// "verified": the kernels a GPU has verified (attention_forward.cu, attention_backward.cu); "flash": the flash-style
+// forward where it runs (fp16/bf16) and the verified backward. kUnknown for any other value (the op says so).
+// The flash kernels become the default once a GPU run passes them.
+enum class KernelVariant { kVerified, kFlash, kUnknown };
+inline KernelVariant kernel_variant(const char* setting) {
+  if (setting == nullptr || setting[0] == '\0' || std::strcmp(setting, "verified") == 0) return KernelVariant::kVerified;
+  if (std::strcmp(setting, "flash") == 0) return KernelVariant::kFlash;
+  return KernelVariant::kUnknown;
+}
+inline KernelVariant kernel_variant() { return kernel_variant(std::getenv("SWIN_KERNELS_CUDA_KERNELS")); }
 
 // cudaDevAttrMaxSharedMemoryPerBlockOptin by compute capability (10 * major + minor): the one architecture table.
 // Python uses it where torch's device properties lack shared_memory_per_block_optin (torch < 2.7);

@@ -51,6 +51,10 @@ struct AttentionBackwardArgs {
 inline int64_t backward_windows_per_chunk(int64_t windows) { return (windows + 1023) / 1024; }
 
 cudaError_t launch_attention_forward(const AttentionForwardArgs& args, cudaStream_t stream);
+// The flash-style forward (attention_flash_forward.cu): fp16/bf16 within flash_forward_supported (kernel_limits.h),
+// cudaErrorInvalidValue otherwise. Same arguments and outputs (out, lse) as launch_attention_forward.
+cudaError_t launch_attention_flash_forward(const AttentionForwardArgs& args, cudaStream_t stream);
+
 cudaError_t launch_attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream);
 
 // Pure data movement of rows of row_bytes bytes (any dtype).

@@ -51,7 +51,13 @@ std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, c
   AttentionForwardArgs args{dtype_of(qkv), qkv.data_ptr(), data_or_null(pad_qkv), data_or_null(bias), out.data_ptr(),
                             lse.data_ptr<float>(), s.batch, static_cast<int32_t>(s.heads),
                             static_cast<int32_t>(s.head_dim), static_cast<float>(scale), s.grid};
-  C10_CUDA_CHECK(launch_attention_forward(args, c10::cuda::getCurrentCUDAStream()));
+  const KernelVariant variant = kernel_variant();
+  TORCH_CHECK(variant != KernelVariant::kUnknown, "swin_kernels: SWIN_KERNELS_CUDA_KERNELS must be unset, "
+              "'verified' or 'flash', got '", std::getenv("SWIN_KERNELS_CUDA_KERNELS"), "'");
+  const bool flash = variant == KernelVariant::kFlash &&
+                     flash_forward_supported(qkv.element_size(), s.grid.tokens, s.head_dim);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  C10_CUDA_CHECK(flash ? launch_attention_flash_forward(args, stream) : launch_attention_forward(args, stream));
   return {out, lse};
 }
 
