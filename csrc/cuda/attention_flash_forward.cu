@@ -15,6 +15,7 @@
 // rescaling. All fragment, ldmatrix, padding and staging arithmetic is mma_layout.h's, tested on the host
 // (csrc/tests/test_mma_layout.cpp).
 #include "block_ops.cuh"
+#include "flash_window.h"
 #include "launch_api.h"
 #include "mma_layout.h"
 
@@ -73,196 +74,222 @@ __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-// Pixel (as load_window) and region id of the kTile token slots, by the first kTile threads; synchronises the block
-// and returns bit 0: the window holds padding, bit 1: its tokens lie in more than one shift region.
-__device__ __forceinline__ int load_window_flags(const maps::WindowGrid& g, int64_t bw, int64_t* pixel, int* region) {
-  int flags = 0;
-  const int t = threadIdx.x;
-  if (t < kTile) {
-    if (t < g.tokens) {
-      const int64_t b = bw / g.windows_per_image, image = b * g.pixels;
-      const maps::WindowOrigin origin = maps::window_origin(g, bw - b * g.windows_per_image);
-      const int64_t p = maps::token_pixel(g, origin, t);
-      const int r = maps::token_region(g, origin, t);
-      pixel[t] = p < 0 ? -1 : image + p;
-      region[t] = r;
-      flags = (p < 0 ? 1 : 0) | (r != maps::token_region(g, origin, 0) ? 2 : 0);
-    } else {
-      pixel[t] = -2;
-      region[t] = -1;
-    }
-  }
-  return __syncthreads_or(flags & 1) | (__syncthreads_or(flags & 2) ? 2 : 0);
-}
-
-// q, k, v of head h (kTile x D each, padded rows of mma::smem_pitch(D)) gathered through pixel.
+// q, k, v of head h (kTile x D each, padded rows of mma::smem_pitch(D)) gathered through pixel in 16-byte units
+// (the launcher runs the flash kernel only where every pointer is 16-byte aligned).
 template <int D, typename T>
 __device__ __forceinline__ void load_qkv_padded(const T* qkv, const T* pad, const int64_t* pixel, int h, int64_t c,
-                                                T* q, T* k, T* v, bool vector) {
-  if (vector) {
-    constexpr int kUnitsPerRow = D / kUnit<T>, kUnits = kTile * kUnitsPerRow;
-    static_assert(D % kUnit<T> == 0 && kUnits % kThreads == 0, "whole units, the same number per thread");
+                                                T* q, T* k, T* v) {
+  constexpr int kUnitsPerRow = D / kUnit<T>, kUnits = kTile * kUnitsPerRow;
+  static_assert(D % kUnit<T> == 0 && kUnits % kThreads == 0, "whole units, the same number per thread");
 #pragma unroll
-    for (int round = 0; round < kUnits / kThreads; ++round) {
-      const int unit = threadIdx.x + round * kThreads, t = unit / kUnitsPerRow, e = (unit % kUnitsPerRow) * kUnit<T>;
-      const T* row = token_row(qkv, pad, pixel[t], 3 * c);
-      uint4 uq = make_uint4(0, 0, 0, 0), uk = uq, uv = uq;
-      if (row != nullptr) {
-        uq = load_unit(row + mma::map_offset(0, 0, 0, c, h, D, e));
-        uk = load_unit(row + mma::map_offset(0, 0, 1, c, h, D, e));
-        uv = load_unit(row + mma::map_offset(0, 0, 2, c, h, D, e));
-      }
-      const int at = mma::smem_offset(t, e, D);
-      store_unit(q + at, uq);
-      store_unit(k + at, uk);
-      store_unit(v + at, uv);
-    }
-    return;
-  }
-#pragma unroll 1
-  for (int idx = threadIdx.x; idx < kTile * D; idx += kThreads) {  // trips: 0 if vector else kTile * D / kThreads
-    const int t = idx / D, e = idx % D, at = mma::smem_offset(t, e, D);
+  for (int round = 0; round < kUnits / kThreads; ++round) {
+    const int unit = threadIdx.x + round * kThreads, t = unit / kUnitsPerRow, e = (unit % kUnitsPerRow) * kUnit<T>;
     const T* row = token_row(qkv, pad, pixel[t], 3 * c);
-    q[at] = row ? row[mma::map_offset(0, 0, 0, c, h, D, e)] : from_float<T>(0.0f);
-    k[at] = row ? row[mma::map_offset(0, 0, 1, c, h, D, e)] : from_float<T>(0.0f);
-    v[at] = row ? row[mma::map_offset(0, 0, 2, c, h, D, e)] : from_float<T>(0.0f);
+    uint4 uq = make_uint4(0, 0, 0, 0), uk = uq, uv = uq;
+    if (row != nullptr) {
+      uq = load_unit(row + mma::map_offset(0, 0, 0, c, h, D, e));
+      uk = load_unit(row + mma::map_offset(0, 0, 1, c, h, D, e));
+      uv = load_unit(row + mma::map_offset(0, 0, 2, c, h, D, e));
+    }
+    const int at = mma::smem_offset(t, e, D);
+    store_unit(q + at, uq);
+    store_unit(k + at, uk);
+    store_unit(v + at, uv);
   }
 }
 
+// ex2.approx: 2^x (the softmax runs in base 2, scale and bias carry log2(e)); 2^-inf = +0.
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+
+// 6 blocks per SM (80 registers: 24 resident warps) where head_dim <= 32 fits that without spilling; 4 above.
+template <int D>
+constexpr int kFlashMinBlocks = D <= 32 ? 6 : 4;
+
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads, 4)
-    attention_flash_forward_kernel(const AttentionForwardArgs args, const bool vector) {
+__global__ void __launch_bounds__(kThreads, kFlashMinBlocks<D>)
+    attention_flash_forward_kernel(const AttentionForwardArgs args, const int windows_per_block) {
   extern __shared__ __align__(128) unsigned char smem[];
   constexpr int kTileElements = mma::smem_tile_elements(kTile, D);
-  constexpr int kNTiles = kTile / mma::kN;          // n-tiles of S (8 columns each)
-  constexpr int kKSteps = D / mma::kK;              // k-steps of S = q k^T
-  constexpr int kPSteps = kTile / mma::kK;          // k-steps of O = P v
-  constexpr int kOTiles = D / mma::kN;              // n-tiles of O
+  constexpr int kNTiles = kTile / mma::kN;  // n-tiles of S (8 columns each)
+  constexpr int kKSteps = D / mma::kK;      // k-steps of S = q k^T
+  constexpr int kPSteps = kTile / mma::kK;  // k-steps of O = P v
+  constexpr int kOTiles = D / mma::kN;      // n-tiles of O
   static_assert(D % 16 == 0, "head_dim a multiple of 16");
   T* q = reinterpret_cast<T*>(smem);
   T* k = q + kTileElements;
   T* v = k + kTileElements;
-  int64_t* pixel = reinterpret_cast<int64_t*>(v + kTileElements);
+  float* bias_tile = reinterpret_cast<float*>(v + kTileElements);
+  int64_t* pixel = reinterpret_cast<int64_t*>(bias_tile + kTile * mma::bias_pitch(kTile));
   int* region = reinterpret_cast<int*>(pixel + kTile);
 
-  const int heads = args.heads, n = args.grid.tokens;
-  const int64_t bw = blockIdx.x / heads;
+  const maps::WindowGrid& g = args.grid;
+  const int64_t b = static_cast<int64_t>(blockIdx.z) * gridDim.y + blockIdx.y;  // the image
+  if (b >= args.batch) return;  // past the batch in the last z-slice (batches above 65535 images)
+  const int heads = args.heads, n = g.tokens;
   const int h = blockIdx.x % heads;
+  const int first = (blockIdx.x / heads) * windows_per_block;
+  const int last = min(first + windows_per_block, static_cast<int>(g.windows_per_image));
   const int64_t c = static_cast<int64_t>(heads) * D;
-  const int flags = load_window_flags(args.grid, bw, pixel, region);  // synchronises
-  load_qkv_padded<D>(static_cast<const T*>(args.qkv), static_cast<const T*>(args.pad_qkv), pixel, h, c, q, k, v,
-                     vector);
-  __syncthreads();
-
+  const T* qkv = static_cast<const T*>(args.qkv);
+  const T* pad = static_cast<const T*>(args.pad_qkv);
+  const T* bias = static_cast<const T*>(args.bias);
+  T* out = static_cast<T*>(args.out);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int r0 = warp * mma::kRowsPerWarp;
-  if (r0 >= n) return;  // no real query row in this warp (no block-wide barrier follows)
+  const float scale_log2 = args.scale * kLog2e;
 
-  // S = q k^T
-  uint32_t qa[kKSteps][4];
+  // The head's bias (times log2 e) once for all the block's windows: -inf in the columns past N (no key there),
+  // zeros in the rows past N (computed, never stored). Thread x stages column x % kTile of every
+  // (kThreads / kTile)-th row.
+  {
+    constexpr int kRowsPerPass = kThreads / kTile;
+    static_assert(kThreads % kTile == 0, "whole rows per pass");
+    const int j = threadIdx.x % kTile, i0 = threadIdx.x / kTile;
+    const float past = j < n ? 0.0f : -INFINITY;
+    const T* column = bias != nullptr && j < n ? bias + (static_cast<int64_t>(h) * n + i0) * n + j : nullptr;
 #pragma unroll
-  for (int kk = 0; kk < kKSteps; ++kk)
-    ldmatrix_x4(qa[kk], q + mma::smem_offset(r0 + mma::ldm_a_row(lane), kk * mma::kK + mma::ldm_a_col(lane), D));
-  float s[kNTiles][4];
-#pragma unroll
-  for (int j = 0; j < kNTiles; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) s[j][e] = 0.0f;
-#pragma unroll
-  for (int pair = 0; pair < kNTiles / 2; ++pair)
-#pragma unroll
-    for (int kk = 0; kk < kKSteps; ++kk) {
-      uint32_t b[4];
-      ldmatrix_x4(b, k + mma::smem_offset(2 * pair * mma::kN + mma::ldm_kt_row(lane),
-                                          kk * mma::kK + mma::ldm_kt_col(lane), D));
-      mma_16816<T>(s[2 * pair], qa[kk], b[0], b[1]);
-      mma_16816<T>(s[2 * pair + 1], qa[kk], b[2], b[3]);
+    for (int pass = 0; pass < kTile / kRowsPerPass; ++pass) {
+      const int i = i0 + pass * kRowsPerPass;
+      float value = past;
+      if (column != nullptr && i < n) value = to_float(column[static_cast<int64_t>(pass) * kRowsPerPass * n]) * kLog2e;
+      bias_tile[mma::bias_offset(i, j, kTile)] = value;
     }
-
-  // scale, bias, mask; the row max and sum over the 4 lanes that hold a row
-  const T* bias = static_cast<const T*>(args.bias);
-  const bool masked = (flags & 2) != 0;
-  int row_of[2], region_of[2];
-  const T* bias_row[2];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    row_of[half] = r0 + mma::c_row(lane, 2 * half);
-    const int clamped = row_of[half] < n ? row_of[half] : n - 1;  // rows past N compute, and are never stored
-    region_of[half] = region[row_of[half]];
-    bias_row[half] = bias != nullptr ? bias + (static_cast<int64_t>(h) * n + clamped) * n : nullptr;
-  }
-  float row_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-  for (int j = 0; j < kNTiles; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int half = e >> 1, col = j * mma::kN + mma::c_col(lane, e);
-      float x = s[j][e] * args.scale;
-      if (bias != nullptr && col < n) x += to_float(bias_row[half][col]);
-      if (masked && region[col] != region_of[half]) x += maps::kShiftMaskValue;
-      x = col < n ? x : -INFINITY;
-      s[j][e] = x;
-      row_max[half] = fmaxf(row_max[half], x);
-    }
-  float row_sum[2] = {0.0f, 0.0f};
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    row_max[half] = fmaxf(row_max[half], __shfl_xor_sync(0xffffffffu, row_max[half], 1));
-    row_max[half] = fmaxf(row_max[half], __shfl_xor_sync(0xffffffffu, row_max[half], 2));
-  }
-  // P = exp(S - max), rounded to T, straight into the A fragments of O = P v
-  uint32_t pa[kPSteps][4];
-#pragma unroll
-  for (int kk = 0; kk < kPSteps; ++kk)
-#pragma unroll
-    for (int reg = 0; reg < 4; ++reg) {
-      const int j = mma::p_tile_of_a_register(kk, reg), e0 = mma::p_first_c_of_a_register(reg), half = e0 >> 1;
-      const float p0 = __expf(s[j][e0] - row_max[half]), p1 = __expf(s[j][e0 + 1] - row_max[half]);
-      row_sum[half] += p0 + p1;
-      pa[kk][reg] = pack2<T>(p0, p1);
-    }
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 1);
-    row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 2);
-  }
-  if (mma::tid_of(lane) == 0) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half)
-      if (row_of[half] < n)
-        args.lse[mma::lse_offset(bw, heads, h, n, row_of[half])] = row_max[half] + logf(row_sum[half]);
   }
 
-  // O = P v
-  float o[kOTiles][4];
-#pragma unroll
-  for (int j = 0; j < kOTiles; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) o[j][e] = 0.0f;
-#pragma unroll
-  for (int kk = 0; kk < kPSteps; ++kk)
-#pragma unroll
-    for (int pair = 0; pair < kOTiles / 2; ++pair) {
-      uint32_t b[4];
-      ldmatrix_x4_trans(b, v + mma::smem_offset(kk * mma::kK + mma::ldm_v_row(lane),
-                                                2 * pair * mma::kN + mma::ldm_v_col(lane), D));
-      mma_16816<T>(o[2 * pair], pa[kk], b[0], b[1]);
-      mma_16816<T>(o[2 * pair + 1], pa[kk], b[2], b[3]);
+  const int t = threadIdx.x % kTile;  // the token slot of the first kTile threads
+  const uint32_t packed_offset = flash::pack_offset(maps::token_offset(g, t));  // the same in every window
+  flash::WindowCell cell = flash::window_cell(g, first);
+  float* lse = args.lse + mma::lse_offset(b * g.windows_per_image + first, heads, h, n, 0);  // the window's rows
+#pragma unroll 1
+  // trips: windows_per_block
+  for (int w = first; w < last; ++w, cell = flash::next_cell(g, cell), lse += static_cast<int64_t>(heads) * n) {
+    __syncthreads();  // the previous window's tiles and pixels are consumed (and the bias tile is staged)
+    if (threadIdx.x < kTile) {
+      const flash::TokenSlot slot = flash::token_slot(g, flash::cell_origin(g, cell), flash::unpack_offset(packed_offset));
+      pixel[t] = t >= n ? -2 : slot.pixel < 0 ? -1 : b * g.pixels + slot.pixel;
+      region[t] = t < n ? slot.region : -1;
     }
+    __syncthreads();
+    load_qkv_padded<D>(qkv, pad, pixel, h, c, q, k, v);
+    __syncthreads();
+    if (r0 >= n) continue;  // no real query row in this warp
 
-  // O / sum through the warp's own 16 rows of the q tile, then 16-byte units to the tokens' pixels
-  const float inv[2] = {1.0f / row_sum[0], 1.0f / row_sum[1]};
+    // S = q k^T
+    uint32_t qa[kKSteps][4];
 #pragma unroll
-  for (int j = 0; j < kOTiles; ++j)
+    for (int kk = 0; kk < kKSteps; ++kk)
+      ldmatrix_x4(qa[kk], q + mma::smem_offset(r0 + mma::ldm_a_row(lane), kk * mma::kK + mma::ldm_a_col(lane), D));
+    float s[kNTiles][4];
+#pragma unroll
+    for (int j = 0; j < kNTiles; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[j][e] = 0.0f;
+#pragma unroll
+    for (int pair = 0; pair < kNTiles / 2; ++pair)
+#pragma unroll
+      for (int kk = 0; kk < kKSteps; ++kk) {
+        uint32_t bk[4];
+        ldmatrix_x4(bk, k + mma::smem_offset(2 * pair * mma::kN + mma::ldm_kt_row(lane),
+                                             kk * mma::kK + mma::ldm_kt_col(lane), D));
+        mma_16816<T>(s[2 * pair], qa[kk], bk[0], bk[1]);
+        mma_16816<T>(s[2 * pair + 1], qa[kk], bk[2], bk[3]);
+      }
+
+    // base-2 logits: S scale log2e + bias log2e (+ the mask where the window holds several regions)
+    const int first_region = region[0];
+    const bool masked = __any_sync(0xffffffffu, (lane < n && region[lane] != first_region) ||
+                                                    (lane + 32 < n && region[lane + 32] != first_region));
+    int row_of[2];
+    float row_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const int e0 = 2 * half;
-      *reinterpret_cast<uint32_t*>(q + mma::smem_offset(r0 + mma::c_row(lane, e0), j * mma::kN + mma::c_col(lane, e0),
-                                                        D)) = pack2<T>(o[j][e0] * inv[half], o[j][e0 + 1] * inv[half]);
+      row_of[half] = r0 + mma::c_row(lane, 2 * half);
+#pragma unroll
+      for (int j = 0; j < kNTiles; ++j) {
+        const int col = j * mma::kN + mma::c_col(lane, 2 * half);
+        const float2 bias2 = *reinterpret_cast<const float2*>(bias_tile + mma::bias_offset(row_of[half], col, kTile));
+        s[j][2 * half] = fmaf(s[j][2 * half], scale_log2, bias2.x);
+        s[j][2 * half + 1] = fmaf(s[j][2 * half + 1], scale_log2, bias2.y);
+      }
     }
-  __syncwarp();
-  T* out = static_cast<T*>(args.out);
-  if (vector) {
+    if (masked) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int own = region[row_of[half]];
+#pragma unroll
+        for (int j = 0; j < kNTiles; ++j) {
+          const int2 other = *reinterpret_cast<const int2*>(region + j * mma::kN + mma::c_col(lane, 2 * half));
+          if (other.x != own) s[j][2 * half] += maps::kShiftMaskValue * kLog2e;
+          if (other.y != own) s[j][2 * half + 1] += maps::kShiftMaskValue * kLog2e;
+        }
+      }
+    }
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+#pragma unroll
+      for (int j = 0; j < kNTiles; ++j)
+        row_max[half] = fmaxf(row_max[half], fmaxf(s[j][2 * half], s[j][2 * half + 1]));
+      row_max[half] = fmaxf(row_max[half], __shfl_xor_sync(0xffffffffu, row_max[half], 1));
+      row_max[half] = fmaxf(row_max[half], __shfl_xor_sync(0xffffffffu, row_max[half], 2));
+    }
+    // P = 2^(S - max), rounded to T, straight into the A fragments of O = P v
+    float row_sum[2] = {0.0f, 0.0f};
+    uint32_t pa[kPSteps][4];
+#pragma unroll
+    for (int kk = 0; kk < kPSteps; ++kk)
+#pragma unroll
+      for (int reg = 0; reg < 4; ++reg) {
+        const int j = mma::p_tile_of_a_register(kk, reg), e0 = mma::p_first_c_of_a_register(reg), half = e0 >> 1;
+        const float p0 = exp2_approx(s[j][e0] - row_max[half]), p1 = exp2_approx(s[j][e0 + 1] - row_max[half]);
+        row_sum[half] += p0 + p1;
+        pa[kk][reg] = pack2<T>(p0, p1);
+      }
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 1);
+      row_sum[half] += __shfl_xor_sync(0xffffffffu, row_sum[half], 2);
+    }
+    if (mma::tid_of(lane) == 0) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+        if (row_of[half] < n) lse[row_of[half]] = (row_max[half] + __log2f(row_sum[half])) * kLn2;
+    }
+
+    // O = P v
+    float o[kOTiles][4];
+#pragma unroll
+    for (int j = 0; j < kOTiles; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[j][e] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < kPSteps; ++kk)
+#pragma unroll
+      for (int pair = 0; pair < kOTiles / 2; ++pair) {
+        uint32_t bv[4];
+        ldmatrix_x4_trans(bv, v + mma::smem_offset(kk * mma::kK + mma::ldm_v_row(lane),
+                                                   2 * pair * mma::kN + mma::ldm_v_col(lane), D));
+        mma_16816<T>(o[2 * pair], pa[kk], bv[0], bv[1]);
+        mma_16816<T>(o[2 * pair + 1], pa[kk], bv[2], bv[3]);
+      }
+
+    // O / sum through the warp's own 16 rows of the q tile, then 16-byte units to the tokens' pixels
+    const float inv[2] = {__fdividef(1.0f, row_sum[0]), __fdividef(1.0f, row_sum[1])};  // sums >= 1
+#pragma unroll
+    for (int j = 0; j < kOTiles; ++j)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int e0 = 2 * half;
+        *reinterpret_cast<uint32_t*>(q + mma::smem_offset(r0 + mma::c_row(lane, e0),
+                                                          j * mma::kN + mma::c_col(lane, e0), D)) =
+            pack2<T>(o[j][e0] * inv[half], o[j][e0 + 1] * inv[half]);
+      }
+    __syncwarp();
     static_assert(mma::out_units(D) % 32 == 0, "the same number of output units per lane");
 #pragma unroll
     for (int round = 0; round < mma::out_units(D) / 32; ++round) {
@@ -271,27 +298,25 @@ __global__ void __launch_bounds__(kThreads, 4)
       if (row < n && p >= 0)
         store_unit(out + mma::map_offset(p, c, 0, 0, h, D, col), load_unit(q + mma::smem_offset(row, col, D)));
     }
-    return;
-  }
-#pragma unroll 1
-  for (int idx = lane; idx < mma::kRowsPerWarp * D; idx += 32) {  // trips: 0 if vector else mma::kRowsPerWarp * D / 32
-    const int row = r0 + idx / D, col = idx % D;
-    const int64_t p = pixel[row];
-    if (row < n && p >= 0) out[mma::map_offset(p, c, 0, 0, h, D, col)] = q[mma::smem_offset(row, col, D)];
   }
 }
 
 template <typename T, int D>
 cudaError_t launch(const AttentionForwardArgs& args, cudaStream_t stream) {
-  const int64_t blocks = args.batch * args.grid.windows_per_image * args.heads;
-  if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;  // gridDim.x limit
+  const int64_t per_image = args.grid.windows_per_image;
+  const int windows_per_block = flash::windows_per_block(args.batch, per_image, args.heads);
+  const int64_t blocks_x = (per_image + windows_per_block - 1) / windows_per_block * args.heads;
+  if (blocks_x > 0x7fffffff) return cudaErrorInvalidConfiguration;  // gridDim.x limit
+  const unsigned blocks_y = static_cast<unsigned>(args.batch < 65535 ? args.batch : 65535);  // images: y, then z
+  const int64_t blocks_z = (args.batch + blocks_y - 1) / blocks_y;
+  if (blocks_z > 65535) return cudaErrorInvalidConfiguration;
   const int64_t smem = flash_forward_smem_bytes(D);
   cudaError_t status = cudaFuncSetAttribute(attention_flash_forward_kernel<T, D>,
                                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (status != cudaSuccess) return status;
-  const void* pointers[] = {args.qkv, args.pad_qkv, args.out};
-  const bool vector = vector_io_aligned(pointers, 3);
-  attention_flash_forward_kernel<T, D><<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(args, vector);
+  attention_flash_forward_kernel<T, D>
+      <<<dim3(static_cast<unsigned>(blocks_x), blocks_y, static_cast<unsigned>(blocks_z)), kThreads, smem, stream>>>(
+          args, windows_per_block);
   return cudaGetLastError();
 }
 
@@ -301,6 +326,8 @@ cudaError_t launch_attention_flash_forward(const AttentionForwardArgs& args, cud
   if (!flash_forward_supported(args.dtype == DType::kFloat32 ? 4 : 2, args.grid.tokens, args.head_dim))
     return cudaErrorInvalidValue;
   if (args.batch * args.grid.windows_per_image * args.heads == 0) return cudaSuccess;
+  const void* pointers[] = {args.qkv, args.pad_qkv, args.out};
+  if (!vector_io_aligned(pointers, 3)) return launch_attention_forward(args, stream);  // element-wise: the verified
   return dispatch_head_dim(args.head_dim, [&](auto head_dim) {
     constexpr int D = decltype(head_dim)::value;
     if (args.dtype == DType::kFloat16) return launch<__half, D>(args, stream);

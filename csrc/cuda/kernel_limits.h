@@ -40,13 +40,14 @@ SWIN_HOST_DEVICE int64_t attention_smem_bytes(int64_t element_bytes, int64_t hea
 
 // The flash-style forward (attention_flash_forward.cu, selected by SWIN_KERNELS_CUDA_KERNELS=flash): fp16/bf16, the
 // same windows and head_dims; fp32 calls run the verified kernel. Its dynamic shared memory: q, k, v as padded
-// kTile x D tiles (mma_layout.h), the kTile pixels (int64) and region ids (int).
+// kTile x D tiles (mma_layout.h), the head's bias as a kTile x (kTile + 8) fp32 tile, the kTile pixels (int64) and
+// region ids (int).
 SWIN_HOST_DEVICE bool flash_forward_supported(int64_t element_bytes, int64_t tokens, int64_t head_dim) {
   return element_bytes == 2 && attention_supported(tokens, head_dim);
 }
 SWIN_HOST_DEVICE int64_t flash_forward_smem_bytes(int64_t head_dim) {
-  return 3 * 2 * static_cast<int64_t>(mma::smem_tile_elements(kTile, static_cast<int>(head_dim))) + kTile * 8 +
-         kTile * 4;
+  return 3 * 2 * static_cast<int64_t>(mma::smem_tile_elements(kTile, static_cast<int>(head_dim))) +
+         kTile * static_cast<int64_t>(mma::bias_pitch(kTile)) * 4 + kTile * 8 + kTile * 4;
 }
 
 // Which attention kernels a call runs, from the environment variable SWIN_KERNELS_CUDA_KERNELS: unset, empty or

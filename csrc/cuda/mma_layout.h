@@ -63,6 +63,11 @@ SWIN_CONSTEXPR int smem_pitch(int head_dim) { return head_dim + kPadElements; }
 SWIN_CONSTEXPR int smem_tile_elements(int rows, int head_dim) { return rows * smem_pitch(head_dim); }
 SWIN_CONSTEXPR int smem_offset(int row, int col, int head_dim) { return row * smem_pitch(head_dim) + col; }
 
+// The head's bias tile, fp32, rows of `tile` + 8 floats: a warp's 8-byte loads of a C fragment's column pairs
+// (rows groupID, columns 2 tid + 8 j) fall on distinct banks in each half-warp phase.
+SWIN_CONSTEXPR int bias_pitch(int tile) { return tile + 8; }
+SWIN_CONSTEXPR int bias_offset(int row, int col, int tile) { return row * bias_pitch(tile) + col; }
+
 // ---------------------------------------------------------------------------------- ldmatrix row addresses
 // The (row, column) of the 16-byte row that `lane` gives ldmatrix.x4 in each use (added to the tile's origin).
 //

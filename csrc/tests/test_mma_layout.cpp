@@ -23,6 +23,7 @@
 #include <set>
 #include <vector>
 
+#include "../cuda/flash_window.h"
 #include "../cuda/kernel_limits.h"
 #include "../cuda/mma_layout.h"
 
@@ -31,6 +32,7 @@ using swin_kernels::cuda::kTile;
 
 namespace {
 
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
 int failures = 0;
 void expect(bool ok, const char* what, int a = 0, int b = 0, int c = 0) {
   if (ok) return;
@@ -242,6 +244,20 @@ void check_window_forward(int head_dim, int n, bool with_bias, bool masked) {
       k[mma::smem_offset(t, e, head_dim)] = tk[t * head_dim + e];
       v[mma::smem_offset(t, e, head_dim)] = tv[t * head_dim + e];
     }
+  // the head's bias tile as the kernel stages it (thread x: column x % kTile of every other row)
+  std::vector<float> bias_tile(kTile * mma::bias_pitch(kTile), std::nanf(""));
+  std::vector<int> staged(kTile * kTile, 0);
+  for (int thread = 0; thread < 128; ++thread) {
+    const int j = thread % kTile, i0 = thread / kTile;
+    for (int pass = 0; pass < kTile / 2; ++pass) {
+      const int i = i0 + 2 * pass;
+      float value = j < n ? 0.0f : -INFINITY;
+      if (i < n && j < n) value = bias[i * n + j] * kLog2e;
+      bias_tile[mma::bias_offset(i, j, kTile)] = value;
+      ++staged[i * kTile + j];
+    }
+  }
+  for (int e = 0; e < kTile * kTile; ++e) expect(staged[e] == 1, "every bias tile entry staged once", head_dim, n, e);
   std::vector<float> out(n * head_dim, std::nanf("")), lse(n, std::nanf(""));
   std::vector<int> written(kTile * head_dim, 0), lse_written(kTile, 0);
   const int k_steps = head_dim / 16, n_tiles = kTile / 8, o_tiles = head_dim / 8;
@@ -265,19 +281,21 @@ void check_window_forward(int head_dim, int n, bool with_bias, bool masked) {
         mma_16816(s[2 * pair], qa[kk], b_pair(b, 0));
         mma_16816(s[2 * pair + 1], qa[kk], b_pair(b, 1));
       }
-    // scale, bias, mask, row max over each lane's 16 values, then over the quad (shfl_xor 1, 2)
+    // base-2 logits: S scale log2e + the staged bias tile (log2e, -inf past N), the mask where regions differ
+    bool masked_window = false;
+    for (int lane = 0; lane < 32; ++lane)
+      masked_window |= (lane < n && region[lane] != region[0]) || (lane + 32 < n && region[lane + 32] != region[0]);
     float row_max[32][2], row_sum[32][2];
     for (int lane = 0; lane < 32; ++lane)
       for (int half = 0; half < 2; ++half) {
-        const int row = r0 + mma::c_row(lane, 2 * half), clamped = row < n ? row : n - 1;
+        const int row = r0 + mma::c_row(lane, 2 * half);
         float m = -INFINITY;
         for (int j = 0; j < n_tiles; ++j)
           for (int e = 2 * half; e < 2 * half + 2; ++e) {
             const int col = j * 8 + mma::c_col(lane, e);
-            float x = s[j][lane][e] * scale;
-            if (col < n) x += bias[clamped * n + col];
-            if (masked && region[col] != region[row]) x += -100.0f;
-            x = col < n ? x : -INFINITY;
+            expect(col == j * 8 + mma::c_col(lane, 2 * half) + (e & 1), "pairs of adjacent columns", lane, j, e);
+            float x = std::fma(s[j][lane][e], scale * kLog2e, bias_tile.at(mma::bias_offset(row, col, kTile)));
+            if (masked_window && region[col] != region[row]) x += -100.0f * kLog2e;
             s[j][lane][e] = x;
             m = std::fmax(m, x);
           }
@@ -296,8 +314,8 @@ void check_window_forward(int head_dim, int n, bool with_bias, bool masked) {
       for (int kk = 0; kk < kTile / 16; ++kk)
         for (int reg = 0; reg < 4; ++reg) {
           const int j = mma::p_tile_of_a_register(kk, reg), e0 = mma::p_first_c_of_a_register(reg), half = e0 >> 1;
-          const float p0 = std::exp(s[j][lane][e0] - row_max[lane][half]);
-          const float p1 = std::exp(s[j][lane][e0 + 1] - row_max[lane][half]);
+          const float p0 = std::exp2(s[j][lane][e0] - row_max[lane][half]);
+          const float p1 = std::exp2(s[j][lane][e0 + 1] - row_max[lane][half]);
           row_sum[lane][half] += p0 + p1;
           pa[kk][lane][reg] = {p0, p1};
         }
@@ -313,7 +331,7 @@ void check_window_forward(int head_dim, int n, bool with_bias, bool masked) {
         for (int half = 0; half < 2; ++half) {
           const int row = r0 + mma::c_row(lane, 2 * half);
           if (row < n) {
-            lse[row] = row_max[lane][half] + std::log(row_sum[lane][half]);
+            lse[row] = (row_max[lane][half] + std::log2(row_sum[lane][half])) * kLn2;
             ++lse_written[row];
           }
         }
@@ -409,6 +427,17 @@ void check_banks(int head_dim) {
             addresses.push_back(int64_t{eb} * mma::smem_offset(r0 + use.row(lane), c0 + use.col(lane), head_dim));
           expect(conflict_degree(addresses, 16) == 1, use.name, head_dim, r0, phase);
         }
+  // the bias tile's 8-byte column pairs: 16 lanes per phase
+  for (int r0 = 0; r0 < kTile; r0 += 16)
+    for (int half = 0; half < 2; ++half)
+      for (int j = 0; j < kTile / 8; ++j)
+        for (int phase = 0; phase < 2; ++phase) {
+          std::vector<int64_t> addresses;
+          for (int lane = 16 * phase; lane < 16 * phase + 16; ++lane)
+            addresses.push_back(4 * int64_t{mma::bias_offset(r0 + mma::c_row(lane, 2 * half),
+                                                            j * 8 + mma::c_col(lane, 2 * half), kTile)});
+          expect(conflict_degree(addresses, 8) == 1, "bias tile pairs", r0, j, phase);
+        }
   // staging stores: 4 bytes per lane, one wavefront for 32 lanes
   for (int j = 0; j < head_dim / 8; ++j)
     for (int half = 0; half < 2; ++half) {
@@ -437,6 +466,54 @@ void check_banks(int head_dim) {
   std::printf("head_dim %d: ldmatrix and staging conflict-free; gather stores up to %d-way\n", head_dim, worst);
 }
 
+// flash_window.h against the shared maps: cells and origins of consecutive windows, a token's pixel and region from
+// its packed offset, the windows per block.
+void check_window_bookkeeping() {
+  namespace maps = swin_kernels::maps;
+  namespace flash = swin_kernels::cuda::flash;
+  int cases = 0;
+  for (int depth : {1, 3, 5})
+    for (int height : {1, 5, 7, 14, 13})
+      for (int width : {4, 7, 9, 15})
+        for (int md : {1, 2})
+          for (int mh : {1, 3, 7})
+            for (int mw : {2, 4, 7})
+              for (int shift : {0, 1})
+                for (bool roll_first : {false, true}) {
+                  if (depth == 1 && md != 1) continue;
+                  if (mh * mw * md > kTile) continue;
+                  const maps::WindowGrid g = maps::make_grid(depth, height, width, md, mh, mw, shift && md > 1 ? 1 : 0,
+                                                             shift ? mh / 2 : 0, shift ? mw / 2 : 0, roll_first);
+                  ++cases;
+                  for (int first = 0; first < g.windows_per_image; first += 3) {
+                    flash::WindowCell cell = flash::window_cell(g, first);
+                    for (int w = first; w < std::min<int64_t>(first + 8, g.windows_per_image);
+                         ++w, cell = flash::next_cell(g, cell)) {
+                      const maps::WindowOrigin want = maps::window_origin(g, w), got = flash::cell_origin(g, cell);
+                      expect(want.plane == got.plane && want.row == got.row && want.col == got.col,
+                             "cell origin = maps::window_origin", cases, w);
+                      for (int t = 0; t < g.tokens; ++t) {
+                        const flash::TokenSlot slot =
+                            flash::token_slot(g, got, flash::unpack_offset(flash::pack_offset(maps::token_offset(g, t))));
+                        expect(slot.pixel == maps::token_pixel(g, w, t), "token_slot pixel = maps::token_pixel", cases, w, t);
+                        expect(slot.region == maps::token_region(g, w, t), "token_slot region = maps::token_region", cases,
+                               w, t);
+                      }
+                    }
+                  }
+                }
+  for (int64_t batch : {1, 2, 128, 1000})
+    for (int64_t windows : {1, 3, 4, 16, 64, 1024})
+      for (int64_t heads : {1, 3, 24}) {
+        const int32_t w = flash::windows_per_block(batch, windows, heads);
+        expect(w >= 1 && w <= flash::kMaxWindowsPerBlock && (w == 1 || w <= windows), "windows per block range",
+               static_cast<int>(batch), static_cast<int>(windows), w);
+        expect(w == 1 || batch * heads * ((windows + w - 1) / w) >= flash::kMinBlocks, "enough blocks",
+               static_cast<int>(batch), static_cast<int>(windows), w);
+      }
+  std::printf("window bookkeeping: %d geometries against the shared maps\n", cases);
+}
+
 void check_offsets_and_sizes() {
   // a map of 2^32+ elements: the offsets stay exact
   const int64_t pixel = 3'000'000'000LL, row = 3 * 1024;
@@ -450,7 +527,10 @@ void check_offsets_and_sizes() {
     expect(tile % 128 == 0, "each padded tile keeps the next 128-byte aligned", d);
     expect((2 * mma::smem_pitch(d)) % 16 == 0 && ((2 * mma::smem_pitch(d)) / 16) % 2 == 1,
            "the pitch is an odd number of 16-byte units", d);
-    expect(swin_kernels::cuda::flash_forward_smem_bytes(d) == 3 * tile + kTile * 8 + kTile * 4, "flash smem", d);
+    expect(swin_kernels::cuda::flash_forward_smem_bytes(d) ==
+               3 * tile + 4 * kTile * mma::bias_pitch(kTile) + kTile * 8 + kTile * 4,
+           "flash smem", d);
+    expect((3 * tile + 4 * kTile * mma::bias_pitch(kTile)) % 8 == 0, "the pixels after the tiles are 8-byte aligned", d);
     expect(mma::kRowsPerWarp * mma::smem_pitch(d) * 2 >= mma::out_units(d) * 16, "staging fits the warp's q rows", d);
   }
   using swin_kernels::cuda::KernelVariant;
@@ -476,6 +556,7 @@ int main() {
     }
   }
   check_offsets_and_sizes();
+  check_window_bookkeeping();
   if (failures) {
     std::printf("%d checks failed\n", failures);
     return 1;
