@@ -23,6 +23,7 @@ from swin_kernels.ops import cuda as cuda_backend
 
 from backend_checks import (
     ATTENTION_CASES,
+    AttentionCase,
     GEOMETRY_CASES,
     PARTITION_CASES,
     VOLUME_CASES,
@@ -181,8 +182,8 @@ def test_a_cuda_file_compiles_and_reports_its_kernels(tmp_path):
 def test_shared_memory_layouts_fit_sm80(tmp_path):
     limits = limits_from_sources(tmp_path)
     head_dims = limits["max_head_dim"] // limits["head_dim_multiple"]
-    # forward/backward x 16/32-bit x head_dim, and the flash forward (16-bit) x head_dim
-    assert len(limits["attention_smem"]) == 2 * 2 * head_dims + head_dims
+    # forward/backward x 16/32-bit x head_dim, and the flash forward/backward (16-bit) x head_dim
+    assert len(limits["attention_smem"]) == 2 * 2 * head_dims + 2 * head_dims
     for row in limits["attention_smem"]:
         assert 0 < row["bytes"] <= cuda_check.smem_optin_limit(limits, "80"), row
 
@@ -312,20 +313,22 @@ def test_flash_kernel_layout_simulated_on_the_host(tmp_path):
 
 
 def test_flash_kernels_are_selected_explicitly_and_reported():
-    """The flash forward is opt-in (SWIN_KERNELS_CUDA_KERNELS=flash) until a GPU has run it; its shared memory is in
-    the limits the op reports, so cuda_check and the cost model see it."""
+    """The flash kernels are opt-in (SWIN_KERNELS_CUDA_KERNELS=flash) until a GPU has run them; their shared memory
+    is in the limits the op reports, so cuda_check and the cost model see it."""
     root = Path(__file__).resolve().parent.parent / "csrc" / "cuda"
     limits_header = (root / "kernel_limits.h").read_text()
     assert 'std::strcmp(setting, "flash") == 0' in limits_header
     assert "setting == nullptr || setting[0] == '\\0'" in limits_header  # unset: the verified kernels
     ops = (root / "ops_cuda.cpp").read_text()
     assert "variant == KernelVariant::kFlash" in ops and "launch_attention_flash_forward" in ops
+    assert "launch_attention_flash_backward" in ops
     with __import__("tempfile").TemporaryDirectory() as tmp:
         code, error, limits = cuda_check.kernel_limits(Path(tmp))
     assert code == 0, error
     flash = [r for r in limits["attention_smem"] if r["pass"] == "flash_forward"]
-    assert {r["head_dim"] for r in flash} == set(range(limits["head_dim_multiple"], limits["max_head_dim"] + 1,
-                                                       limits["head_dim_multiple"]))
+    head_dims = set(range(limits["head_dim_multiple"], limits["max_head_dim"] + 1, limits["head_dim_multiple"]))
+    assert {r["head_dim"] for r in flash} == head_dims
+    assert {r["head_dim"] for r in limits["attention_smem"] if r["pass"] == "flash_backward"} == head_dims
     verified = {(r["element_bytes"], r["head_dim"]): r["bytes"] for r in limits["attention_smem"]
                 if r["pass"] == "forward"}
     assert all(r["bytes"] <= verified[(2, r["head_dim"])] for r in flash)  # never needs more than the verified one
@@ -403,9 +406,44 @@ def test_cuda_flash_setting_is_checked(monkeypatch):
         torch.ops.swin_kernels.window_attention_fwd(qkv, None, None, 2, [7, 7], [0, 0], False, 0.25)
 
 
+# Maps without padding tokens: the flash backward runs (with padding the verified backward does)
+FLASH_BACKWARD_CASES = [AttentionCase(3, 14, 14, 3, 32, 7, 3), AttentionCase(2, 16, 24, 2, 16, (8, 4), (4, 2)),
+                        AttentionCase(1, 8, 8, 2, 64, 8, 0, roll_before_pad=True),
+                        AttentionCase(2, 8, 8, 2, 48, (2, 4, 4), (1, 2, 2), depth=4)]
+
+
 def test_cuda_flash_gradients_are_deterministic(flash_kernels):
     require_cuda_backend()
     check_bias_grad_deterministic(BACKEND, CUDA_CASES[1], device="cuda")
+    check_bias_grad_deterministic(BACKEND, FLASH_BACKWARD_CASES[0], device="cuda")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", FLASH_BACKWARD_CASES, ids=str)
+def test_cuda_flash_backward_matches_reference(case, dtype, flash_kernels):
+    require_cuda_backend()
+    check_attention(BACKEND, case, dtype, device="cuda")
+
+
+@pytest.mark.parametrize("case", FLASH_BACKWARD_CASES, ids=str)
+def test_cuda_flash_backward_agrees_with_the_verified_kernel(case, monkeypatch):
+    """Both backwards on the same inputs and lse: gradients within bf16 rounding; grad_pad_qkv zero (no padding)."""
+    require_cuda_backend()
+    from backend_checks import attention_inputs
+
+    inputs = {name: t.detach() for name, t in attention_inputs(case, torch.bfloat16, "cuda").items()}
+    geometry = (case.heads, *case.op_geometry(), case.head_dim ** -0.5)
+    ops = torch.ops.swin_kernels
+    out, lse = ops.window_attention_fwd(inputs["qkv"], inputs["pad_qkv"], inputs["bias"], *geometry)
+    grad = torch.randn_like(out)
+    monkeypatch.setenv("SWIN_KERNELS_CUDA_KERNELS", "verified")
+    verified = ops.window_attention_bwd(grad, inputs["qkv"], inputs["pad_qkv"], inputs["bias"], lse, *geometry)
+    monkeypatch.setenv("SWIN_KERNELS_CUDA_KERNELS", "flash")
+    flash = ops.window_attention_bwd(grad, inputs["qkv"], inputs["pad_qkv"], inputs["bias"], lse, *geometry)
+    for name, a, b in zip(("grad_qkv", "grad_pad", "grad_bias"), flash, verified):
+        scale = b.float().abs().max().clamp_min(1e-3)
+        assert ((a.float() - b.float()).abs().max() / scale) < 3e-2, name
+    assert not flash[1].any()
 
 
 def test_cuda_gradients_are_deterministic():

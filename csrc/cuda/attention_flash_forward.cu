@@ -1,111 +1,28 @@
-// Forward of (shifted) window attention on CUDA in the flash-attention style: one block per (window, head), 4 warps,
-// each warp owning 16 query rows of the window's kTile (64) token slots; fp16 and bf16, one instantiation per
-// head_dim D. Selected by SWIN_KERNELS_CUDA_KERNELS=flash (launch_api.h); until a GPU has run it the default is the
-// verified kernel of attention_forward.cu, which also serves fp32.
+// Forward of (shifted) window attention on CUDA in the flash-attention style: one block per (head, run of up to
+// flash::kMaxWindowsPerBlock consecutive windows of an image), 4 warps, each warp owning 16 query rows of the
+// window's kTile (64) token slots; fp16 and bf16, one instantiation per head_dim D. Selected by
+// SWIN_KERNELS_CUDA_KERNELS=flash (kernel_limits.h); until a GPU has run it the default is the verified kernel of
+// attention_forward.cu, which also serves fp32 and unaligned pointers.
 //
-// The block gathers q, k and v of its head straight from the (B, [D,] H, W, 3C) map through maps::token_pixel
+// The block stages its head's bias once (fp32, times log2 e, -inf in the columns past N). Per window it gathers q,
+// k and v of its head straight from the (B, [D,] H, W, 3C) map through maps::token_pixel
 // (padding -> pad_qkv, slots past N -> zeros; 16-byte units where the pointers allow) into padded shared memory
 // (rows of D + 8 elements: conflict-free ldmatrix). Each warp then keeps everything in registers: its q fragments
 // (ldmatrix), S = q k^T over all 64 key slots (mma.sync m16n8k16, fp32 accumulators, k fragments by ldmatrix),
-// scale, bias (read once per block: each element by the one lane whose fragment holds it) and shift mask (region
-// ids, only in windows that hold several regions), the row max and sum over the 4 lanes of a row (two shuffles
-// each), P = exp(S - max) rounded to the element type straight into A fragments, O = P v (v fragments by
-// ldmatrix.trans), O / sum, lse = max + log(sum). O goes through the warp's own 16 rows of the q tile to 16-byte
+// scale and bias (base 2: one FFMA with the staged tile) and shift mask (region ids, only in windows that hold
+// several regions), the row max and sum over the 4 lanes of a row (two shuffles each), P = 2^(S - max) rounded to
+// the element type straight into A fragments, O = P v (v fragments by ldmatrix.trans), O / sum,
+// lse = (max + log2(sum)) ln 2. O goes through the warp's own 16 rows of the q tile to 16-byte
 // stores at the tokens' pixels. A window of at most kTile tokens is one key tile: the softmax needs no online
 // rescaling. All fragment, ldmatrix, padding and staging arithmetic is mma_layout.h's, tested on the host
 // (csrc/tests/test_mma_layout.cpp).
-#include "block_ops.cuh"
-#include "flash_window.h"
+#include "flash_ops.cuh"
 #include "launch_api.h"
-#include "mma_layout.h"
 
 namespace swin_kernels {
 namespace cuda {
 namespace {
 
-static_assert(kTile % 16 == 0 && kTile / mma::kRowsPerWarp == kWarps, "each warp owns 16 of the kTile rows");
-
-__device__ __forceinline__ uint32_t smem_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_address(p)));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_address(p)));
-}
-
-// c += a b on the tensor cores: one m16n8k16 step, fp32 accumulators.
-template <typename T>
-__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
-template <>
-__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                                         uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void mma_16816<__half>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Two floats rounded to T, the first in the low half (the lower-indexed element of a fragment register).
-template <typename T>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi);
-template <>
-__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-template <>
-__device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
-  const __half2 v = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-// q, k, v of head h (kTile x D each, padded rows of mma::smem_pitch(D)) gathered through pixel in 16-byte units
-// (the launcher runs the flash kernel only where every pointer is 16-byte aligned).
-template <int D, typename T>
-__device__ __forceinline__ void load_qkv_padded(const T* qkv, const T* pad, const int64_t* pixel, int h, int64_t c,
-                                                T* q, T* k, T* v) {
-  constexpr int kUnitsPerRow = D / kUnit<T>, kUnits = kTile * kUnitsPerRow;
-  static_assert(D % kUnit<T> == 0 && kUnits % kThreads == 0, "whole units, the same number per thread");
-#pragma unroll
-  for (int round = 0; round < kUnits / kThreads; ++round) {
-    const int unit = threadIdx.x + round * kThreads, t = unit / kUnitsPerRow, e = (unit % kUnitsPerRow) * kUnit<T>;
-    const T* row = token_row(qkv, pad, pixel[t], 3 * c);
-    uint4 uq = make_uint4(0, 0, 0, 0), uk = uq, uv = uq;
-    if (row != nullptr) {
-      uq = load_unit(row + mma::map_offset(0, 0, 0, c, h, D, e));
-      uk = load_unit(row + mma::map_offset(0, 0, 1, c, h, D, e));
-      uv = load_unit(row + mma::map_offset(0, 0, 2, c, h, D, e));
-    }
-    const int at = mma::smem_offset(t, e, D);
-    store_unit(q + at, uq);
-    store_unit(k + at, uk);
-    store_unit(v + at, uv);
-  }
-}
-
-// ex2.approx: 2^x (the softmax runs in base 2, scale and bias carry log2(e)); 2^-inf = +0.
-__device__ __forceinline__ float exp2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
 
 // 6 blocks per SM (80 registers: 24 resident warps) where head_dim <= 32 fits that without spilling; 4 above.
 template <int D>
@@ -144,23 +61,7 @@ __global__ void __launch_bounds__(kThreads, kFlashMinBlocks<D>)
   const int r0 = warp * mma::kRowsPerWarp;
   const float scale_log2 = args.scale * kLog2e;
 
-  // The head's bias (times log2 e) once for all the block's windows: -inf in the columns past N (no key there),
-  // zeros in the rows past N (computed, never stored). Thread x stages column x % kTile of every
-  // (kThreads / kTile)-th row.
-  {
-    constexpr int kRowsPerPass = kThreads / kTile;
-    static_assert(kThreads % kTile == 0, "whole rows per pass");
-    const int j = threadIdx.x % kTile, i0 = threadIdx.x / kTile;
-    const float past = j < n ? 0.0f : -INFINITY;
-    const T* column = bias != nullptr && j < n ? bias + (static_cast<int64_t>(h) * n + i0) * n + j : nullptr;
-#pragma unroll
-    for (int pass = 0; pass < kTile / kRowsPerPass; ++pass) {
-      const int i = i0 + pass * kRowsPerPass;
-      float value = past;
-      if (column != nullptr && i < n) value = to_float(column[static_cast<int64_t>(pass) * kRowsPerPass * n]) * kLog2e;
-      bias_tile[mma::bias_offset(i, j, kTile)] = value;
-    }
-  }
+  stage_bias_tile(bias, h, n, bias_tile);  // synchronised by the loop's first barrier
 
   const int t = threadIdx.x % kTile;  // the token slot of the first kTile threads
   const uint32_t packed_offset = flash::pack_offset(maps::token_offset(g, t));  // the same in every window

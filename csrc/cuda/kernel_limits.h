@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "attention_smem.h"
+#include "flash_window.h"
 #include "mma_layout.h"
 
 namespace swin_kernels {
@@ -50,9 +51,30 @@ SWIN_HOST_DEVICE int64_t flash_forward_smem_bytes(int64_t head_dim) {
          kTile * static_cast<int64_t>(mma::bias_pitch(kTile)) * 4 + kTile * 8 + kTile * 4;
 }
 
+// The flash-style backward (attention_flash_backward.cu): fp16/bf16 maps without padding tokens (every axis a
+// multiple of its window; the verified kernel sums the padding tokens' gradients into grad_pad_qkv), the same windows
+// and head_dims. One d_bias partial per block: batch x (runs of windows per image) chunks.
+SWIN_HOST_DEVICE bool flash_backward_supported(int64_t element_bytes, const maps::WindowGrid& grid, int64_t head_dim) {
+  const bool padded = grid.planes.padded != grid.planes.length || grid.rows.padded != grid.rows.length ||
+                      grid.cols.padded != grid.cols.length;
+  return element_bytes == 2 && !padded && attention_supported(grid.tokens, head_dim);
+}
+// Dynamic shared memory: q, k, v, dO as padded kTile x D tiles, P and dS as padded kTile x kTile 16-bit tiles, the
+// head's bias tile (fp32), the kTile pixels (int64), region ids (int) and lse (float).
+SWIN_HOST_DEVICE int64_t flash_backward_smem_bytes(int64_t head_dim) {
+  return 4 * 2 * static_cast<int64_t>(mma::smem_tile_elements(kTile, static_cast<int>(head_dim))) +
+         2 * 2 * static_cast<int64_t>(kTile) * mma::score_pitch(kTile) +
+         kTile * static_cast<int64_t>(mma::bias_pitch(kTile)) * 4 + kTile * 8 + kTile * 4 + kTile * 4;
+}
+SWIN_HOST_DEVICE int64_t flash_backward_chunks(int64_t batch, int64_t windows_per_image, int64_t heads) {
+  const int64_t per_block = flash::windows_per_block(batch, windows_per_image, heads);
+  return batch * ((windows_per_image + per_block - 1) / per_block);
+}
+
 // Which attention kernels a call runs, from the environment variable SWIN_KERNELS_CUDA_KERNELS: unset, empty or
 // "verified": the kernels a GPU has verified (attention_forward.cu, attention_backward.cu); "flash": the flash-style
-// forward where it runs (fp16/bf16) and the verified backward. kUnknown for any other value (the op says so).
+// forward and backward where they run (flash_forward_supported, flash_backward_supported, 16-byte aligned pointers),
+// the verified kernels elsewhere. kUnknown for any other value (the op says so).
 // The flash kernels become the default once a GPU run passes them.
 enum class KernelVariant { kVerified, kFlash, kUnknown };
 inline KernelVariant kernel_variant(const char* setting) {

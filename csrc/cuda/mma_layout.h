@@ -86,6 +86,17 @@ SWIN_CONSTEXPR int ldm_kt_col(int lane) { return (lane & 8) ? 8 : 0; }
 SWIN_CONSTEXPR int ldm_v_row(int lane) { return (lane & 7) + ((lane & 8) ? 8 : 0); }
 SWIN_CONSTEXPR int ldm_v_col(int lane) { return (lane & 16) ? 8 : 0; }
 
+// The transpose of a row-major tile as A (dK = dS^T q, dV = P^T dO in the backward: A(j, i) = dS[i][j], stored
+// [query i][key j]), with .trans, rows (keys) j0..j0+15, columns (queries) i0..i0+15: matrices (queries i0.., keys
+// j0..), (queries i0.., keys j0+8..), (queries i0+8.., keys j0..), (queries i0+8.., keys j0+8..) are A registers
+// 0..3; the lane gives row (query) i0 + ldm_at_row(lane), column (key) j0 + ldm_at_col(lane).
+SWIN_CONSTEXPR int ldm_at_row(int lane) { return (lane & 7) + ((lane & 16) ? 8 : 0); }
+SWIN_CONSTEXPR int ldm_at_col(int lane) { return (lane & 8) ? 8 : 0; }
+
+// The backward's P and dS tiles: kTile x kTile 16-bit elements in rows of tile + 8 (an odd number of 16-byte units).
+SWIN_CONSTEXPR int score_pitch(int tile) { return tile + kPadElements; }
+SWIN_CONSTEXPR int score_offset(int row, int col, int tile) { return row * score_pitch(tile) + col; }
+
 // ------------------------------------------------------------------------------------ output staging
 // A warp's 16 x D output rows, written from its C fragments into its own 16 rows of the padded q tile (which it
 // alone reads), then read back in 16-byte units: unit u (0 .. 16 D / 8 - 1) of the warp is row u % 16, columns

@@ -394,6 +394,235 @@ void check_window_forward(int head_dim, int n, bool with_bias, bool masked) {
          static_cast<int>(1e6 * std::fmax(worst, worst_lse)));
 }
 
+// store_fragments (attention_flash_backward.cu): a warp's 16 x D C fragments times factor through rows r0.. of a
+// padded stage tile, then 16-byte units to out (rows < n), counting the writes.
+void store_fragments_sim(const std::vector<CFrag>& acc, float factor, int r0, int n, int head_dim,
+                         std::vector<float>& stage, std::vector<float>& out, std::vector<int>& written) {
+  for (int lane = 0; lane < 32; ++lane)
+    for (int j = 0; j < head_dim / 8; ++j)
+      for (int half = 0; half < 2; ++half) {
+        const int e0 = 2 * half;
+        const int at = mma::smem_offset(r0 + mma::c_row(lane, e0), j * 8 + mma::c_col(lane, e0), head_dim);
+        stage[at] = acc[j][lane][e0] * factor;
+        stage[at + 1] = acc[j][lane][e0 + 1] * factor;
+      }
+  for (int round = 0; round < mma::out_units(head_dim) / 32; ++round)
+    for (int lane = 0; lane < 32; ++lane) {
+      const int unit = lane + 32 * round, row = r0 + mma::out_unit_row(unit, head_dim);
+      const int col = mma::out_unit_col(unit, head_dim);
+      if (row >= n) continue;
+      for (int e = 0; e < 8; ++e) {
+        out[row * head_dim + col + e] = stage[mma::smem_offset(row, col + e, head_dim)];
+        ++written[row * head_dim + col + e];
+      }
+    }
+}
+
+// One window's backward, the kernel's steps (attention_flash_backward_kernel) with its index functions, against
+// the softmax attention gradients in double: dQ, dK, dV and d_bias, every element written (or accumulated) once.
+void check_window_backward(int head_dim, int n, bool masked) {
+  std::mt19937 gen(7000 * head_dim + n + masked);
+  std::uniform_real_distribution<float> uni(-1.5, 1.5);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  std::vector<float> tq(kTile * head_dim, 0), tk(tq), tv(tq), tdo(tq), bias(n * n);
+  std::vector<int> region(kTile, -1);
+  for (int t = 0; t < n; ++t) {
+    for (int d = 0; d < head_dim; ++d) {
+      tq[t * head_dim + d] = uni(gen);
+      tk[t * head_dim + d] = uni(gen);
+      tv[t * head_dim + d] = uni(gen);
+      tdo[t * head_dim + d] = uni(gen);
+    }
+    region[t] = masked ? (t * 5 / n) % 3 : 1;
+  }
+  for (float& b : bias) b = uni(gen);
+  // the reference in double: P, lse, dV, dP, D, dS, dQ, dK
+  std::vector<double> P(n * n), lse(n), dS(n * n);
+  for (int i = 0; i < n; ++i) {
+    double m = -INFINITY, sum = 0;
+    std::vector<double> x(n);
+    for (int j = 0; j < n; ++j) {
+      double dot = 0;
+      for (int d = 0; d < head_dim; ++d) dot += static_cast<double>(tq[i * head_dim + d]) * tk[j * head_dim + d];
+      x[j] = dot * scale + bias[i * n + j] + (region[i] != region[j] ? -100.0 : 0.0);
+      m = std::fmax(m, x[j]);
+    }
+    for (int j = 0; j < n; ++j) sum += std::exp(x[j] - m);
+    lse[i] = m + std::log(sum);
+    for (int j = 0; j < n; ++j) P[i * n + j] = std::exp(x[j] - lse[i]);
+    double drow = 0;
+    std::vector<double> dp(n);
+    for (int j = 0; j < n; ++j) {
+      for (int d = 0; d < head_dim; ++d) dp[j] += static_cast<double>(tdo[i * head_dim + d]) * tv[j * head_dim + d];
+      drow += P[i * n + j] * dp[j];
+    }
+    for (int j = 0; j < n; ++j) dS[i * n + j] = P[i * n + j] * (dp[j] - drow);
+  }
+  // the kernel's tiles
+  const int pitch_elems = mma::smem_tile_elements(kTile, head_dim);
+  std::vector<float> q(pitch_elems, std::nanf("")), k(q), v(q), dout(q);
+  for (int t = 0; t < kTile; ++t)
+    for (int e = 0; e < head_dim; ++e) {
+      q[mma::smem_offset(t, e, head_dim)] = tq[t * head_dim + e];
+      k[mma::smem_offset(t, e, head_dim)] = tk[t * head_dim + e];
+      v[mma::smem_offset(t, e, head_dim)] = tv[t * head_dim + e];
+      dout[mma::smem_offset(t, e, head_dim)] = tdo[t * head_dim + e];
+    }
+  std::vector<float> p_tile(kTile * mma::score_pitch(kTile), std::nanf("")), ds_tile(p_tile);
+  std::vector<float> bias_tile(kTile * mma::bias_pitch(kTile), std::nanf(""));
+  for (int i = 0; i < kTile; ++i)
+    for (int j = 0; j < kTile; ++j)
+      bias_tile[mma::bias_offset(i, j, kTile)] = j < n ? (i < n ? bias[i * n + j] * kLog2e : 0.0f) : -INFINITY;
+  std::vector<float> row_lse(kTile);
+  for (int t = 0; t < kTile; ++t) row_lse[t] = t < n ? static_cast<float>(lse[t]) * kLog2e : 0.0f;
+  bool masked_window = false;
+  for (int lane = 0; lane < 32; ++lane)
+    masked_window |= (lane < n && region[lane] != region[0]) || (lane + 32 < n && region[lane + 32] != region[0]);
+  const int k_steps = head_dim / 16, n_tiles = kTile / 8, o_tiles = head_dim / 8, p_steps = kTile / 16;
+  std::vector<float> dq(n * head_dim, std::nanf("")), dk(dq), dv(dq);
+  std::vector<int> wq(kTile * head_dim, 0), wk(wq), wv(wq);
+  std::vector<std::vector<CFrag>> dbias(4, std::vector<CFrag>(n_tiles, CFrag{})), dq_acc(4);
+  // phase 1: every warp, up to the barrier
+  for (int warp = 0; warp < 4; ++warp) {
+    const int r0 = 16 * warp;
+    std::vector<Frag> qa(k_steps), da(k_steps);
+    for (int kk = 0; kk < k_steps; ++kk) {
+      std::array<int, 32> addr;
+      for (int lane = 0; lane < 32; ++lane)
+        addr[lane] = mma::smem_offset(r0 + mma::ldm_a_row(lane), kk * 16 + mma::ldm_a_col(lane), head_dim);
+      qa[kk] = ldmatrix_x4(q, addr, false);
+      da[kk] = ldmatrix_x4(dout, addr, false);
+    }
+    std::vector<CFrag> s(n_tiles, CFrag{}), dp(n_tiles, CFrag{});
+    for (int pair = 0; pair < n_tiles / 2; ++pair)
+      for (int kk = 0; kk < k_steps; ++kk) {
+        std::array<int, 32> addr;
+        for (int lane = 0; lane < 32; ++lane)
+          addr[lane] = mma::smem_offset(2 * pair * 8 + mma::ldm_kt_row(lane), kk * 16 + mma::ldm_kt_col(lane), head_dim);
+        const Regs<4> bk = ldmatrix_x4(k, addr, false), bv = ldmatrix_x4(v, addr, false);
+        mma_16816(s[2 * pair], qa[kk], b_pair(bk, 0));
+        mma_16816(s[2 * pair + 1], qa[kk], b_pair(bk, 1));
+        mma_16816(dp[2 * pair], da[kk], b_pair(bv, 0));
+        mma_16816(dp[2 * pair + 1], da[kk], b_pair(bv, 1));
+      }
+    float row_sum[32][2] = {}, row_dot[32][2] = {};
+    for (int lane = 0; lane < 32; ++lane)
+      for (int half = 0; half < 2; ++half) {
+        const int row = r0 + mma::c_row(lane, 2 * half);
+        for (int j = 0; j < n_tiles; ++j)
+          for (int e = 2 * half; e < 2 * half + 2; ++e) {
+            const int col = j * 8 + mma::c_col(lane, e);
+            float x = std::fma(s[j][lane][e], scale * kLog2e, bias_tile[mma::bias_offset(row, col, kTile)]);
+            if (masked_window && region[col] != region[row]) x += -100.0f * kLog2e;
+            s[j][lane][e] = std::exp2(x - row_lse[row]);
+            row_sum[lane][half] += s[j][lane][e];
+          }
+      }
+    for (int offset : {1, 2}) {
+      float next[32][2];
+      for (int lane = 0; lane < 32; ++lane)
+        for (int half = 0; half < 2; ++half) next[lane][half] = row_sum[lane][half] + row_sum[lane ^ offset][half];
+      std::copy(&next[0][0], &next[0][0] + 64, &row_sum[0][0]);
+    }
+    for (int lane = 0; lane < 32; ++lane)
+      for (int half = 0; half < 2; ++half) {
+        const float inv = r0 + mma::c_row(lane, 2 * half) < n ? 1.0f / row_sum[lane][half] : 0.0f;
+        for (int j = 0; j < n_tiles; ++j)
+          for (int e = 2 * half; e < 2 * half + 2; ++e) {
+            s[j][lane][e] *= inv;
+            row_dot[lane][half] += s[j][lane][e] * dp[j][lane][e];
+          }
+      }
+    for (int offset : {1, 2}) {
+      float next[32][2];
+      for (int lane = 0; lane < 32; ++lane)
+        for (int half = 0; half < 2; ++half) next[lane][half] = row_dot[lane][half] + row_dot[lane ^ offset][half];
+      std::copy(&next[0][0], &next[0][0] + 64, &row_dot[0][0]);
+    }
+    std::vector<Frag> dsa(p_steps);
+    for (int lane = 0; lane < 32; ++lane)
+      for (int kk = 0; kk < p_steps; ++kk)
+        for (int reg = 0; reg < 4; ++reg) {
+          const int j = mma::p_tile_of_a_register(kk, reg), e0 = mma::p_first_c_of_a_register(reg), half = e0 >> 1;
+          const float ds0 = s[j][lane][e0] * (dp[j][lane][e0] - row_dot[lane][half]);
+          const float ds1 = s[j][lane][e0 + 1] * (dp[j][lane][e0 + 1] - row_dot[lane][half]);
+          dbias[warp][j][lane][e0] += ds0;
+          dbias[warp][j][lane][e0 + 1] += ds1;
+          dsa[kk][lane][reg] = {ds0, ds1};
+          const int at = mma::score_offset(r0 + mma::c_row(lane, e0), j * 8 + mma::c_col(lane, e0), kTile);
+          ds_tile[at] = ds0;
+          ds_tile[at + 1] = ds1;
+          p_tile[at] = s[j][lane][e0];
+          p_tile[at + 1] = s[j][lane][e0 + 1];
+        }
+    dq_acc[warp].assign(o_tiles, CFrag{});
+    for (int kk = 0; kk < p_steps; ++kk)
+      for (int pair = 0; pair < o_tiles / 2; ++pair) {
+        std::array<int, 32> addr;
+        for (int lane = 0; lane < 32; ++lane)
+          addr[lane] = mma::smem_offset(kk * 16 + mma::ldm_v_row(lane), 2 * pair * 8 + mma::ldm_v_col(lane), head_dim);
+        const Regs<4> bk = ldmatrix_x4(k, addr, true);
+        mma_16816(dq_acc[warp][2 * pair], dsa[kk], b_pair(bk, 0));
+        mma_16816(dq_acc[warp][2 * pair + 1], dsa[kk], b_pair(bk, 1));
+      }
+  }
+  // phase 2 (after the barrier), warp by warp on the shared tiles: a warp staging into rows another reads shows here
+  for (int warp = 0; warp < 4; ++warp) {
+    const int r0 = 16 * warp;
+    store_fragments_sim(dq_acc[warp], scale, r0, n, head_dim, v, dq, wq);
+    std::vector<CFrag> acc_k(o_tiles, CFrag{}), acc_v(o_tiles, CFrag{});
+    for (int kk = 0; kk < p_steps; ++kk) {
+      std::array<int, 32> at;
+      for (int lane = 0; lane < 32; ++lane)
+        at[lane] = mma::score_offset(kk * 16 + mma::ldm_at_row(lane), r0 + mma::ldm_at_col(lane), kTile);
+      const Frag dsta = ldmatrix_x4(ds_tile, at, true), pta = ldmatrix_x4(p_tile, at, true);
+      for (int pair = 0; pair < o_tiles / 2; ++pair) {
+        std::array<int, 32> bt;
+        for (int lane = 0; lane < 32; ++lane)
+          bt[lane] = mma::smem_offset(kk * 16 + mma::ldm_v_row(lane), 2 * pair * 8 + mma::ldm_v_col(lane), head_dim);
+        const Regs<4> bq = ldmatrix_x4(q, bt, true), bo = ldmatrix_x4(dout, bt, true);
+        mma_16816(acc_k[2 * pair], dsta, b_pair(bq, 0));
+        mma_16816(acc_k[2 * pair + 1], dsta, b_pair(bq, 1));
+        mma_16816(acc_v[2 * pair], pta, b_pair(bo, 0));
+        mma_16816(acc_v[2 * pair + 1], pta, b_pair(bo, 1));
+      }
+    }
+    store_fragments_sim(acc_k, scale, r0, n, head_dim, k, dk, wk);
+    store_fragments_sim(acc_v, 1.0f, r0, n, head_dim, v, dv, wv);
+  }
+  // compare
+  double worst = 0;
+  for (int i = 0; i < n; ++i)
+    for (int d = 0; d < head_dim; ++d) {
+      double want_q = 0, want_k = 0, want_v = 0;
+      for (int j = 0; j < n; ++j) {
+        want_q += dS[i * n + j] * tk[j * head_dim + d] * scale;
+        want_k += dS[j * n + i] * tq[j * head_dim + d] * scale;
+        want_v += P[j * n + i] * tdo[j * head_dim + d];
+      }
+      worst = std::fmax(worst, std::fabs(dq[i * head_dim + d] - want_q));
+      worst = std::fmax(worst, std::fabs(dk[i * head_dim + d] - want_k));
+      worst = std::fmax(worst, std::fabs(dv[i * head_dim + d] - want_v));
+      expect(wq[i * head_dim + d] == 1 && wk[i * head_dim + d] == 1 && wv[i * head_dim + d] == 1,
+             "dq, dk, dv elements written exactly once", head_dim, n, i * 1000 + d);
+    }
+  std::vector<int> owned(n * n, 0);
+  for (int warp = 0; warp < 4; ++warp)
+    for (int lane = 0; lane < 32; ++lane)
+      for (int j = 0; j < n_tiles; ++j)
+        for (int e = 0; e < 4; ++e) {
+          const int row = 16 * warp + mma::c_row(lane, e), col = j * 8 + mma::c_col(lane, e);
+          if (row < n && col < n) {
+            worst = std::fmax(worst, std::fabs(dbias[warp][j][lane][e] - dS[row * n + col]));
+            ++owned[row * n + col];
+          } else {
+            expect(dbias[warp][j][lane][e] == 0.0f, "d_bias past N is zero", head_dim, n, row * 100 + col);
+          }
+        }
+  for (int e = 0; e < n * n; ++e) expect(owned[e] == 1, "each d_bias entry owned by one lane", head_dim, n, e);
+  expect(worst < 2e-4, "window backward = softmax attention gradients", head_dim, n, static_cast<int>(1e6 * worst));
+}
+
 // Banks (4-byte words mod 32) of an access of `bytes` bytes at byte address a.
 void add_banks(std::vector<int>& count, int64_t a, int bytes) {
   for (int w = 0; w < bytes / 4; ++w) ++count[((a / 4) + w) % 32];
@@ -438,6 +667,23 @@ void check_banks(int head_dim) {
                                                             j * 8 + mma::c_col(lane, 2 * half), kTile)});
           expect(conflict_degree(addresses, 8) == 1, "bias tile pairs", r0, j, phase);
         }
+  // the backward's P/dS tiles: 4-byte stores of C fragments, ldmatrix.trans of their transposes
+  for (int j = 0; j < kTile / 8; ++j)
+    for (int half = 0; half < 2; ++half) {
+      std::vector<int64_t> addresses;
+      for (int lane = 0; lane < 32; ++lane)
+        addresses.push_back(2 * int64_t{mma::score_offset(mma::c_row(lane, 2 * half), j * 8 + mma::c_col(lane, 2 * half),
+                                                          kTile)});
+      expect(conflict_degree(addresses, 4) == 1, "P/dS tile stores", j, half);
+    }
+  for (int i0 = 0; i0 < kTile; i0 += 16)
+    for (int j0 = 0; j0 < kTile; j0 += 16)
+      for (int phase = 0; phase < 4; ++phase) {
+        std::vector<int64_t> addresses;
+        for (int lane = 8 * phase; lane < 8 * phase + 8; ++lane)
+          addresses.push_back(2 * int64_t{mma::score_offset(i0 + mma::ldm_at_row(lane), j0 + mma::ldm_at_col(lane), kTile)});
+        expect(conflict_degree(addresses, 16) == 1, "ldmatrix.trans of P/dS", i0, j0, phase);
+      }
   // staging stores: 4 bytes per lane, one wavefront for 32 lanes
   for (int j = 0; j < head_dim / 8; ++j)
     for (int half = 0; half < 2; ++half) {
@@ -531,6 +777,12 @@ void check_offsets_and_sizes() {
                3 * tile + 4 * kTile * mma::bias_pitch(kTile) + kTile * 8 + kTile * 4,
            "flash smem", d);
     expect((3 * tile + 4 * kTile * mma::bias_pitch(kTile)) % 8 == 0, "the pixels after the tiles are 8-byte aligned", d);
+    const int64_t scores = 2 * 2 * int64_t{kTile} * mma::score_pitch(kTile);
+    expect(swin_kernels::cuda::flash_backward_smem_bytes(d) ==
+               4 * tile + scores + 4 * kTile * mma::bias_pitch(kTile) + kTile * 8 + kTile * 4 + kTile * 4,
+           "flash backward smem", d);
+    expect((4 * tile + scores) % 16 == 0 && (4 * tile + scores + 4 * kTile * mma::bias_pitch(kTile)) % 8 == 0,
+           "the backward's tiles keep their successors aligned", d);
     expect(mma::kRowsPerWarp * mma::smem_pitch(d) * 2 >= mma::out_units(d) * 16, "staging fits the warp's q rows", d);
   }
   using swin_kernels::cuda::KernelVariant;
@@ -553,6 +805,8 @@ int main() {
     for (int n : {1, 9, 16, 17, 36, 48, 49, 63, 64}) {
       check_window_forward(d, n, true, false);
       check_window_forward(d, n, n % 2 == 1, true);
+      check_window_backward(d, n, false);
+      check_window_backward(d, n, true);
     }
   }
   check_offsets_and_sizes();

@@ -586,20 +586,32 @@ def launches(workload, limits: dict, consts: dict) -> dict[str, list[dict]]:
                                  "warps": threads // 32, "shared": smem[("flash_forward", e, d)],
                                  "env": {**base_env, "windows_per_block": per_block},
                                  "bytes": int(token_rows * 4 * c + lse + blocks * n * n * e)}]
+    if ("flash_backward", e, d) in smem and not padded:  # the flash-style backward: maps without padding tokens
+        flash_chunks = w.batch * -(-per_image // per_block)
+        out["flash backward"] = [
+            {"match": ("attention_flash_backward_kernel", (t, str(d))), "programs": flash_chunks * heads,
+             "warps": threads // 32, "shared": smem[("flash_backward", e, d)],
+             "env": {**base_env, "windows_per_block": per_block},
+             "bytes": int(token_rows * 7 * c + lse + flash_chunks * heads * n * n * (e + 4))},
+            {"match": ("reduce_partials", (t,)), "programs": -(-bias_size // columns),
+             "warps": columns * groups // 32, "shared": 0,
+             "env": {"partials": None, "chunks": flash_chunks, "size": bias_size, "out": None},
+             "bytes": flash_chunks * bias_size * 4 + bias_size * e}]
     return out
 
 
-# The kernel variants of a cuda-backend call: the verified kernels (the default) and, where it runs, the flash-style
-# forward with the verified backward. {variant: (forward part, backward part)}
-VARIANTS = {"verified": ("forward", "backward"), "flash": ("flash forward", "backward")}
+# The kernel variants of a cuda-backend call: the verified kernels (the default) and, where they run, the flash-style
+# kernels (SWIN_KERNELS_CUDA_KERNELS=flash; the verified backward where the flash one does not run: maps with
+# padding). {variant: (forward part, backward parts in order of preference)}
+VARIANTS = {"verified": ("forward", ("backward",)), "flash": ("flash forward", ("flash backward", "backward"))}
 
 
 def variant_parts(parts: dict, variant: str) -> dict | None:
     """{"forward": ..., "backward": ...} of a variant's call, or None where the variant does not run the workload."""
-    forward, backward = VARIANTS[variant]
+    forward, backwards = VARIANTS[variant]
     if forward not in parts:
         return None
-    return {"forward": parts[forward], "backward": parts[backward]}
+    return {"forward": parts[forward], "backward": parts[next(b for b in backwards if b in parts)]}
 
 
 def _matches(kernel: Kernel, match: tuple) -> bool:
@@ -643,7 +655,7 @@ def analyse(arch: int = 90, source_root: Path = ROOT, chosen=()) -> dict:
                                                                      item["warps"]),
                                  "instructions": instructions, "static_instructions": kernel.static,
                                  "tensor_core": cores, "bytes": item["bytes"], "loops": notes})
-            floor = traffic.floor_bytes(w, "forward" if part.endswith("forward") else part)
+            floor = traffic.floor_bytes(w, part.removeprefix("flash "))
             parts[part] = {"kernels": records_, "floor_bytes": floor}
         out.append({"workload": w.name, "parts": parts})
     return {"static": static, "workloads": out}
