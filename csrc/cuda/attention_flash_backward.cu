@@ -303,6 +303,7 @@ cudaError_t launch(const AttentionBackwardArgs& args, cudaStream_t stream) {
 
 cudaError_t launch_attention_flash_backward(const AttentionBackwardArgs& args, cudaStream_t stream) {
   if (!flash_backward_supported(args.dtype == DType::kFloat32 ? 4 : 2, args.grid, args.head_dim) ||
+      !flash_grid_supported(args.batch, args.grid) ||
       args.chunks != flash_backward_chunks(args.batch, args.grid.windows_per_image, args.heads) ||
       args.windows_per_chunk != flash::windows_per_block(args.batch, args.grid.windows_per_image, args.heads))
     return cudaErrorInvalidValue;

@@ -224,7 +224,8 @@ cudaError_t launch(const AttentionForwardArgs& args, cudaStream_t stream) {
 }  // namespace
 
 cudaError_t launch_attention_flash_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
-  if (!flash_forward_supported(args.dtype == DType::kFloat32 ? 4 : 2, args.grid.tokens, args.head_dim))
+  if (!flash_forward_supported(args.dtype == DType::kFloat32 ? 4 : 2, args.grid.tokens, args.head_dim) ||
+      !flash_grid_supported(args.batch, args.grid))
     return cudaErrorInvalidValue;
   if (args.batch * args.grid.windows_per_image * args.heads == 0) return cudaSuccess;
   const void* pointers[] = {args.qkv, args.pad_qkv, args.out};

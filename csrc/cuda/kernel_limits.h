@@ -46,6 +46,11 @@ SWIN_HOST_DEVICE int64_t attention_smem_bytes(int64_t element_bytes, int64_t hea
 SWIN_HOST_DEVICE bool flash_forward_supported(int64_t element_bytes, int64_t tokens, int64_t head_dim) {
   return element_bytes == 2 && attention_supported(tokens, head_dim);
 }
+// Both flash kernels index the windows of an image in 32 bits (flash_window.h) and the images by gridDim.y x
+// gridDim.z (up to 65535 x 65535).
+SWIN_HOST_DEVICE bool flash_grid_supported(int64_t batch, const maps::WindowGrid& grid) {
+  return grid.windows_per_image <= 0x7fffffff && batch <= int64_t{65535} * 65535;
+}
 SWIN_HOST_DEVICE int64_t flash_forward_smem_bytes(int64_t head_dim) {
   return 3 * 2 * static_cast<int64_t>(mma::smem_tile_elements(kTile, static_cast<int>(head_dim))) +
          kTile * static_cast<int64_t>(mma::bias_pitch(kTile)) * 4 + kTile * 8 + kTile * 4;

@@ -62,7 +62,8 @@ std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, c
   TORCH_CHECK(variant != KernelVariant::kUnknown, "swin_kernels: SWIN_KERNELS_CUDA_KERNELS must be unset, "
               "'verified' or 'flash', got '", std::getenv("SWIN_KERNELS_CUDA_KERNELS"), "'");
   const bool flash = variant == KernelVariant::kFlash &&
-                     flash_forward_supported(qkv.element_size(), s.grid.tokens, s.head_dim);
+                     flash_forward_supported(qkv.element_size(), s.grid.tokens, s.head_dim) &&
+                     flash_grid_supported(s.batch, s.grid);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   C10_CUDA_CHECK(flash ? launch_attention_flash_forward(args, stream) : launch_attention_forward(args, stream));
   return {out, lse};
@@ -82,6 +83,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
               "'verified' or 'flash', got '", std::getenv("SWIN_KERNELS_CUDA_KERNELS"), "'");
   const bool flash = variant == KernelVariant::kFlash &&
                      flash_backward_supported(qkv.element_size(), s.grid, s.head_dim) &&
+                     flash_grid_supported(s.batch, s.grid) &&
                      aligned16({qkv, grad_out}) && (!pad_qkv.has_value() || aligned16({*pad_qkv}));
   const int64_t per_chunk = flash ? flash::windows_per_block(s.batch, s.grid.windows_per_image, s.heads)
                                   : backward_windows_per_chunk(windows);

@@ -793,6 +793,18 @@ void check_offsets_and_sizes() {
          "SWIN_KERNELS_CUDA_KERNELS values");
   expect(swin_kernels::cuda::flash_forward_supported(2, 49, 32) && !swin_kernels::cuda::flash_forward_supported(4, 49, 32),
          "flash forward: 16-bit types only");
+  namespace maps = swin_kernels::maps;
+  using swin_kernels::cuda::flash_backward_supported;
+  using swin_kernels::cuda::flash_grid_supported;
+  expect(flash_grid_supported(128, maps::make_grid(56, 56, 7, 3)) &&
+             !flash_grid_supported(1, maps::make_grid(1LL << 17, 1LL << 17, 1, 0)) &&
+             !flash_grid_supported(int64_t{65536} * 65536, maps::make_grid(56, 56, 7, 3)),
+         "flash grids: windows of an image in 32 bits, images in gridDim.y x gridDim.z");
+  expect(flash_backward_supported(2, maps::make_grid(56, 56, 7, 3), 32) &&
+             !flash_backward_supported(2, maps::make_grid(57, 56, 7, 3), 32) &&
+             flash_backward_supported(2, maps::make_grid(56, 56, 7, 7, 3, 3, true), 32) &&
+             !flash_backward_supported(4, maps::make_grid(56, 56, 7, 3), 32),
+         "flash backward: 16-bit maps without padding tokens");
 }
 
 }  // namespace
