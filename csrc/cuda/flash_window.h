@@ -73,8 +73,8 @@ SWIN_HOST_DEVICE TokenSlot token_slot(const maps::WindowGrid& g, const maps::Win
 
 // Windows a block of the flash forward runs, one after the other with the head's bias tile staged once: the most
 // (up to kMaxWindowsPerBlock) that still leave at least kMinBlocks blocks, and never more than an image holds.
-constexpr int kMaxWindowsPerBlock = 8;
-constexpr int64_t kMinBlocks = 2048;
+constexpr int kMaxWindowsPerBlock = 16;
+constexpr int64_t kMinBlocks = 1024;
 SWIN_HOST_DEVICE int32_t windows_per_block(int64_t batch, int64_t windows_per_image, int64_t heads) {
   int32_t w = kMaxWindowsPerBlock;
   while (w > 1 && (w > windows_per_image ||
