@@ -4,7 +4,11 @@ build of the extension are here."""
 
 import inspect
 import json
+import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +23,7 @@ from swin_kernels.ops import cuda as cuda_backend
 
 from backend_checks import (
     ATTENTION_CASES,
+    AttentionCase,
     GEOMETRY_CASES,
     PARTITION_CASES,
     VOLUME_CASES,
@@ -177,7 +182,8 @@ def test_a_cuda_file_compiles_and_reports_its_kernels(tmp_path):
 def test_shared_memory_layouts_fit_sm80(tmp_path):
     limits = limits_from_sources(tmp_path)
     head_dims = limits["max_head_dim"] // limits["head_dim_multiple"]
-    assert len(limits["attention_smem"]) == 2 * 2 * head_dims  # forward/backward x 16/32-bit x head_dim
+    # forward/backward x 16/32-bit x head_dim, and the flash forward/backward (16-bit) x head_dim
+    assert len(limits["attention_smem"]) == 2 * 2 * head_dims + 2 * head_dims
     for row in limits["attention_smem"]:
         assert 0 < row["bytes"] <= cuda_check.smem_optin_limit(limits, "80"), row
 
@@ -290,6 +296,68 @@ def test_cuda_budgets_cover_static_and_per_workload_counts(tmp_path):
     assert budgets.check(path, [], 90, cuda) == ["cuda r<float> sm_90 @ w: 10 instructions, budget 9"]
 
 
+# ------------------------------------------------------------- the flash kernel's index arithmetic, on the host
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="no C++ compiler to build the test")
+def test_flash_kernel_layout_simulated_on_the_host(tmp_path):
+    """csrc/tests/test_mma_layout.cpp (also run by CTest): the fragment ownership, ldmatrix addresses, padding,
+    output staging and 64-bit offsets of attention_flash_forward.cu, with a warp's 32 lanes simulated from the PTX
+    definitions and one window's forward checked against softmax attention."""
+    source = Path(__file__).resolve().parent.parent / "csrc" / "tests" / "test_mma_layout.cpp"
+    binary = tmp_path / "test_mma_layout"
+    build = subprocess.run([os.environ.get("CXX", "g++"), "-std=c++20", "-O1", "-Wall", "-Wextra", "-Werror",
+                            str(source), "-o", str(binary)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "all checks passed" in run.stdout
+
+
+@pytest.mark.skipif(cuda_check.find_nvcc() is None, reason="nvcc is not installed")
+def test_flash_kernels_issue_each_fragment_once():
+    """The compiled flash kernels (sm_90, the cost model's cached listings) hold exactly the tensor-core and ldmatrix
+    instructions their tiles need: nothing loaded or multiplied twice, nothing left out by the unrolling."""
+    static = {r["kernel"]: r for r in cuda_kernels.analyse(90, chosen=())["static"]}
+    tile = 64
+    for dtype in ("__half", "__nv_bfloat16"):
+        for d in (16, 32, 48, 64):
+            forward = static[f"attention_flash_forward_kernel<{dtype}, {d}>"]["tensor_core"]
+            # S = q k^T: (tile / 8) n-tiles x (d / 16) k-steps; O = P v: (d / 8) n-tiles x (tile / 16) k-steps
+            assert forward.get("HMMA") == tile // 8 * (d // 16) + d // 8 * (tile // 16), (dtype, d, forward)
+            backward = static[f"attention_flash_backward_kernel<{dtype}, {d}>"]["tensor_core"]
+            # S and dP, then dQ, dK and dV
+            assert backward.get("HMMA") == 2 * (tile // 8) * (d // 16) + 3 * (d // 8) * (tile // 16), (dtype, d)
+    records = {cuda_kernels.readable(r["kernel"]): r for r in cuda_kernels.compile_listings(90)}
+    for dtype in ("__half", "__nv_bfloat16"):
+        for d in (16, 32, 48, 64):
+            listing = records[f"attention_flash_forward_kernel<{dtype}, {d}>"]["listing"]
+            # q: d / 16 x4 loads, k and v (.trans): (tile / 16) x (d / 16) x4 loads each
+            assert len(re.findall(r"\bLDSM\.16\.M88\.4\b", listing)) == d // 16 + tile // 16 * (d // 16), (dtype, d)
+            assert len(re.findall(r"\bLDSM\.16\.MT88\.4\b", listing)) == tile // 16 * (d // 16), (dtype, d)
+            assert not re.search(r"\b(LDL|STL)\b", listing), (dtype, d)
+
+
+def test_flash_kernels_are_selected_explicitly_and_reported():
+    """The flash kernels are opt-in (SWIN_KERNELS_CUDA_KERNELS=flash) until a GPU has run them; their shared memory
+    is in the limits the op reports, so cuda_check and the cost model see it."""
+    root = Path(__file__).resolve().parent.parent / "csrc" / "cuda"
+    limits_header = (root / "kernel_limits.h").read_text()
+    assert 'std::strcmp(setting, "flash") == 0' in limits_header
+    assert "setting == nullptr || setting[0] == '\\0'" in limits_header  # unset: the verified kernels
+    ops = (root / "ops_cuda.cpp").read_text()
+    assert "variant == KernelVariant::kFlash" in ops and "launch_attention_flash_forward" in ops
+    assert "launch_attention_flash_backward" in ops
+    with __import__("tempfile").TemporaryDirectory() as tmp:
+        code, error, limits = cuda_check.kernel_limits(Path(tmp))
+    assert code == 0, error
+    flash = [r for r in limits["attention_smem"] if r["pass"] == "flash_forward"]
+    head_dims = set(range(limits["head_dim_multiple"], limits["max_head_dim"] + 1, limits["head_dim_multiple"]))
+    assert {r["head_dim"] for r in flash} == head_dims
+    assert {r["head_dim"] for r in limits["attention_smem"] if r["pass"] == "flash_backward"} == head_dims
+    verified = {(r["element_bytes"], r["head_dim"]): r["bytes"] for r in limits["attention_smem"]
+                if r["pass"] == "forward"}
+    assert all(r["bytes"] <= verified[(2, r["head_dim"])] for r in flash)  # never needs more than the verified one
+
+
 # ------------------------------------------------------------------------------ on a GPU: the shared checks
 def require_cuda_backend():
     reason = backends.unavailable_reason(BACKEND)
@@ -322,6 +390,86 @@ def test_cuda_partition_and_reverse_are_exact(case):
 def test_cuda_volume_partition_and_reverse_are_exact(case):
     require_cuda_backend()
     check_volume_partition(BACKEND, *case, device="cuda")
+
+
+@pytest.fixture
+def flash_kernels(monkeypatch):
+    """The flash-style CUDA forward (attention_flash_forward.cu) for the calls of one test: read by the op per call."""
+    monkeypatch.setenv("SWIN_KERNELS_CUDA_KERNELS", "flash")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", CUDA_CASES, ids=str)
+def test_cuda_flash_attention_matches_reference(case, dtype, flash_kernels):
+    require_cuda_backend()
+    check_attention(BACKEND, case, dtype, device="cuda")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", CUDA_CASES, ids=str)
+def test_cuda_flash_forward_agrees_with_the_verified_kernel(case, dtype, monkeypatch):
+    """Both forwards on the same inputs: outputs within the element type's rounding, lse within fp32 rounding."""
+    require_cuda_backend()
+    from backend_checks import attention_inputs
+
+    inputs = {name: t.detach() for name, t in attention_inputs(case, dtype, "cuda").items()}
+    args = (inputs["qkv"], inputs["pad_qkv"], inputs["bias"], case.heads, *case.op_geometry(), case.head_dim ** -0.5)
+    monkeypatch.setenv("SWIN_KERNELS_CUDA_KERNELS", "verified")
+    out_v, lse_v = torch.ops.swin_kernels.window_attention_fwd(*args)
+    monkeypatch.setenv("SWIN_KERNELS_CUDA_KERNELS", "flash")
+    out_f, lse_f = torch.ops.swin_kernels.window_attention_fwd(*args)
+    # the verified kernel rounds q * scale to the element type, the flash one scales S in fp32: a rounding apart
+    tolerance = 6e-2 if dtype == torch.bfloat16 else 1e-2
+    torch.testing.assert_close(out_f.float(), out_v.float(), rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(lse_f, lse_v, rtol=1e-2, atol=tolerance)
+
+
+def test_cuda_flash_setting_is_checked(monkeypatch):
+    require_cuda_backend()
+    monkeypatch.setenv("SWIN_KERNELS_CUDA_KERNELS", "fast")
+    qkv = torch.randn(1, 7, 7, 96, device="cuda", dtype=torch.float16)
+    with pytest.raises(RuntimeError, match="SWIN_KERNELS_CUDA_KERNELS"):
+        torch.ops.swin_kernels.window_attention_fwd(qkv, None, None, 2, [7, 7], [0, 0], False, 0.25)
+
+
+# Maps without padding tokens: the flash backward runs (with padding the verified backward does)
+FLASH_BACKWARD_CASES = [AttentionCase(3, 14, 14, 3, 32, 7, 3), AttentionCase(2, 16, 24, 2, 16, (8, 4), (4, 2)),
+                        AttentionCase(1, 8, 8, 2, 64, 8, 0, roll_before_pad=True),
+                        AttentionCase(2, 8, 8, 2, 48, (2, 4, 4), (1, 2, 2), depth=4)]
+
+
+def test_cuda_flash_gradients_are_deterministic(flash_kernels):
+    require_cuda_backend()
+    check_bias_grad_deterministic(BACKEND, CUDA_CASES[1], device="cuda")
+    check_bias_grad_deterministic(BACKEND, FLASH_BACKWARD_CASES[0], device="cuda")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", FLASH_BACKWARD_CASES, ids=str)
+def test_cuda_flash_backward_matches_reference(case, dtype, flash_kernels):
+    require_cuda_backend()
+    check_attention(BACKEND, case, dtype, device="cuda")
+
+
+@pytest.mark.parametrize("case", FLASH_BACKWARD_CASES, ids=str)
+def test_cuda_flash_backward_agrees_with_the_verified_kernel(case, monkeypatch):
+    """Both backwards on the same inputs and lse: gradients within bf16 rounding; grad_pad_qkv zero (no padding)."""
+    require_cuda_backend()
+    from backend_checks import attention_inputs
+
+    inputs = {name: t.detach() for name, t in attention_inputs(case, torch.bfloat16, "cuda").items()}
+    geometry = (case.heads, *case.op_geometry(), case.head_dim ** -0.5)
+    ops = torch.ops.swin_kernels
+    out, lse = ops.window_attention_fwd(inputs["qkv"], inputs["pad_qkv"], inputs["bias"], *geometry)
+    grad = torch.randn_like(out)
+    monkeypatch.setenv("SWIN_KERNELS_CUDA_KERNELS", "verified")
+    verified = ops.window_attention_bwd(grad, inputs["qkv"], inputs["pad_qkv"], inputs["bias"], lse, *geometry)
+    monkeypatch.setenv("SWIN_KERNELS_CUDA_KERNELS", "flash")
+    flash = ops.window_attention_bwd(grad, inputs["qkv"], inputs["pad_qkv"], inputs["bias"], lse, *geometry)
+    for name, a, b in zip(("grad_qkv", "grad_pad", "grad_bias"), flash, verified):
+        scale = b.float().abs().max().clamp_min(1e-3)
+        assert ((a.float() - b.float()).abs().max() / scale) < 5e-2, name
+    assert not flash[1].any()
 
 
 def test_cuda_gradients_are_deterministic():

@@ -12,6 +12,7 @@ of into a neighbour in the caching allocator's pool. Exits non-zero when a backe
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -23,6 +24,9 @@ from swin_kernels import backends
 # (batch, height, width, heads, head_dim, window, shift)
 CASES = [(2, 9, 10, 2, 32, 7, 3), (1, 8, 16, 2, 16, 8, 0)]
 TRITON_CASES = [(1, 12, 13, 1, 32, 12, 5)]
+# cuda: every case again with the flash kernels (SWIN_KERNELS_CUDA_KERNELS=flash, read per call), and a map without
+# padding, where the flash backward runs
+FLASH_CASES = [(2, 14, 14, 3, 32, 7, 3)]
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -58,18 +62,28 @@ def main(argv=None) -> int:
             print(f"{backend}: cannot run here: {reason}", flush=True)
             failed += 1
             continue
-        cases = CASES + (TRITON_CASES if backend == "triton" else [])
-        for case in cases:
+        cases = [(case, None) for case in CASES + (TRITON_CASES if backend == "triton" else [])]
+        if backend == "cuda":
+            cases += [(case, "flash") for case in CASES + FLASH_CASES]
+        for case, kernels in cases:
             for dtype in DTYPES:
                 for dropout_p in (0.0, 0.1) if backend == "triton" and dtype == torch.float16 else (0.0,):
                     began = time.monotonic()
-                    what = f"{backend} {str(dtype).removeprefix('torch.')} case {case} dropout {dropout_p}"
+                    what = (f"{backend} {str(dtype).removeprefix('torch.')} case {case} dropout {dropout_p}"
+                            + (f" kernels {kernels}" if kernels else ""))
+                    saved = os.environ.pop("SWIN_KERNELS_CUDA_KERNELS", None)
+                    if kernels:
+                        os.environ["SWIN_KERNELS_CUDA_KERNELS"] = kernels
                     try:
                         run_case(backend, case, dtype, dropout_p)
                     except Exception as error:  # reported, and the other kernels still run
                         print(f"FAILED {what}: {type(error).__name__}: {error}", flush=True)
                         failed += 1
                         continue
+                    finally:
+                        os.environ.pop("SWIN_KERNELS_CUDA_KERNELS", None)
+                        if saved is not None:
+                            os.environ["SWIN_KERNELS_CUDA_KERNELS"] = saved
                     print(f"ran {what} in {time.monotonic() - began:.1f} s", flush=True)
     print(f"sanitize_kernels: {'all kernels ran' if not failed else f'{failed} failure(s)'}", flush=True)
     return 1 if failed else 0

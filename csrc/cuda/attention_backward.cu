@@ -214,6 +214,18 @@ cudaError_t launch(const AttentionBackwardArgs& args, cudaStream_t stream) {
 
 }  // namespace
 
+cudaError_t launch_reduce_partials(DType dtype, const float* partials, int64_t chunks, int64_t size, void* out,
+                                   cudaStream_t stream) {
+  if (size == 0) return cudaSuccess;
+  return dispatch_dtype(dtype, [&](auto element) {
+    using T = decltype(element);
+    constexpr int threads = kReduceColumns * kReduceGroups;
+    reduce_partials<T><<<static_cast<unsigned>((size + kReduceColumns - 1) / kReduceColumns), threads, 0, stream>>>(
+        partials, chunks, size, static_cast<T*>(out));
+    return cudaGetLastError();
+  });
+}
+
 cudaError_t launch_attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream) {
   if (args.chunks * args.heads == 0) return cudaSuccess;
   return dispatch_dtype(args.dtype, [&](auto element) {

@@ -51,7 +51,19 @@ struct AttentionBackwardArgs {
 inline int64_t backward_windows_per_chunk(int64_t windows) { return (windows + 1023) / 1024; }
 
 cudaError_t launch_attention_forward(const AttentionForwardArgs& args, cudaStream_t stream);
+// The flash-style forward (attention_flash_forward.cu): fp16/bf16 within flash_forward_supported (kernel_limits.h),
+// cudaErrorInvalidValue otherwise. Same arguments and outputs (out, lse) as launch_attention_forward.
+cudaError_t launch_attention_flash_forward(const AttentionForwardArgs& args, cudaStream_t stream);
+
 cudaError_t launch_attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream);
+// The flash-style backward (attention_flash_backward.cu): fp16/bf16 within flash_backward_supported
+// (kernel_limits.h), 16-byte aligned pointers, windows_per_chunk = flash::windows_per_block(...) and
+// chunks = flash_backward_chunks(...) (one d_bias partial per block); cudaErrorInvalidValue otherwise.
+cudaError_t launch_attention_flash_backward(const AttentionBackwardArgs& args, cudaStream_t stream);
+// out[e] (size entries, element type dtype) = the sum over chunks of partials[chunk, e] in chunk order
+// (attention_backward.cu's reduce_partials).
+cudaError_t launch_reduce_partials(DType dtype, const float* partials, int64_t chunks, int64_t size, void* out,
+                                   cudaStream_t stream);
 
 // Pure data movement of rows of row_bytes bytes (any dtype).
 cudaError_t launch_window_partition(const void* x, void* windows, int64_t batch, int64_t row_bytes,

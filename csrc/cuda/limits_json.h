@@ -13,7 +13,8 @@ namespace cuda {
 //     head_dim_multiple up to max_head_dim;
 //   bf16_min_capability: [major, minor];
 //   threads: threads per block of the attention kernels;
-//   attention_smem: [{pass, element_bytes, head_dim, bytes}] for every supported configuration;
+//   attention_smem: [{pass, element_bytes, head_dim, bytes}] for every supported configuration (pass: forward,
+//     backward, or flash_forward / flash_backward: the flash-style kernels, fp16/bf16 only);
 //   smem_optin: [{capability: [major, minor], bytes}], smem_optin_other: bytes for a capability not listed.
 inline std::string limits_json() {
   const auto num = [](int64_t v) { return std::to_string(v); };
@@ -30,6 +31,11 @@ inline std::string limits_json() {
              ", \"bytes\": " + num(attention_smem_bytes(element_bytes, head_dim, backward != 0)) + "}";
         first = false;
       }
+  for (int backward = 0; backward < 2; ++backward)
+    for (int head_dim = kHeadDimMultiple; head_dim <= kMaxHeadDim; head_dim += kHeadDimMultiple)
+      s += std::string(", ") + "{\"pass\": \"" + (backward ? "flash_backward" : "flash_forward") +
+           "\", \"element_bytes\": 2, \"head_dim\": " + num(head_dim) + ", \"bytes\": " +
+           num(backward ? flash_backward_smem_bytes(head_dim) : flash_forward_smem_bytes(head_dim)) + "}";
   s += "], \"smem_optin\": [";
   first = true;
   for (const SmemOptin& entry : kSmemOptin) {

@@ -38,6 +38,13 @@ void check_cuda_attention(const at::Tensor& qkv, const AttentionSizes& s) {
 
 const void* data_or_null(const std::optional<at::Tensor>& t) { return t.has_value() ? t->data_ptr() : nullptr; }
 
+// Whether every tensor's data starts on a 16-byte boundary (grad_qkv, new_output's allocation, always does).
+bool aligned16(std::initializer_list<at::Tensor> tensors) {
+  for (const at::Tensor& t : tensors)
+    if (reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 != 0) return false;
+  return true;
+}
+
 std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, const std::optional<at::Tensor>& pad_qkv,
                                                         const std::optional<at::Tensor>& bias, int64_t num_heads,
                                                         at::IntArrayRef window, at::IntArrayRef shift,
@@ -51,7 +58,14 @@ std::tuple<at::Tensor, at::Tensor> window_attention_fwd(const at::Tensor& qkv, c
   AttentionForwardArgs args{dtype_of(qkv), qkv.data_ptr(), data_or_null(pad_qkv), data_or_null(bias), out.data_ptr(),
                             lse.data_ptr<float>(), s.batch, static_cast<int32_t>(s.heads),
                             static_cast<int32_t>(s.head_dim), static_cast<float>(scale), s.grid};
-  C10_CUDA_CHECK(launch_attention_forward(args, c10::cuda::getCurrentCUDAStream()));
+  const KernelVariant variant = kernel_variant();
+  TORCH_CHECK(variant != KernelVariant::kUnknown, "swin_kernels: SWIN_KERNELS_CUDA_KERNELS must be unset, "
+              "'verified' or 'flash', got '", std::getenv("SWIN_KERNELS_CUDA_KERNELS"), "'");
+  const bool flash = variant == KernelVariant::kFlash &&
+                     flash_forward_supported(qkv.element_size(), s.grid.tokens, s.head_dim) &&
+                     flash_grid_supported(s.batch, s.grid);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  C10_CUDA_CHECK(flash ? launch_attention_flash_forward(args, stream) : launch_attention_forward(args, stream));
   return {out, lse};
 }
 
@@ -64,7 +78,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
   check_attention_backward_args(s, qkv, grad_out, lse, at::kFloat);
   const c10::cuda::CUDAGuard guard(qkv.device());
   const int64_t n = s.grid.tokens, windows = s.batch * s.grid.windows_per_image;
-  const int64_t per_chunk = backward_windows_per_chunk(windows), chunks = (windows + per_chunk - 1) / per_chunk;
+  const KernelVariant variant = kernel_variant();
+  TORCH_CHECK(variant != KernelVariant::kUnknown, "swin_kernels: SWIN_KERNELS_CUDA_KERNELS must be unset, "
+              "'verified' or 'flash', got '", std::getenv("SWIN_KERNELS_CUDA_KERNELS"), "'");
+  const bool flash = variant == KernelVariant::kFlash &&
+                     flash_backward_supported(qkv.element_size(), s.grid, s.head_dim) &&
+                     flash_grid_supported(s.batch, s.grid) &&
+                     aligned16({qkv, grad_out}) && (!pad_qkv.has_value() || aligned16({*pad_qkv}));
+  const int64_t per_chunk = flash ? flash::windows_per_block(s.batch, s.grid.windows_per_image, s.heads)
+                                  : backward_windows_per_chunk(windows);
+  const int64_t chunks = flash ? flash_backward_chunks(s.batch, s.grid.windows_per_image, s.heads)
+                               : (windows + per_chunk - 1) / per_chunk;
   at::Tensor grad_qkv = new_output(qkv.sizes(), qkv.options());
   at::Tensor grad_pad = new_output({3 * s.channels}, qkv.options());
   at::Tensor grad_bias = new_output({s.heads, n, n}, qkv.options());
@@ -88,7 +112,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> window_attention_bwd(
                              s.grid,
                              per_chunk,
                              chunks};
-  C10_CUDA_CHECK(launch_attention_backward(args, c10::cuda::getCurrentCUDAStream()));
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  C10_CUDA_CHECK(flash ? launch_attention_flash_backward(args, stream) : launch_attention_backward(args, stream));
   return {grad_qkv, grad_pad, grad_bias};
 }
 

@@ -573,7 +573,45 @@ def launches(workload, limits: dict, consts: dict) -> dict[str, list[dict]]:
                          "warps": columns * groups // 32, "shared": 0,
                          "env": {"partials": None, "chunks": chunks, "size": size, "out": None},
                          "bytes": chunks * size * 4 + size * e})
-    return {"forward": forward, "backward": backward}
+    out = {"forward": forward, "backward": backward}
+    if ("flash_forward", e, d) in smem:  # the flash-style forward (SWIN_KERNELS_CUDA_KERNELS=flash): 16-bit types
+        # flash_window.h: windows_per_block, each block a run of them of one image and head (the bias tile staged once)
+        per_image = windows // w.batch
+        per_block = consts["kMaxWindowsPerBlock"]
+        while per_block > 1 and (per_block > per_image or
+                                 w.batch * heads * -(-per_image // per_block) < consts["kMinBlocks"]):
+            per_block //= 2
+        blocks = w.batch * heads * -(-per_image // per_block)
+        out["flash forward"] = [{"match": ("attention_flash_forward_kernel", (t, str(d))), "programs": blocks,
+                                 "warps": threads // 32, "shared": smem[("flash_forward", e, d)],
+                                 "env": {**base_env, "windows_per_block": per_block},
+                                 "bytes": int(token_rows * 4 * c + lse + blocks * n * n * e)}]
+    if ("flash_backward", e, d) in smem and not padded:  # the flash-style backward: maps without padding tokens
+        flash_chunks = w.batch * -(-per_image // per_block)
+        out["flash backward"] = [
+            {"match": ("attention_flash_backward_kernel", (t, str(d))), "programs": flash_chunks * heads,
+             "warps": threads // 32, "shared": smem[("flash_backward", e, d)],
+             "env": {**base_env, "windows_per_block": per_block},
+             "bytes": int(token_rows * 7 * c + lse + flash_chunks * heads * n * n * (e + 4))},
+            {"match": ("reduce_partials", (t,)), "programs": -(-bias_size // columns),
+             "warps": columns * groups // 32, "shared": 0,
+             "env": {"partials": None, "chunks": flash_chunks, "size": bias_size, "out": None},
+             "bytes": flash_chunks * bias_size * 4 + bias_size * e}]
+    return out
+
+
+# The kernel variants of a cuda-backend call: the verified kernels (the default) and, where they run, the flash-style
+# kernels (SWIN_KERNELS_CUDA_KERNELS=flash; the verified backward where the flash one does not run: maps with
+# padding). {variant: (forward part, backward parts in order of preference)}
+VARIANTS = {"verified": ("forward", ("backward",)), "flash": ("flash forward", ("flash backward", "backward"))}
+
+
+def variant_parts(parts: dict, variant: str) -> dict | None:
+    """{"forward": ..., "backward": ...} of a variant's call, or None where the variant does not run the workload."""
+    forward, backwards = VARIANTS[variant]
+    if forward not in parts:
+        return None
+    return {"forward": parts[forward], "backward": parts[next(b for b in backwards if b in parts)]}
 
 
 def _matches(kernel: Kernel, match: tuple) -> bool:
@@ -617,7 +655,8 @@ def analyse(arch: int = 90, source_root: Path = ROOT, chosen=()) -> dict:
                                                                      item["warps"]),
                                  "instructions": instructions, "static_instructions": kernel.static,
                                  "tensor_core": cores, "bytes": item["bytes"], "loops": notes})
-            parts[part] = {"kernels": records_, "floor_bytes": traffic.floor_bytes(w, part)}
+            floor = traffic.floor_bytes(w, part.removeprefix("flash "))
+            parts[part] = {"kernels": records_, "floor_bytes": floor}
         out.append({"workload": w.name, "parts": parts})
     return {"static": static, "workloads": out}
 
@@ -631,22 +670,31 @@ def call_times(parts: dict, gpu=hardware.H200) -> dict:
 
 
 def comparison(cuda: dict, triton_results: list[dict]) -> list[dict]:
-    """Per workload and part: modelled H100 and H200 device time of the cuda and triton calls and their ratio."""
+    """Per workload, kernel variant and part: modelled H100 and H200 device time of the cuda and triton calls and
+    their ratio (variant "verified": the default kernels; "flash": the flash-style forward, 16-bit types only)."""
     rows = []
     triton = {r["workload"]: r for r in triton_results}
     for w in cuda.get("workloads", []):
         t = triton.get(w["workload"])
-        for part in ("forward", "forward+backward"):
-            row = {"workload": w["workload"], "part": part}
-            for gpu in hardware.GPUS:
-                tt = call_times(t["parts"], gpu)[part] if t else None
-                ct = call_times(w["parts"], gpu)[part] if "parts" in w else None
-                row[f"triton {gpu.name} us"] = tt * 1e6 if tt is not None else None
-                row[f"cuda {gpu.name} us"] = ct * 1e6 if ct is not None else None
-                row[f"ratio {gpu.name}"] = ct / tt if ct is not None and tt else None
-            row["note"] = w.get("unsupported", "")
-            rows.append(row)
+        for variant in VARIANTS:
+            parts = variant_parts(w["parts"], variant) if "parts" in w else None
+            if parts is None and variant != "verified":
+                continue
+            for part in ("forward", "forward+backward"):
+                rows.append(_comparison_row(w, t, parts, variant, part))
     return rows
+
+
+def _comparison_row(w: dict, t: dict | None, parts: dict | None, variant: str, part: str) -> dict:
+    row = {"workload": w["workload"], "variant": variant, "part": part}
+    for gpu in hardware.GPUS:
+        tt = call_times(t["parts"], gpu)[part] if t else None
+        ct = call_times(parts, gpu)[part] if parts is not None else None
+        row[f"triton {gpu.name} us"] = tt * 1e6 if tt is not None else None
+        row[f"cuda {gpu.name} us"] = ct * 1e6 if ct is not None else None
+        row[f"ratio {gpu.name}"] = ct / tt if ct is not None and tt else None
+    row["note"] = w.get("unsupported", "")
+    return row
 
 
 def markdown(cuda: dict, triton_results: list[dict] = ()) -> str:
@@ -676,18 +724,18 @@ def markdown(cuda: dict, triton_results: list[dict] = ()) -> str:
     rows = comparison(cuda, triton_results)
     if rows:
         lines += ["", "Modelled device time per call, cuda vs triton backend (ratio = cuda / triton):", "",
-                  "| workload | part | triton H100 us | cuda H100 us | ratio H100 | triton H200 us | cuda H200 us | "
-                  "ratio H200 |", "|---|---|---|---|---|---|---|---|"]
+                  "| workload | cuda kernels | part | triton H100 us | cuda H100 us | ratio H100 | triton H200 us | "
+                  "cuda H200 us | ratio H200 |", "|---|---|---|---|---|---|---|---|---|"]
 
         def fmt(v, digits=1):
             return "" if v is None else f"{v:.{digits}f}"
 
         for r in rows:
             if r["note"]:
-                lines.append(f"| {r['workload']} | {r['part']} | {fmt(r['triton H100 SXM us'])} | "
+                lines.append(f"| {r['workload']} | {r['variant']} | {r['part']} | {fmt(r['triton H100 SXM us'])} | "
                              f"n/a ({r['note']}) | | {fmt(r['triton H200 us'])} | n/a | |")
                 continue
-            lines.append(f"| {r['workload']} | {r['part']} | {fmt(r['triton H100 SXM us'])} | "
+            lines.append(f"| {r['workload']} | {r['variant']} | {r['part']} | {fmt(r['triton H100 SXM us'])} | "
                          f"{fmt(r['cuda H100 SXM us'])} | {fmt(r['ratio H100 SXM'], 2)} | {fmt(r['triton H200 us'])} | "
                          f"{fmt(r['cuda H200 us'])} | {fmt(r['ratio H200'], 2)} |")
     return "\n".join(lines)

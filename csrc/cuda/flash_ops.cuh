@@ -1,0 +1,118 @@
+// Device building blocks of the flash-style attention kernels (attention_flash_forward.cu,
+// attention_flash_backward.cu): ldmatrix and mma.sync m16n8k16 wrappers, packing to fragment registers, base-2
+// exponentials, the gathers of padded q/k/v tiles and the staging of a head's bias tile. The index arithmetic is
+// mma_layout.h's and flash_window.h's (tested on the host: csrc/tests/test_mma_layout.cpp).
+#pragma once
+
+#include "block_ops.cuh"
+#include "flash_window.h"
+#include "mma_layout.h"
+
+namespace swin_kernels {
+namespace cuda {
+
+static_assert(kTile % 16 == 0 && kTile / mma::kRowsPerWarp == kWarps, "each warp owns 16 of the kTile rows");
+
+__device__ __forceinline__ uint32_t smem_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_address(p)));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_address(p)));
+}
+
+// c += a b on the tensor cores: one m16n8k16 step, fp32 accumulators.
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                         uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma_16816<__half>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two floats rounded to T, the first in the low half (the lower-indexed element of a fragment register).
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <>
+__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+template <>
+__device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+  const __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// q, k, v of head h (kTile x D each, padded rows of mma::smem_pitch(D)) gathered through pixel in 16-byte units
+// (the launcher runs the flash kernel only where every pointer is 16-byte aligned).
+template <int D, typename T>
+__device__ __forceinline__ void load_qkv_padded(const T* qkv, const T* pad, const int64_t* pixel, int h, int64_t c,
+                                                T* q, T* k, T* v) {
+  constexpr int kUnitsPerRow = D / kUnit<T>, kUnits = kTile * kUnitsPerRow;
+  static_assert(D % kUnit<T> == 0 && kUnits % kThreads == 0, "whole units, the same number per thread");
+#pragma unroll
+  for (int round = 0; round < kUnits / kThreads; ++round) {
+    const int unit = threadIdx.x + round * kThreads, t = unit / kUnitsPerRow, e = (unit % kUnitsPerRow) * kUnit<T>;
+    const T* row = token_row(qkv, pad, pixel[t], 3 * c);
+    uint4 uq = make_uint4(0, 0, 0, 0), uk = uq, uv = uq;
+    if (row != nullptr) {
+      uq = load_unit(row + mma::map_offset(0, 0, 0, c, h, D, e));
+      uk = load_unit(row + mma::map_offset(0, 0, 1, c, h, D, e));
+      uv = load_unit(row + mma::map_offset(0, 0, 2, c, h, D, e));
+    }
+    const int at = mma::smem_offset(t, e, D);
+    store_unit(q + at, uq);
+    store_unit(k + at, uk);
+    store_unit(v + at, uv);
+  }
+}
+
+// ex2.approx: 2^x (the softmax runs in base 2, scale and bias carry log2(e)); 2^-inf = +0.
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+
+// The head's bias (times log2 e) in a kTile x bias_pitch fp32 tile: -inf in the columns past N (no key there),
+// zeros in the rows past N (computed, never stored). Thread x stages column x % kTile of every
+// (kThreads / kTile)-th row. The caller synchronises before reading it.
+template <typename T>
+__device__ __forceinline__ void stage_bias_tile(const T* bias, int h, int n, float* bias_tile) {
+  constexpr int kRowsPerPass = kThreads / kTile;
+  static_assert(kThreads % kTile == 0, "whole rows per pass");
+  const int j = threadIdx.x % kTile, i0 = threadIdx.x / kTile;
+  const float past = j < n ? 0.0f : -INFINITY;
+  const T* column = bias != nullptr && j < n ? bias + (static_cast<int64_t>(h) * n + i0) * n + j : nullptr;
+#pragma unroll
+  for (int pass = 0; pass < kTile / kRowsPerPass; ++pass) {
+    const int i = i0 + pass * kRowsPerPass;
+    float value = past;
+    if (column != nullptr && i < n) value = to_float(column[static_cast<int64_t>(pass) * kRowsPerPass * n]) * kLog2e;
+    bias_tile[mma::bias_offset(i, j, kTile)] = value;
+  }
+}
+
+}  // namespace cuda
+}  // namespace swin_kernels
