@@ -232,14 +232,15 @@ def fused_call_breakdown(backend: str = "triton") -> dict[str, float]:
         "WindowGeometry (construction and checks)": lambda: WindowGeometry(14, 14, WINDOW, 3),
     }
     if backend == "triton":
-        from swin_kernels.ops.triton import library
+        from swin_kernels.ops.triton import fp32_precision, library
         from swin_kernels.ops.triton.attention_forward import window_attention_forward
 
-        plan = library._plan(qkv, HEADS, geometry, False)
+        precision = fp32_precision()  # what the backend's own call above takes
+        plan = library._plan(qkv, HEADS, geometry, precision)
         pieces["launcher only (window_attention_forward, no dispatcher)"] = lambda: window_attention_forward(
             qkv, pad, bias, None, HEADS, geometry, scale, 0.0, plan)
         pieces["custom op called directly (dispatcher + launcher)"] = lambda: library.attention_fwd(
-            qkv, pad, bias, None, HEADS, [WINDOW, WINDOW], [3, 3], False, scale, 0.0, False)
+            qkv, pad, bias, None, HEADS, [WINDOW, WINDOW], [3, 3], False, scale, 0.0, precision)
     with recorded_triton_launches(), torch.no_grad():
         return {name: per_call_us(call) for name, call in pieces.items()}
 

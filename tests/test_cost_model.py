@@ -119,3 +119,34 @@ def test_loops_map_to_source_ranges_and_their_trip_counts():
     assert (loops[0].trips, loops[0].children[0].trips) == (5, 3)
     assert sass.count(instructions, loops).dynamic == 3 + 2 * 5 + 2 * 15
     assert notes[0].endswith("range(first, last) = 5")
+
+
+# Recording launches swaps the kernels for recorders: a process where TRITON_INTERPRET was never set (the conftest
+# sets it for this one).
+RECORD_FP32 = r"""
+import json
+from tools.cost_model import launches, workloads
+out = {}
+for w in workloads.all_workloads():
+    if w.dtype.is_floating_point and w.element_bytes == 4:
+        calls = launches.record_call(w)
+        out[w.name] = sorted({l.constexprs["INPUT_PRECISION"] for part in calls.values() for l in part
+                              if l.kernel.startswith("window_attention")})
+print(json.dumps(out))
+"""
+
+
+def test_fp32_workloads_launch_their_dot_precision():
+    """fp32 stage 1 is modelled at the default 3xTF32, at TF32 (torch's switch) and at IEEE (on request)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", RECORD_FP32], capture_output=True, text=True, env=env,
+                            timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "swin-t s1 noshift fp32": ["tf32x3"], "swin-t s1 shift fp32": ["tf32x3"],
+        "swin-t s1 shift fp32 tf32": ["tf32"], "swin-t s1 shift fp32 ieee": ["ieee"]}

@@ -1,8 +1,9 @@
 """The "triton" backend against the PyTorch reference; without a GPU the kernels run in Triton's interpreter.
 
-Shapes are small on purpose (the interpreter runs each program in Python). fp32/fp64 follow the FMA plan
-(exact products; 32-token blocks, so N = 49 already takes the multi-block path), fp16/bf16 the tensor-core
-plan (64-token blocks, d_bias kept in registers): between them both backward code paths are exercised.
+Shapes are small on purpose (the interpreter runs each program in Python). fp64 follows the FMA plan
+(exact products; 32-token blocks, so N = 49 already takes the multi-block path), fp16/bf16 and fp32 (3xTF32 by
+default; test_triton_fp32.py covers its precisions) the tensor-core plan (64-token blocks, d_bias kept in
+registers): between them both backward code paths are exercised.
 Volumes (B, D, H, W, C) with 3-D windows and windows of more than 256 tokens (one backward program per block)
 are checked the same way, on shapes as small as still reach each path.
 """
@@ -313,13 +314,13 @@ OPCHECK_CASE = AttentionCase(1, 5, 7, 2, 16, (3, 2), (1, 1), True)
 def test_opcheck_attention_forward(dropout_p):
     qkv, pad, bias = _op_inputs(OPCHECK_CASE)
     seed = torch.tensor([123], dtype=torch.int64, device=DEVICE) if dropout_p else None
-    args = (qkv, pad, bias, seed, OPCHECK_CASE.heads, *OPCHECK_CASE.op_geometry(), 0.5, dropout_p, False)
+    args = (qkv, pad, bias, seed, OPCHECK_CASE.heads, *OPCHECK_CASE.op_geometry(), 0.5, dropout_p, "ieee")
     torch.library.opcheck(torch.ops.swin_kernels_triton.attention_fwd.default, args)
 
 
 def test_opcheck_attention_backward():
     qkv, pad, bias = [t.detach() for t in _op_inputs(OPCHECK_CASE)]
-    geometry = (OPCHECK_CASE.heads, *OPCHECK_CASE.op_geometry(), 0.5, 0.0, False)
+    geometry = (OPCHECK_CASE.heads, *OPCHECK_CASE.op_geometry(), 0.5, 0.0, "ieee")
     out, lse, table = torch.ops.swin_kernels_triton.attention_fwd(qkv, pad, bias, None, *geometry)
     args = (torch.randn_like(out), qkv, pad, bias, out, lse, table, None, *geometry, True, True)
     torch.library.opcheck(torch.ops.swin_kernels_triton.attention_bwd.default, args)
@@ -529,7 +530,7 @@ VOLUME_OPCHECK_CASE = AttentionCase(1, 4, 3, 1, 8, (2, 3, 2), (1, 1, 1), True, d
 def test_opcheck_volume_attention():
     case = VOLUME_OPCHECK_CASE
     qkv, pad, bias = _op_inputs(case)
-    geometry = (case.heads, *case.op_geometry(), 0.5, 0.0, False)
+    geometry = (case.heads, *case.op_geometry(), 0.5, 0.0, "ieee")
     torch.library.opcheck(torch.ops.swin_kernels_triton.attention_fwd.default, (qkv, pad, bias, None, *geometry))
     qkv, pad, bias = qkv.detach(), pad.detach(), bias.detach()
     out, lse, table = torch.ops.swin_kernels_triton.attention_fwd(qkv, pad, bias, None, *geometry)

@@ -5,7 +5,7 @@
 Compiles each kernel with triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32)) in the one launch
 configuration the backend uses for each plan, then runs the ptxas that ships with Triton (-v) on the PTX for
 registers and spills. ``--plans full`` covers every plan the backend accepts: each dtype path (fp16, bf16, fp32
-with exact products, fp32 with TF32, fp64), head_dim 32, 64 and 128 (the largest accepted, 64 for fp64; and 16,
+with exact products, fp32 with TF32, fp32 with 3xTF32, fp64), head_dim 32, 64 and 128 (the largest accepted, 64 for fp64; and 16,
 the smallest tile, at 7x7) and windows of 49, 144, 256 and 576 tokens (7x7, 12x12, 16x16 and the largest accepted,
 24x24: one, three, four and nine key blocks of 64, or two, five, eight and eighteen of 32 on the exact path), and
 the 3-D windows of video and volume models (8x7x7 of torchvision's swin3d at head_dim 32, 7x7x7 of MONAI's
@@ -34,9 +34,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 TARGETS = (80, 90)
-# dtype path -> (element type, TF32 allowed)
-PATHS = {"fp16": ("fp16", False), "bf16": ("bf16", False), "fp32": ("fp32", False), "tf32": ("fp32", True),
-         "fp64": ("fp64", False)}
+# dtype path -> (element type, fp32 precision: configs.FP32_PRECISIONS, read for fp32 only)
+PATHS = {"fp16": ("fp16", "ieee"), "bf16": ("bf16", "ieee"), "fp32": ("fp32", "ieee"), "tf32": ("fp32", "tf32"),
+         "tf32x3": ("fp32", "tf32x3"), "fp64": ("fp64", "ieee")}
 TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32", "fp64": "float64"}
 # (window, head_dim): window (rows, columns) of a map or (depth, rows, columns) of a volume
 PLANS = ((((7, 7), 16),) + tuple(((m, m), d) for m in (7, 12, 16, 24) for d in (32, 64, 128))
@@ -46,7 +46,7 @@ QUICK_PLANS = (((7, 7), 32),)
 # largest accepted plans, 24x24 windows at head_dim 128 (64 for fp64, the largest it accepts), and the 3-D plans of
 # torchvision's swin3d (8x7x7, head_dim 32) and MONAI's SwinUNETR (7x7x7, head_dim 16 and 32) on CI_VOLUME_PATHS
 CI_PLANS = (((7, 7), 32), ((24, 24), 64), ((24, 24), 128), ((8, 7, 7), 32), ((7, 7, 7), 16), ((7, 7, 7), 32))
-CI_VOLUME_PATHS = ("bf16", "fp16", "fp32")
+CI_VOLUME_PATHS = ("bf16", "fp16", "fp32", "tf32x3")
 PLAN_SETS = {"quick": QUICK_PLANS, "ci": CI_PLANS, "full": PLANS}
 
 
@@ -95,10 +95,10 @@ def _attention_jobs(plans, dropout_too: bool = True, ci: bool = False) -> list[J
     jobs = []
     for index, (window, head_dim) in enumerate(plans):
         tokens = _tokens(window)
-        for path, (element, tf32) in PATHS.items():
+        for path, (element, precision) in PATHS.items():
             torch_dtype = getattr(torch, TORCH_DTYPES[element])
-            plan = configs.attention_plan(tokens, head_dim, torch_dtype, tf32, volume=is_volume(window))
-            if not plan.supported:
+            plan = configs.attention_plan(tokens, head_dim, torch_dtype, precision, volume=is_volume(window))
+            if not plan.supported or plan.path != path:  # declined, or another path's plan (3xTF32 -> exact)
                 continue
             if ci and index > 0:
                 wanted = path in CI_VOLUME_PATHS if len(window) == 3 else \
@@ -159,11 +159,16 @@ def _largest_supported(plans, path: str):
 
     from swin_kernels.ops.triton import configs
 
-    element, tf32 = PATHS[path]
+    element, precision = PATHS[path]
     dtype = getattr(torch, TORCH_DTYPES[element])
-    supported = [(w, d) for w, d in plans
-                 if len(w) == 2 and configs.attention_plan(_tokens(w), d, dtype, tf32).supported]
+    supported = [(w, d) for w, d in plans if len(w) == 2 and _takes_path(configs.attention_plan(
+        _tokens(w), d, dtype, precision), path)]
     return max(supported, key=lambda p: (_tokens(p[0]), p[1]))
+
+
+def _takes_path(plan, path: str) -> bool:
+    """The backend accepts the plan, on that dtype path (3xTF32 beyond head_dim 64 takes the exact one)."""
+    return plan.supported and plan.path == path
 
 
 def _small_jobs(plans) -> list[Job]:
@@ -227,8 +232,8 @@ def _ptxas() -> str:
     return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
 
 
-def compile_job(job: Job) -> dict:
-    """Compile one job; registers/spills from ptxas -v, shared memory from the metadata, mma count from the PTX."""
+def build(job: Job):
+    """The compiled kernel of one job (triton.compile's result: .asm["ttgir"], ["ptx"], ["cubin"], .metadata)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -239,14 +244,19 @@ def compile_job(job: Job) -> dict:
     signature = {name: "constexpr" if name in constexprs else pointers.get(name, "i32") for name in fn.arg_names}
     # pointers are 16-byte aligned, as the launcher specializes them at run time
     attrs = {(fn.arg_names.index(n),): [["tt.divisibility", 16]] for n, t in signature.items() if t.startswith("*")}
+    options = {"num_warps": job.num_warps, "num_stages": job.num_stages}
+    if job.maxnreg is not None:
+        options["maxnreg"] = job.maxnreg
+    return triton.compile(ASTSource(fn, signature, constexprs, attrs), target=GPUTarget("cuda", job.arch, 32),
+                          options=options)
+
+
+def compile_job(job: Job) -> dict:
+    """Compile one job; registers/spills from ptxas -v, shared memory from the metadata, mma count from the PTX."""
     row = {"job": job, "error": None}
     start = time.time()
     try:
-        options = {"num_warps": job.num_warps, "num_stages": job.num_stages}
-        if job.maxnreg is not None:
-            options["maxnreg"] = job.maxnreg
-        compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=GPUTarget("cuda", job.arch, 32),
-                                  options=options)
+        compiled = build(job)
         ptx = compiled.asm["ptx"]
         arch = "sm_90a" if job.arch == 90 else f"sm_{job.arch}"
         with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:

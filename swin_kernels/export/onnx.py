@@ -125,7 +125,7 @@ def window_attention_fwd(qkv: TFloat, pad_qkv: TFloat | None, bias: TFloat | Non
 
 def triton_attention_fwd(qkv: TFloat, pad_qkv: TFloat | None, bias: TFloat | None, seed: TFloat | None,
                          num_heads: int, window: Sequence[int], shift: Sequence[int], roll_before_pad: bool,
-                         scale: float, dropout_p: float, tf32: bool) -> tuple[TFloat, TFloat, TFloat]:
+                         scale: float, dropout_p: float, fp32_precision: str) -> tuple[TFloat, TFloat, TFloat]:
     """swin_kernels_triton::attention_fwd -> (out, lse, an empty score table); no dropout (eval mode)."""
     if dropout_p != 0.0:
         raise ValueError(f"swin_kernels' ONNX translation has no attention dropout (dropout_p={dropout_p}): export "

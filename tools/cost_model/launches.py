@@ -109,7 +109,7 @@ def record_call(workload, source_root: Path = ROOT) -> dict[str, list[Launch]]:
     qkv = torch.empty(w.batch, *w.sizes, 3 * w.channels, **meta)
     pad = torch.empty(3 * w.channels, **meta)
     bias = torch.empty(w.heads, w.tokens, w.tokens, **meta)
-    args = (w.heads, list(w.window), list(w.shift), False, w.head_dim ** -0.5, 0.0, False)
+    args = (w.heads, list(w.window), list(w.shift), False, w.head_dim ** -0.5, 0.0, w.fp32_precision)
     with recording(modules) as forward:
         out, lse, table = library.attention_fwd._init_fn(qkv, pad, bias, None, *args)
     with recording(modules) as backward:

@@ -23,6 +23,7 @@ class Workload:
     shift: tuple[int, ...]
     dtype: torch.dtype
     depth: int | None = None
+    fp32_precision: str = "tf32x3"  # the dot products of fp32 inputs (configs.FP32_PRECISIONS)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -51,15 +52,18 @@ class Workload:
         return torch.finfo(self.dtype).bits // 8
 
 
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def _swin_t(stage: int, shifted: bool, dtype: str) -> Workload:
+def _swin_t(stage: int, shifted: bool, dtype: str, fp32_precision: str = "tf32x3") -> Workload:
     size, channels, heads = 56 >> (stage - 1), 96 << (stage - 1), 3 << (stage - 1)
     # stage 4's 7x7 map is one window: the official model (and HF) then drops the shift
     shift = 3 if shifted and size > 7 else 0
-    return Workload(f"swin-t s{stage} {'shift' if shift else 'noshift'} {dtype}", 128, size, size, channels, heads,
-                    (7, 7), (shift, shift), _DTYPES[dtype])
+    name = f"swin-t s{stage} {'shift' if shift else 'noshift'} {dtype}"
+    if dtype == "fp32" and fp32_precision != "tf32x3":  # the default precision goes unnamed
+        name += f" {fp32_precision}"
+    return Workload(name, 128, size, size, channels, heads, (7, 7), (shift, shift), _DTYPES[dtype],
+                    fp32_precision=fp32_precision)
 
 
 def largest_window() -> int:
@@ -77,6 +81,10 @@ def all_workloads() -> list[Workload]:
                 if stage == 4 and shifted:
                     continue  # the same call as unshifted (see _swin_t)
                 out.append(_swin_t(stage, shifted, dtype))
+    # fp32 (issue 20): stage 1 at the default 3xTF32 (shifted and not: the measured fp32 row was unshifted), at
+    # plain TF32 (torch's switch) and exact (SWIN_KERNELS_FP32=ieee), the path fp32 took before 3xTF32
+    out += [_swin_t(1, False, "fp32"), _swin_t(1, True, "fp32"), _swin_t(1, True, "fp32", "tf32"),
+            _swin_t(1, True, "fp32", "ieee")]
     out.append(Workload("swin-b 384 s1 shift bf16", 32, 96, 96, 128, 4, (12, 12), (6, 6), torch.bfloat16))
     out.append(Workload("swinir 64x64 bf16", 16, 64, 64, 180, 6, (8, 8), (4, 4), torch.bfloat16))
     out.append(Workload("window 16x16 bf16", 16, 64, 64, 128, 4, (16, 16), (8, 8), torch.bfloat16))

@@ -7,6 +7,8 @@ operators (library.py), so torch.compile traces calls to them without graph brea
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from ..constant import constant_result
@@ -66,12 +68,39 @@ def unsupported_reason(request) -> str | None:
     if request.head_dim is not None:
         from .configs import attention_plan
 
-        tf32 = request.dtype == torch.float32 and fp32_matmuls_use_tf32()
-        plan = attention_plan(request.tokens, request.head_dim, request.dtype, tf32)
+        precision = fp32_precision() if request.dtype == torch.float32 else "ieee"
+        plan = attention_plan(request.tokens, request.head_dim, request.dtype, precision)
         if not plan.supported:
             return (f"{plan.path} attention with head_dim {request.head_dim} has no register-spill-free tiling "
                     "(the compile report's table); fp64 runs head_dim up to 64")
     return None
+
+
+FP32_ENV = "SWIN_KERNELS_FP32"
+
+
+@constant_result
+def fp32_precision() -> str:
+    """The dot-product precision of fp32 attention (configs.FP32_PRECISIONS), decided per call:
+
+    1. ``SWIN_KERNELS_FP32=tf32x3|tf32|ieee`` when set: the library's own switch, and the only way to ask for
+       "ieee" (exact fp32 products on the FMA units, the slowest);
+    2. else "tf32" when torch allows TF32 for fp32 matmuls (``torch.backends.cuda.matmul.fp32_precision = "tf32"``,
+       ``torch.set_float32_matmul_precision("high")``, or the legacy ``allow_tf32``);
+    3. else "tf32x3": three TF32 tensor-core products per dot (a high part and its residual), fp32 accuracy.
+
+    torch's "ieee" / "highest" is not read as a request for the FMA path: it is torch's default (what a program
+    that never touched the switch reports on some versions), and 3xTF32 already gives fp32 accuracy.
+    """
+    chosen = os.environ.get(FP32_ENV)
+    if chosen:
+        from .configs import FP32_PRECISIONS
+
+        chosen = chosen.strip().lower()
+        if chosen not in FP32_PRECISIONS:
+            raise ValueError(f"{FP32_ENV}={os.environ[FP32_ENV]!r}: expected one of {', '.join(FP32_PRECISIONS)}")
+        return chosen
+    return "tf32" if fp32_matmuls_use_tf32() else "tf32x3"
 
 
 @constant_result
@@ -100,13 +129,14 @@ def window_attention(qkv, pad_qkv, bias, num_heads, geometry, scale, dropout_p):
 
     g = geometry
     seed = dropout_seed(qkv.device) if dropout_p > 0.0 else None
-    tf32 = qkv.dtype == torch.float32 and fp32_matmuls_use_tf32()
+    precision = fp32_precision() if qkv.dtype == torch.float32 else "ieee"
     if eager.direct_call_allowed(qkv, pad_qkv, bias):  # a plain eager call: the launchers without the op around them
         with library._device_guard(qkv):
             return eager.attention(qkv, pad_qkv, bias, seed, num_heads, g, scale, dropout_p,
-                                   library._plan(qkv, num_heads, g, tf32))
+                                   library._plan(qkv, num_heads, g, precision))
     out, _, _ = torch.ops.swin_kernels_triton.attention_fwd(
-        qkv, pad_qkv, bias, seed, num_heads, list(g.window), list(g.shift), g.roll_before_pad, scale, dropout_p, tf32)
+        qkv, pad_qkv, bias, seed, num_heads, list(g.window), list(g.shift), g.roll_before_pad, scale, dropout_p,
+        precision)
     return out
 
 

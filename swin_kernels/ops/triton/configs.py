@@ -3,8 +3,13 @@
 Every kernel has exactly one launch configuration per plan (no autotuning): the numerics then depend on the
 problem shape alone, so results are bit-identical between runs *and* between processes, a new input size never
 stalls on tuning, and the launches can be captured in a CUDA graph. The plan is a function of (tokens, head_dim,
-dtype, TF32 permission); the key block (the order of the online softmax) and the number of d_bias partial slots
+dtype, fp32 precision); the key block (the order of the online softmax) and the number of d_bias partial slots
 follow from it and from the problem shape.
+
+fp32 inputs take one of three dot-product precisions (FP32_PRECISIONS, chosen per call by
+``swin_kernels.ops.triton.fp32_precision``): "tf32x3" (the default: each operand split into a TF32 high part and
+its residual, three TF32 tensor-core products, fp32 accuracy), "tf32" (one TF32 product, ~1e-3 relative) and
+"ieee" (exact fp32 products on the FMA units).
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ KEY_BLOCK = 64           # largest block of the padded layout; windows with N <=
 FMA_BLOCK = 32           # ... on the FMA path (fp32 / fp64 with exact products)
 MAX_SLOTS = 512          # d_bias / d_pad partial sums: at most this many per head ...
 PARTIAL_BYTES = 64 << 20  # ... and at most this much memory for them
+# fp32 dot products: tl.dot's input_precision -> the plan's dtype path (the tile table's key)
+FP32_PATHS = {"tf32x3": "tf32x3", "tf32": "tf32", "ieee": "fp32"}
+FP32_PRECISIONS = tuple(FP32_PATHS)
+DEFAULT_FP32 = "tf32x3"
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,14 @@ KERNEL_SHAPES: dict[tuple[str, int, bool], tuple[KernelShape, KernelShape, Kerne
     ("fp64", 64, True): (_S(32, 32, 8, 255), _S(16, 16, 8, 255), _S(32, 16, 8, 255)),
 }
 KERNEL_SHAPES.update({("fp16",) + key[1:]: shapes for key, shapes in KERNEL_SHAPES.items() if key[0] == "bf16"})
+# 3xTF32 (three TF32 products per dot: about twice TF32's registers); head_dim > 64 has no spill-free tiling on
+# sm_80 (the dK/dV kernel spills at every candidate), so fp32 there takes the exact FMA path (TF32X3_EXACT)
+KERNEL_SHAPES.update({
+    ("tf32x3", 32, False): (_S(64, 64, 4), _S(64, 16, 4), _S(64, 16, 4)),
+    ("tf32x3", 32, True): (_S(64, 64, 4), _S(16, 16, 4), _S(64, 16, 4)),
+    ("tf32x3", 64, False): (_S(32, 32, 8), _S(16, 16, 4), _S(32, 16, 8)),
+    ("tf32x3", 64, True): (_S(32, 32, 4), _S(16, 16, 4), _S(32, 16, 8)),
+})
 # Beyond those maps: windows of more than MAP_TOKENS tokens ("large": longer key loops) and 3-D windows ("volume",
 # WINDOW_D > 1: the depth axis adds index arithmetic) take their class's shapes above except where these differ,
 # found by `python -m tools.tune_configs --kind large|volume`, which tries the map's shapes first, on their windows.
@@ -103,6 +120,7 @@ KIND_SHAPES: dict[tuple[str, str, int, bool], tuple[KernelShape, KernelShape, Ke
     ("volume", "tf32", 128, False): (_S(64, 64, 4), _S(32, 16, 8), _S(32, 16, 8, 255)),
     ("volume", "tf32", 128, True): (_S(32, 32, 4, 255), _S(32, 16, 8), _S(16, 16, 4)),
     ("volume", "fp32", 128, False): (_S(32, 32, 8, 255), _S(16, 16, 8, 255), _S(16, 16, 8, 255)),
+    ("volume", "tf32x3", 32, True): (_S(64, 32, 4), _S(16, 16, 4), _S(64, 16, 4)),
 }
 KIND_SHAPES.update({key[:1] + ("fp16",) + key[2:]: shapes for key, shapes in KIND_SHAPES.items() if key[1] == "bf16"})
 # classes with no spill-free configuration at all: the backend declines them (unsupported_reason)
@@ -127,9 +145,9 @@ class AttentionPlan:
     """How a window of N tokens is laid out (``num_blocks`` blocks of ``block`` tokens, padded to ``padded``) and
     tiled by each kernel (``shapes``).
 
-    ``path``: the dtype path ("fp16", "bf16", "tf32", "fp32", "fp64"); ``input_precision``: tl.dot's ("ieee" or
-    "tf32"). ``fma``: fp32/fp64 with exact products, where tl.dot runs on FMA units and needs smaller tiles (more
-    registers per element than tensor-core fragments). ``volume``: a 3-D window (depth > 1), whose kernels may take
+    ``path``: the dtype path ("fp16", "bf16", "tf32x3", "tf32", "fp32", "fp64"); ``input_precision``: tl.dot's
+    ("ieee", "tf32" or "tf32x3"). ``fma``: fp32/fp64 with exact products, where tl.dot runs on FMA units and needs
+    smaller tiles (more registers per element than tensor-core fragments). ``volume``: a 3-D window (depth > 1), whose kernels may take
     other tiles (KIND_SHAPES). The forward's plan is kept for the backward, so both agree
     on every layout; the kernels' own tiles divide the block, so they address the same padded layout. Derived
     sizes are computed once per plan (the launchers read them on every call).
@@ -198,20 +216,29 @@ class AttentionPlan:
 
 
 @functools.lru_cache(maxsize=None)
-def cached_attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, tf32: bool = False,
+def cached_attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, fp32_precision: str = DEFAULT_FP32,
                           volume: bool = False) -> AttentionPlan:
     """attention_plan, one object per key (a function of its arguments alone); ints only (no symbolic sizes)."""
-    return attention_plan(tokens, head_dim, dtype, tf32, volume)
+    return attention_plan(tokens, head_dim, dtype, fp32_precision, volume)
 
 
-def attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, tf32: bool = False,
+def attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, fp32_precision: str = DEFAULT_FP32,
                    volume: bool = False) -> AttentionPlan:
-    """``volume``: the window has a depth > 1 (the kernels' WINDOW_D > 1; index_map.py)."""
-    precision = dot_precision(dtype, tf32)
+    """``fp32_precision``: one of FP32_PRECISIONS, read for fp32 inputs only (the other dtypes have one path each);
+    ``volume``: the window has a depth > 1 (the kernels' WINDOW_D > 1; index_map.py)."""
+    precision = dot_precision(dtype, fp32_precision)
+    if precision == "tf32x3" and not _has_tf32x3_tiles(tokens, head_dim):
+        precision = "ieee"  # fp32 accuracy either way: the exact products
     exact_wide = dtype in (torch.float32, torch.float64) and precision == "ieee"
     path = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}.get(
-        dtype, "tf32" if precision == "tf32" else "fp32")
+        dtype, FP32_PATHS[precision])
     return AttentionPlan(tokens, head_dim, precision, fma=exact_wide, path=path, volume=volume)
+
+
+def _has_tf32x3_tiles(tokens: int, head_dim: int) -> bool:
+    """Whether 3xTF32 has a spill-free tiling of this plan class (head_dim <= 64)."""
+    block_d = max(32, next_power_of_2(head_dim))
+    return ("tf32x3", block_d, tokens > KEY_BLOCK) in KERNEL_SHAPES
 
 
 def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -219,9 +246,14 @@ def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def dot_precision(dtype: torch.dtype, tf32: bool) -> str:
-    """fp32 inputs use TF32 tensor cores only when torch allows it for fp32 matmuls; everything else is exact."""
-    return "tf32" if dtype == torch.float32 and tf32 else "ieee"
+def dot_precision(dtype: torch.dtype, fp32_precision: str) -> str:
+    """tl.dot's input_precision: fp32 inputs take ``fp32_precision`` (FP32_PRECISIONS); fp16 / bf16 products are
+    exact in the fp32 accumulator and fp64 runs on the FMA units, so every other dtype is "ieee"."""
+    if dtype != torch.float32:
+        return "ieee"
+    if fp32_precision not in FP32_PATHS:
+        raise ValueError(f"triton: fp32 precision must be one of {', '.join(FP32_PRECISIONS)}, got {fp32_precision!r}")
+    return fp32_precision
 
 
 def fast_log2(acc_dtype: torch.dtype) -> bool:

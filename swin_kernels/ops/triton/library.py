@@ -40,32 +40,34 @@ def _geometry(sizes, window, shift, roll_before_pad) -> WindowGeometry:
     return WindowGeometry.of(sizes, tuple(window), tuple(shift), roll_before_pad)
 
 
-def _plan(qkv: Tensor, num_heads: int, geometry: WindowGeometry, tf32: bool) -> configs.AttentionPlan:
+def _plan(qkv: Tensor, num_heads: int, geometry: WindowGeometry, fp32_precision: str) -> configs.AttentionPlan:
+    """``fp32_precision``: the dot precision of fp32 inputs (configs.FP32_PRECISIONS; other dtypes ignore it)."""
     head_dim = qkv.shape[-1] // (3 * num_heads)
     volume = geometry.window3[0] > 1  # the kernels' 3-D index arithmetic (a window of depth 1 takes the 2-D one)
     if isinstance(head_dim, int):
-        return configs.cached_attention_plan(geometry.tokens, head_dim, qkv.dtype, tf32, volume)
-    return configs.attention_plan(geometry.tokens, head_dim, qkv.dtype, tf32, volume)  # symbolic head_dim
+        return configs.cached_attention_plan(geometry.tokens, head_dim, qkv.dtype, fp32_precision, volume)
+    return configs.attention_plan(geometry.tokens, head_dim, qkv.dtype, fp32_precision, volume)  # symbolic head_dim
 
 
 # ------------------------------------------------------------------------------------------------ attention
 @torch.library.custom_op(f"{NAMESPACE}::attention_fwd", mutates_args=())
 def attention_fwd(qkv: Tensor, pad_qkv: Optional[Tensor], bias: Optional[Tensor], seed: Optional[Tensor],
                   num_heads: int, window: list[int], shift: list[int], roll_before_pad: bool, scale: float,
-                  dropout_p: float, tf32: bool) -> tuple[Tensor, Tensor, Tensor]:
+                  dropout_p: float, fp32_precision: str) -> tuple[Tensor, Tensor, Tensor]:
     """(out (B, [D,] H, W, C), lse (B·nW·heads, Np), score table); ``seed``: (1,) int64 Philox seed when
-    dropout_p > 0."""
+    dropout_p > 0; ``fp32_precision``: "tf32x3", "tf32" or "ieee" dot products for fp32 inputs (the caller's
+    fp32_precision(), fixed in a traced graph)."""
     g = _geometry(qkv.shape[1:-1], window, shift, roll_before_pad)
     with _device_guard(qkv):
         return window_attention_forward(qkv, pad_qkv, bias, seed, num_heads, g, scale, dropout_p,
-                                        _plan(qkv, num_heads, g, tf32))
+                                        _plan(qkv, num_heads, g, fp32_precision))
 
 
 @attention_fwd.register_fake
-def _(qkv, pad_qkv, bias, seed, num_heads, window, shift, roll_before_pad, scale, dropout_p, tf32):
+def _(qkv, pad_qkv, bias, seed, num_heads, window, shift, roll_before_pad, scale, dropout_p, fp32_precision):
     batch, c3 = qkv.shape[0], qkv.shape[-1]
     g = _geometry(qkv.shape[1:-1], window, shift, roll_before_pad)
-    plan = _plan(qkv, num_heads, g, tf32)
+    plan = _plan(qkv, num_heads, g, fp32_precision)
     acc = configs.accumulator_dtype(qkv.dtype)
     return (qkv.new_empty((*qkv.shape[:-1], c3 // 3)),
             qkv.new_empty(lse_shape(batch, g, num_heads, plan), dtype=acc),
@@ -75,31 +77,31 @@ def _(qkv, pad_qkv, bias, seed, num_heads, window, shift, roll_before_pad, scale
 @torch.library.custom_op(f"{NAMESPACE}::attention_bwd", mutates_args=())
 def attention_bwd(grad_out: Tensor, qkv: Tensor, pad_qkv: Optional[Tensor], bias: Optional[Tensor], out: Tensor,
                   lse: Tensor, table: Tensor, seed: Optional[Tensor], num_heads: int, window: list[int],
-                  shift: list[int], roll_before_pad: bool, scale: float, dropout_p: float, tf32: bool,
+                  shift: list[int], roll_before_pad: bool, scale: float, dropout_p: float, fp32_precision: str,
                   need_dpad: bool, need_dbias: bool) -> tuple[Tensor, Tensor, Tensor]:
     """(d qkv, d pad_qkv, d bias); the last two are empty when not asked for (or their input is None)."""
     g = _geometry(qkv.shape[1:-1], window, shift, roll_before_pad)
     with _device_guard(qkv):
         dqkv, dpad, dbias = window_attention_backward(
             grad_out, qkv, pad_qkv, bias, out, lse, table, seed, num_heads, g, scale, dropout_p,
-            _plan(qkv, num_heads, g, tf32), need_dpad, need_dbias)
+            _plan(qkv, num_heads, g, fp32_precision), need_dpad, need_dbias)
     return dqkv, qkv.new_empty(0) if dpad is None else dpad, qkv.new_empty(0) if dbias is None else dbias
 
 
 @attention_bwd.register_fake
 def _(grad_out, qkv, pad_qkv, bias, out, lse, table, seed, num_heads, window, shift, roll_before_pad, scale,
-      dropout_p, tf32, need_dpad, need_dbias):
+      dropout_p, fp32_precision, need_dpad, need_dbias):
     dpad = pad_qkv.new_empty(pad_qkv.shape) if need_dpad and pad_qkv is not None else qkv.new_empty(0)
     dbias = bias.new_empty(bias.shape) if need_dbias and bias is not None else qkv.new_empty(0)
     return torch.empty_like(qkv), dpad, dbias
 
 
 def _attention_setup(ctx, inputs, output):
-    qkv, pad_qkv, bias, seed, num_heads, window, shift, roll_before_pad, scale, dropout_p, tf32 = inputs
+    qkv, pad_qkv, bias, seed, num_heads, window, shift, roll_before_pad, scale, dropout_p, fp32_precision = inputs
     out, lse, table = output
     ctx.mark_non_differentiable(lse, table)
     ctx.save_for_backward(qkv, pad_qkv, bias, seed, out, lse, table)
-    ctx.params = (num_heads, window, shift, roll_before_pad, scale, dropout_p, tf32)
+    ctx.params = (num_heads, window, shift, roll_before_pad, scale, dropout_p, fp32_precision)
 
 
 def _attention_backward(ctx, grad_out, _grad_lse, _grad_table):
