@@ -191,7 +191,8 @@ def test_a_thousand_training_steps_keep_memory_flat():
             gc.collect()
             readings[step] = (_resident_bytes(), _live_tensors())
     (rss_early, tensors_early), (rss_late, tensors_late) = readings[99], readings[999]
-    assert tensors_late == tensors_early, f"live tensors grew from {tensors_early} to {tensors_late}"
+    # <=: tensors other tests left behind may be released meanwhile (seen in a full run: 1029 -> 952); none may be added
+    assert tensors_late <= tensors_early, f"live tensors grew from {tensors_early} to {tensors_late}"
     assert rss_late - rss_early <= 8 << 20, f"RSS grew by {(rss_late - rss_early) / 2**20:.1f} MiB in 900 steps"
     assert all(is_patched(b) for b in model.modules() if type(b).__name__ == "SwinLayer")
 

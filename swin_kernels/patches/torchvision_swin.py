@@ -40,10 +40,21 @@ def _is_v2(attn) -> bool:
     return hasattr(attn, "logit_scale") and hasattr(attn, "cpb_mlp")
 
 
+_KEY_PART: dict[tuple, torch.Tensor] = {}  # (3C, device) -> bool mask of the key third (a constant, not a weight)
+
+
 def _zero_key_bias(bias: torch.Tensor) -> torch.Tensor:
-    """torchvision V2 zeroes the key part of the qkv bias on every call."""
+    """torchvision V2 zeroes the key part of the qkv bias on every call (one select against a kept mask)."""
     length = bias.numel() // 3
-    return torch.cat([bias[:length], torch.zeros_like(bias[length:2 * length]), bias[2 * length:]])
+    if torch.compiler.is_compiling():  # traced once: no kept tensor in the graph's side effects
+        return torch.cat([bias[:length], torch.zeros_like(bias[length:2 * length]), bias[2 * length:]])
+    key = (bias.numel(), bias.device)
+    mask = _KEY_PART.get(key)
+    if mask is None:
+        mask = torch.zeros(bias.numel(), dtype=torch.bool, device=bias.device)
+        mask[length:2 * length] = True
+        mask = _KEY_PART.setdefault(key, mask)
+    return bias.masked_fill(mask, 0)
 
 
 def replacement(attn, x: torch.Tensor) -> torch.Tensor:
