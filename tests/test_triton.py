@@ -552,7 +552,7 @@ def test_op_window_must_match_the_input_axes():
     qkv = torch.randn(1, 4, 4, 6, dtype=torch.float64, device=DEVICE)
     with pytest.raises(ValueError, match="one entry per spatial axis"):
         torch.ops.swin_kernels_triton.attention_fwd(qkv, None, None, None, 1, [2, 2, 2], [0, 0, 0], False, 0.5, 0.0,
-                                                    False)
+                                                    "ieee")
 
 
 # --------------------------------------------------------------------------------- windows of more than 256 tokens

@@ -3,8 +3,9 @@
     python -m tools.compile_report [--jobs N] [--plans quick|ci|full] [--paths bf16,...] [--json F]
 
 Compiles each kernel with triton.compile(ASTSource(...), target=GPUTarget("cuda", arch, 32)) in the one launch
-configuration the backend uses for each plan, then runs the ptxas that ships with Triton (-v) on the PTX for
-registers and spills. ``--plans full`` covers every plan the backend accepts: each dtype path (fp16, bf16, fp32
+configuration the backend uses for each plan on that target (the tile table's sm_80 / sm_90 family; and the
+default family's, which any other GPU runs, on both, labelled "default" where it differs), then runs the ptxas
+that ships with Triton (-v) on the PTX for registers and spills. ``--plans full`` covers every plan the backend accepts: each dtype path (fp16, bf16, fp32
 with exact products, fp32 with TF32, fp32 with 3xTF32, fp64), head_dim 32, 64 and 128 (the largest accepted, 64 for fp64; and 16,
 the smallest tile, at 7x7) and windows of 49, 144, 256 and 576 tokens (7x7, 12x12, 16x16 and the largest accepted,
 24x24: one, three, four and nine key blocks of 64, or two, five, eight and eighteen of 32 on the exact path), and
@@ -86,8 +87,9 @@ _FLOAT_ARGS = ("qk_scale_hi", "qk_scale_lo", "scale_hi", "scale_lo", "keep_hi", 
 
 def _attention_jobs(plans, dropout_too: bool = True, ci: bool = False) -> list[Job]:
     """Every kernel of every plan and dtype path the backend accepts (unsupported plans are left out: the backend
-    declines them). ``ci``: beyond the first plan, only the dropout variants of each path's largest 2-D plan and
-    of the 3-D plans on CI_VOLUME_PATHS."""
+    declines them; a path's plan that takes another path, 3xTF32 beyond head_dim 64, is that path's), each target
+    with its GPU family's tiles and with the default's where they differ. ``ci``: beyond the first plan, only the
+    dropout variants of each path's largest 2-D plan and of the 3-D plans on CI_VOLUME_PATHS."""
     import torch
 
     from swin_kernels.ops.triton import configs
@@ -98,36 +100,54 @@ def _attention_jobs(plans, dropout_too: bool = True, ci: bool = False) -> list[J
         for path, (element, precision) in PATHS.items():
             torch_dtype = getattr(torch, TORCH_DTYPES[element])
             plan = configs.attention_plan(tokens, head_dim, torch_dtype, precision, volume=is_volume(window))
-            if not plan.supported or plan.path != path:  # declined, or another path's plan (3xTF32 -> exact)
+            if not plan.supported:  # the backend declines it
                 continue
             if ci and index > 0:
                 wanted = path in CI_VOLUME_PATHS if len(window) == 3 else \
                     _largest_supported(plans, path) == (window, head_dim)
                 if not wanted:
                     continue
-            acc_type = "fp64" if element == "fp64" else "fp32"
-            common = dict(**window_constexprs(window), HEAD_DIM=head_dim, BLOCK_D=plan.block_d,
-                          HAS_PAD=True, HAS_SHIFT=True, DOT_UPCAST=False, INPUT_PRECISION=plan.input_precision)
-            data = {n: f"*{element}" for n in ("qkv_ptr", "pad_ptr", "out_ptr", "dout_ptr", "dqkv_ptr")}
-            acc = {n: f"*{acc_type}" for n in ("table_ptr", "lse_ptr", "delta_ptr", "dbias_part_ptr",
-                                                      "dpad_part_ptr")}
-            pointers = tuple(sorted({**data, **acc, "seed_ptr": "*i64", **{n: "fp32" for n in _FLOAT_ARGS}}.items()))
-            forward = plan.forward_config()
             variants = (True,) if ci and index > 0 else (False, True) if dropout_too else (False,)
             for dropout in variants:
-                flags = dict(common, DROPOUT=dropout)
-                label = (f"M{_text(window)} d{head_dim} {plan.num_blocks}x{plan.block}"
-                         + (" dropout" if dropout else ""))
                 for arch in TARGETS:
-                    jobs.append(_job("attention_fwd", arch, path, label, dict(
-                        flags, NUM_KEY_BLOCKS=plan.padded // forward.kwargs["BLOCK_N"], FAST_LOG2=acc_type == "fp32",
-                        **forward.kwargs), forward,
-                        pointers))
-                    for kernel, flag in (("dkdv", "NEED_DPAD"), ("dq", "NEED_DBIAS")):
-                        config = plan.backward_config(kernel)
-                        jobs.append(_job(f"attention_{kernel}", arch, path, label, dict(
-                            flags, NUM_BLOCKS=plan.padded // config.kwargs["BLOCK"], **config.kwargs, **{flag: True},
-                            SPLIT_BLOCKS=plan.split_blocks(kernel) > 1), config, pointers))
+                    # the tiles the family of this target runs, and the default's (any other GPU) where they differ
+                    own = configs.attention_plan(tokens, head_dim, torch_dtype, precision, is_volume(window),
+                                                 f"sm_{arch}")
+                    for chosen, suffix in ((own, ""), (plan, " default")):
+                        if suffix and _same_launches(chosen, own):
+                            continue
+                        if _takes_path(chosen, path):
+                            jobs += _plan_jobs(chosen, arch, path, element, window, head_dim, dropout, suffix)
+    return jobs
+
+
+def _same_launches(a, b) -> bool:
+    return (a.input_precision, a.forward_config(), a.backward_config("dkdv"), a.backward_config("dq")) == \
+        (b.input_precision, b.forward_config(), b.backward_config("dkdv"), b.backward_config("dq"))
+
+
+def _plan_jobs(plan, arch: int, path: str, element: str, window, head_dim: int, dropout: bool,
+               suffix: str = "") -> list[Job]:
+    """The forward, dK/dV and dQ kernels of one plan on one target (``suffix`` names a family's plan run on
+    another target, e.g. " default")."""
+    acc_type = "fp64" if element == "fp64" else "fp32"
+    flags = dict(**window_constexprs(window), HEAD_DIM=head_dim, BLOCK_D=plan.block_d, HAS_PAD=True,
+                 HAS_SHIFT=True, DOT_UPCAST=False, INPUT_PRECISION=plan.input_precision, DROPOUT=dropout)
+    data = {n: f"*{element}" for n in ("qkv_ptr", "pad_ptr", "out_ptr", "dout_ptr", "dqkv_ptr")}
+    acc = {n: f"*{acc_type}" for n in ("table_ptr", "lse_ptr", "delta_ptr", "dbias_part_ptr", "dpad_part_ptr")}
+    pointers = tuple(sorted({**data, **acc, "seed_ptr": "*i64", **{n: "fp32" for n in _FLOAT_ARGS}}.items()))
+    forward = plan.forward_config()
+    label = (f"M{_text(window)} d{head_dim} {plan.num_blocks}x{plan.block}" + (" dropout" if dropout else "")
+             + suffix)
+    jobs = [_job("attention_fwd", arch, path, label, dict(
+        flags, NUM_KEY_BLOCKS=plan.padded // forward.kwargs["BLOCK_N"], FAST_LOG2=acc_type == "fp32",
+        **forward.kwargs), forward, pointers)]
+    for kernel, flag in (("dkdv", "NEED_DPAD"), ("dq", "NEED_DBIAS")):
+        config = plan.backward_config(kernel)
+        jobs.append(_job(f"attention_{kernel}", arch, path, label, dict(
+            flags, NUM_BLOCKS=plan.padded // config.kwargs["BLOCK"], **config.kwargs, **{flag: True},
+            SPLIT_BLOCKS=plan.split_blocks(kernel) > 1), config, pointers))
+    return jobs
     return jobs
 
 

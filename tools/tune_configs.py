@@ -1,18 +1,25 @@
 """Find, per plan class, the first Triton launch configuration that compiles without register spills.
 
     python -m tools.tune_configs [--jobs N] [--paths bf16,fp32,...] [--kind map|large|volume]
+                                 [--family default|sm_80|sm_90] [--write]
 
 A plan class is (dtype path, BLOCK_D, multi-block window); for each class and kernel (forward, dK/dV, dQ) the
-candidates below are tried in order of preference (larger tiles and fewer warps first), each compiled for sm_80
-and sm_90 on every window of the class in WINDOWS, with and without dropout, every optional input present. The
-first one without spills anywhere wins; a class where none does is printed as unsupported. The result is printed as the KERNEL_SHAPES
-literal of swin_kernels/ops/triton/configs.py (fp16 takes bf16's shapes: the same tiles, the same registers; the
-compile report checks them). No GPU is needed: Triton compiles ahead of time for both targets.
+candidates below are tried in order of preference (larger tiles and fewer warps first), each compiled on every
+window of the class in WINDOWS, with and without dropout, every optional input present; one probe compile (sm_80,
+dropout, the most tokens: the likeliest to spill) rejects most candidates before the rest are compiled. The first
+one without spills anywhere wins; a class where none does is printed as unsupported. fp16 takes bf16's tiles (the
+same tiles, the same registers; the compile report checks them). No GPU is needed: Triton compiles ahead of time.
+
+``--family default`` (the default) compiles for sm_80 and sm_90 (the tiles any GPU may run); ``--family sm_80`` or
+``sm_90`` for that target alone, so its tiles may be larger where only the other target spills. ``--write``
+rewrites that family's section of the tile table (swin_kernels/ops/triton/tile_table.py, rendered by
+render_table) and no other: tuning one architecture never overwrites another's tiles. Without it the result is
+printed.
 
 ``--kind large`` (2-D windows of more than configs.MAP_TOKENS tokens) and ``--kind volume`` (3-D windows) search
-the same way on their own windows (KIND_WINDOWS), but try the map's shapes (KERNEL_SHAPES) first and then, where
-those have no register cap, the same tiles with maxnreg; they print the KIND_SHAPES entries that differ from the
-map's. Classes the backend declines (configs.UNSUPPORTED) are skipped.
+the same way on their own windows (KIND_WINDOWS), but try the family's map tiles first and then, where those have
+no register cap, the same tiles with maxnreg; entries equal to what the family takes anyway are not written.
+Classes the backend declines (configs.UNSUPPORTED) are skipped.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ os.environ.pop("TRITON_INTERPRET", None)  # real compilation: must be decided be
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 
@@ -76,15 +84,17 @@ def representatives(path: str, multi: bool, kind: str = "map") -> list[tuple[int
             if (configs.attention_plan(_tokens(w), 32, dtype, precision).num_blocks > 1) == multi]
 
 
-def candidate_jobs(path: str, block_d: int, multi: bool, kernel: str, candidate, kind: str = "map") -> list:
+def candidate_jobs(path: str, block_d: int, multi: bool, kernel: str, candidate, kind: str = "map",
+                   targets=report.TARGETS) -> list:
     jobs = []
     for window in representatives(path, multi, kind):
         for dropout in (False, True):
-            jobs += _window_jobs(path, block_d, kernel, candidate, window, dropout)
+            jobs += _window_jobs(path, block_d, kernel, candidate, window, dropout, targets)
     return jobs
 
 
-def _window_jobs(path: str, block_d: int, kernel: str, candidate, window, dropout: bool) -> list:
+def _window_jobs(path: str, block_d: int, kernel: str, candidate, window, dropout: bool,
+                 targets=report.TARGETS) -> list:
     import torch
 
     from swin_kernels.ops.triton import configs
@@ -112,7 +122,7 @@ def _window_jobs(path: str, block_d: int, kernel: str, candidate, window, dropou
         constexprs = dict(flags, NUM_BLOCKS=blocks, **config.kwargs, **{flag: True},
                           SPLIT_BLOCKS=plan.kind != "map" and blocks > 1)  # configs.AttentionPlan.split_blocks
     return [report._job(f"attention_{kernel}", arch, path, label, constexprs, config, pointers)
-            for arch in report.TARGETS]
+            for arch in targets]
 
 
 def _clean(row: dict) -> bool:
@@ -130,19 +140,89 @@ def probe_first(jobs: list) -> list:
     return sorted(jobs, key=weight, reverse=True)
 
 
-def _first_candidates(path: str, block_d: int, multi: bool, kernel: str, table: dict, kind: str) -> list:
-    """Candidates in order: for the map, the table's; for another kind, the map's choice first, then its tiles
-    with maxnreg, then the table's."""
+def _first_candidates(path: str, block_d: int, multi: bool, kernel: str, table: dict, kind: str,
+                      family: str = "default") -> list:
+    """Candidates in order: for the map, the table's; for another kind, the family's map choice first, then its
+    tiles with maxnreg, then the table's."""
     candidates = list(table[kernel])
     if kind == "map":
         return candidates
     from swin_kernels.ops.triton import configs
 
-    shape = configs.KERNEL_SHAPES[(path, block_d, multi)][("fwd", "dkdv", "dq").index(kernel)]
+    shape = configs.tile_shapes(family, "map", (path, block_d, multi))[("fwd", "dkdv", "dq").index(kernel)]
     first = [(shape.rows, shape.cols, shape.warps, shape.maxnreg)]
     if shape.maxnreg is None:
         first.append((shape.rows, shape.cols, shape.warps, MAXNREG))
     return first + [c for c in candidates if c not in first]
+
+
+# ------------------------------------------------------------------------------------------- the tile table
+TABLE = Path(__file__).resolve().parents[1] / "swin_kernels" / "ops" / "triton" / "tile_table.py"
+TABLE_HEADER = '''"""The tile table: (forward, dK/dV, dQ) tiles per GPU family, written by `python -m tools.tune_configs --write`.
+
+TILES[family][(kind, dtype path, BLOCK_D >= 32, multi-block window)] = (forward, dK/dV, dQ), each
+(rows, cols, warps, maxnreg): rows tokens per program step (forward: queries; dK/dV: keys; dQ: queries) against cols
+per inner step, on warps warps, maxnreg None or ptxas's register cap (255: its own target would spill). Kinds: "map"
+(2-D windows up to configs.MAP_TOKENS tokens), "large" (2-D beyond), "volume" (3-D windows). fp16 takes bf16's tiles.
+
+"default" is the first configuration in order of preference without register spills on both sm_80 and sm_90
+(dropout on, every optional input present: the most registers); any GPU not named below and the interpreter take
+it. "sm_80" / "sm_90" hold only what that family, tuned on its own target, runs otherwise; a key missing there
+falls back as configs.tile_shapes says. `--write --family F` rewrites TILES[F] alone: tuning one architecture never
+touches another's entries. The compile report checks every family on its own target and the default on both.
+"""
+
+'''
+KIND_ORDER = ("map", "large", "volume")
+PATH_ORDER = ("bf16", "tf32", "tf32x3", "fp32", "fp64")
+
+
+def render_table(tiles: dict) -> str:
+    """The text of tile_table.py holding ``tiles`` (family -> key -> 3 (rows, cols, warps, maxnreg)), in a
+    fixed order, so that a rewrite changes only the entries that changed."""
+    from swin_kernels.ops.triton import configs
+
+    def order(key):
+        kind, path, block_d, multi = key
+        return KIND_ORDER.index(kind), PATH_ORDER.index(path), block_d, multi
+
+    lines = [TABLE_HEADER.rstrip("\n"), "", "TILES = {"]
+    for family in configs.FAMILIES:
+        entries = tiles.get(family, {})
+        if not entries:
+            lines.append(f"    {family!r}: {{}},")
+            continue
+        lines.append(f"    {family!r}: {{")
+        for key in sorted(entries, key=order):
+            lines.append(f"        {key!r}: ({', '.join(repr(tuple(s)) for s in entries[key])}),")
+        lines.append("    },")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _as_tuple(shape) -> tuple:
+    """(rows, cols, warps, maxnreg) of a configs.KernelShape or of such a tuple."""
+    if isinstance(shape, tuple):
+        return shape
+    return shape.rows, shape.cols, shape.warps, shape.maxnreg
+
+
+def updated_tiles(tiles: dict, family: str, chosen: dict) -> dict:
+    """``tiles`` with ``chosen`` ((kind, path, block_d, multi) -> 3 tuples) written into ``family`` alone.
+    Beyond the default's map entries (the base of every look-up), an entry equal to what the family would take
+    without it is left out (and an old one removed): each section holds only its differences."""
+    from swin_kernels.ops.triton import configs
+
+    out = {f: dict(entries) for f, entries in tiles.items()}
+    section = out.setdefault(family, {})
+    for key, shapes in chosen.items():
+        section.pop(key, None)
+        if (family, key[0]) != ("default", "map"):
+            inherited = configs.tile_shapes(family, key[0], key[1:], out)
+            if [_as_tuple(s) for s in inherited] == [_as_tuple(s) for s in shapes]:
+                continue
+        section[key] = tuple(_as_tuple(s) for s in shapes)
+    return out
 
 
 def main(argv=None) -> int:
@@ -151,9 +231,16 @@ def main(argv=None) -> int:
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--kind", choices=sorted(KIND_WINDOWS), default="map",
                         help="map: 2-D windows up to configs.MAP_TOKENS; large: 2-D windows beyond; volume: 3-D")
+    parser.add_argument("--family", default="default",
+                        help="default: spill-free on sm_80 and sm_90; sm_80 / sm_90: on that target alone")
+    parser.add_argument("--write", action="store_true",
+                        help="write the result into the family's section of swin_kernels/ops/triton/tile_table.py")
     args = parser.parse_args(argv)
     from swin_kernels.ops.triton import configs
 
+    if args.family not in configs.FAMILIES:
+        parser.error(f"--family must be one of {', '.join(configs.FAMILIES)}")
+    targets = report.TARGETS if args.family == "default" else (int(args.family.removeprefix("sm_")),)
     kind = args.kind
     classes = []
     for path in args.paths.split(","):
@@ -168,14 +255,16 @@ def main(argv=None) -> int:
     for path, block_d, multi in classes:
         table = FMA if path in ("fp32", "fp64") else TENSOR_CORE
         for kernel in ("fwd", "dkdv", "dq"):
-            searches[(path, block_d, multi, kernel)] = _first_candidates(path, block_d, multi, kernel, table, kind)
+            searches[(path, block_d, multi, kernel)] = _first_candidates(path, block_d, multi, kernel, table, kind,
+                                                                         args.family)
     chosen: dict = {}
     start = time.time()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rounds = 0
         while searches:
             rounds += 1
-            batch = {key: probe_first(candidate_jobs(*key, candidates[0], kind)) for key, candidates in searches.items()}
+            batch = {key: probe_first(candidate_jobs(*key, candidates[0], kind, targets))
+                     for key, candidates in searches.items()}
             # the probe (the most registers: the largest window with dropout, sm_80) rejects most candidates alone
             probes = list(pool.map(report.compile_job, [jobs[0] for jobs in batch.values()]))
             passed = [key for key, row in zip(batch, probes) if _clean(row)]
@@ -196,20 +285,20 @@ def main(argv=None) -> int:
                     if not searches[key]:
                         chosen[key] = None
                         del searches[key]
-    print("KERNEL_SHAPES = {" if kind == "map" else "KIND_SHAPES = {  # the entries that differ from the map's")
+    found = {}
+    print(f"# {args.family}, {kind}: (forward, dK/dV, dQ) as (rows, cols, warps, maxnreg)")
     for path, block_d, multi in classes:
         shapes = [chosen[(path, block_d, multi, k)] for k in ("fwd", "dkdv", "dq")]
         if any(s is None for s in shapes):
-            print(f"    # ({path!r}, {block_d}, {multi}): no spill-free configuration ({shapes})")
+            print(f"# ({kind!r}, {path!r}, {block_d}, {multi}): no spill-free configuration ({shapes})")
             continue
-        if kind != "map":
-            mapped = configs.KERNEL_SHAPES[(path, block_d, multi)]
-            if all((m.rows, m.cols, m.warps, m.maxnreg) == s for m, s in zip(mapped, shapes)):
-                continue
-        text = ", ".join(f"_S({r}, {c}, {w}{'' if m is None else f', {m}'})" for r, c, w, m in shapes)
-        key = (path, block_d, multi) if kind == "map" else (kind, path, block_d, multi)
-        print(f"    {key!r}: ({text}),")
-    print("}")
+        found[(kind, path, block_d, multi)] = tuple(shapes)
+        print(f"{(kind, path, block_d, multi)!r}: {tuple(shapes)!r},")
+    if args.write:
+        from swin_kernels.ops.triton import tile_table
+
+        TABLE.write_text(render_table(updated_tiles(tile_table.TILES, args.family, found)))
+        print(f"written to the {args.family!r} section of {TABLE}")
     return 0
 
 

@@ -29,7 +29,7 @@ def specialisation(launch) -> str:
 
 
 def analyse(workload, arch: int = 90, source_root=ROOT) -> dict:
-    calls = record_call(workload, source_root)
+    calls = record_call(workload, source_root, arch)
     out = {"workload": workload.name, "parts": {}}
     for part, launches in calls.items():
         out["parts"][part] = {"kernels": [kernel_record(l, workload, arch) for l in launches],

@@ -96,14 +96,31 @@ def recording(modules):
             setattr(module, name, value)
 
 
-def record_call(workload, source_root: Path = ROOT) -> dict[str, list[Launch]]:
+def record_call(workload, source_root: Path = ROOT, arch: int = 90) -> dict[str, list[Launch]]:
     """{"forward": [...], "backward": [...]} launches of one attention call of ``workload`` (workloads.py), in
-    launch order, as the triton backend makes them (pad_qkv and bias passed and needing gradients, as a patched
-    block and the benchmarks do)."""
-    import torch
-
+    launch order, as the triton backend makes them on an sm_<arch> GPU (its family's tiles; pad_qkv and bias
+    passed and needing gradients, as a patched block and the benchmarks do)."""
     _, modules = load_triton_ops(source_root)
     library = importlib.import_module("swin_kernels.ops.triton.library")
+    configs = importlib.import_module("swin_kernels.ops.triton.configs")
+    with _family(configs, f"sm_{arch}"):
+        return _record(workload, modules, library)
+
+
+@contextmanager
+def _family(configs, family: str):
+    """The launchers see meta tensors: within the block they take ``family``'s tiles, as on that GPU."""
+    device_family = configs.device_family
+    configs.device_family = lambda device: family
+    try:
+        yield
+    finally:
+        configs.device_family = device_family
+
+
+def _record(workload, modules, library) -> dict[str, list[Launch]]:
+    import torch
+
     w = workload
     meta = dict(device="meta", dtype=w.dtype)
     qkv = torch.empty(w.batch, *w.sizes, 3 * w.channels, **meta)

@@ -66,10 +66,11 @@ def unsupported_reason(request) -> str | None:
     if request.head_dim is not None and request.head_dim > MAX_HEAD_DIM:
         return f"attention supports head_dim up to {MAX_HEAD_DIM}, got {request.head_dim}"
     if request.head_dim is not None:
-        from .configs import attention_plan
+        from .configs import attention_plan, device_family
 
         precision = fp32_precision() if request.dtype == torch.float32 else "ieee"
-        plan = attention_plan(request.tokens, request.head_dim, request.dtype, precision)
+        plan = attention_plan(request.tokens, request.head_dim, request.dtype, precision,
+                              family=device_family(request.device))
         if not plan.supported:
             return (f"{plan.path} attention with head_dim {request.head_dim} has no register-spill-free tiling "
                     "(the compile report's table); fp64 runs head_dim up to 64")

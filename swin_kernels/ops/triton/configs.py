@@ -22,10 +22,12 @@ import torch
 import triton
 from triton import knobs
 
+from .tile_table import TILES
+
 INTERPRET = bool(knobs.runtime.interpret)  # decided by TRITON_INTERPRET when triton is imported
 
 MAX_TOKENS = 576         # N = [Md·]Mh·Mw <= 576 (24x24, 8x8x9): at most 9 blocks per side (18 on the FMA path)
-MAP_TOKENS = 256         # 2-D windows up to this many tokens (16x16) take KERNEL_SHAPES as they are
+MAP_TOKENS = 256         # 2-D windows up to this many tokens (16x16) take the tile table's map tiles
 MAX_HEAD_DIM = 128       # q/k/v tiles of a block stay in registers
 KEY_BLOCK = 64           # largest block of the padded layout; windows with N <= 64 are a single block
 FMA_BLOCK = 32           # ... on the FMA path (fp32 / fp64 with exact products)
@@ -66,63 +68,47 @@ class KernelShape:
     maxnreg: int | None = None
 
 
-# The first configuration without register spills on sm_80 and sm_90 (dropout on, every optional input present:
-# the most registers), found by `python -m tools.tune_configs` over candidates in order of preference
-# (larger tiles, fewer warps first) and checked by the compile report. Key: (dtype path, BLOCK_D >= 32,
-# multi-block window); windows of fewer tokens use tiles capped at their block. Values: (forward, dK/dV, dQ).
-# 255 = maxnreg: ptxas's own register target (e.g. 168 for 4 warps, 80 for 8 on sm_90) would spill there.
-_S = KernelShape
-KERNEL_SHAPES: dict[tuple[str, int, bool], tuple[KernelShape, KernelShape, KernelShape]] = {
-    ("bf16", 32, False): (_S(64, 64, 4), _S(64, 16, 4), _S(64, 32, 4, 255)),
-    ("bf16", 32, True): (_S(64, 64, 4), _S(64, 16, 4, 255), _S(64, 32, 4, 255)),
-    ("bf16", 64, False): (_S(64, 32, 4), _S(64, 16, 4), _S(64, 16, 4)),
-    ("bf16", 64, True): (_S(64, 64, 4), _S(32, 16, 4), _S(64, 32, 4)),
-    ("bf16", 128, False): (_S(64, 32, 4, 255), _S(32, 16, 4), _S(32, 16, 4, 255)),
-    ("bf16", 128, True): (_S(32, 32, 4, 255), _S(32, 16, 8), _S(32, 16, 4, 255)),
-    ("tf32", 32, False): (_S(64, 64, 4), _S(64, 16, 4), _S(64, 32, 4, 255)),
-    ("tf32", 32, True): (_S(64, 64, 4), _S(64, 16, 4), _S(64, 32, 4, 255)),
-    ("tf32", 64, False): (_S(64, 64, 4), _S(32, 16, 8), _S(64, 16, 4)),
-    ("tf32", 64, True): (_S(64, 64, 4), _S(32, 16, 4, 255), _S(64, 16, 4)),
-    ("tf32", 128, False): (_S(64, 64, 4), _S(32, 16, 8), _S(32, 16, 8)),
-    ("tf32", 128, True): (_S(32, 32, 4), _S(32, 16, 8), _S(32, 16, 8)),
-    ("fp32", 32, False): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(32, 16, 8, 255)),
-    ("fp32", 32, True): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(32, 16, 8, 255)),
-    ("fp32", 64, False): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(32, 16, 8, 255)),
-    ("fp32", 64, True): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(32, 16, 8, 255)),
-    ("fp32", 128, False): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(16, 16, 8, 255)),
-    ("fp32", 128, True): (_S(32, 16, 8, 255), _S(16, 16, 8, 255), _S(16, 16, 8, 255)),
-    ("fp64", 32, False): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(32, 16, 8, 255)),
-    ("fp64", 32, True): (_S(32, 32, 8, 255), _S(32, 16, 8, 255), _S(32, 16, 8, 255)),
-    ("fp64", 64, False): (_S(32, 32, 8, 255), _S(16, 16, 8, 255), _S(16, 16, 8, 255)),
-    ("fp64", 64, True): (_S(32, 32, 8, 255), _S(16, 16, 8, 255), _S(32, 16, 8, 255)),
-}
-KERNEL_SHAPES.update({("fp16",) + key[1:]: shapes for key, shapes in KERNEL_SHAPES.items() if key[0] == "bf16"})
-# 3xTF32 (three TF32 products per dot: about twice TF32's registers); head_dim > 64 has no spill-free tiling on
-# sm_80 (the dK/dV kernel spills at every candidate), so fp32 there takes the exact FMA path (TF32X3_EXACT)
-KERNEL_SHAPES.update({
-    ("tf32x3", 32, False): (_S(64, 64, 4), _S(64, 16, 4), _S(64, 16, 4)),
-    ("tf32x3", 32, True): (_S(64, 64, 4), _S(16, 16, 4), _S(64, 16, 4)),
-    ("tf32x3", 64, False): (_S(32, 32, 8), _S(16, 16, 4), _S(32, 16, 8)),
-    ("tf32x3", 64, True): (_S(32, 32, 4), _S(16, 16, 4), _S(32, 16, 8)),
-})
-# Beyond those maps: windows of more than MAP_TOKENS tokens ("large": longer key loops) and 3-D windows ("volume",
-# WINDOW_D > 1: the depth axis adds index arithmetic) take their class's shapes above except where these differ,
-# found by `python -m tools.tune_configs --kind large|volume`, which tries the map's shapes first, on their windows.
-# Key: (kind, dtype path, BLOCK_D >= 32, multi-block window).
-KIND_SHAPES: dict[tuple[str, str, int, bool], tuple[KernelShape, KernelShape, KernelShape]] = {
-    ("large", "bf16", 32, True): (_S(64, 64, 4, 255), _S(64, 16, 4, 255), _S(64, 32, 4, 255)),
-    ("large", "tf32", 64, True): (_S(64, 64, 4), _S(32, 16, 4, 255), _S(64, 16, 4, 255)),
-    ("large", "tf32", 128, True): (_S(32, 32, 4), _S(16, 16, 8), _S(32, 16, 8, 255)),
-    ("volume", "bf16", 32, False): (_S(64, 64, 4), _S(64, 16, 4, 255), _S(64, 32, 4, 255)),
-    ("volume", "bf16", 32, True): (_S(64, 64, 4, 255), _S(64, 16, 4, 255), _S(64, 32, 4, 255)),
-    ("volume", "bf16", 64, True): (_S(64, 32, 4), _S(32, 16, 4), _S(64, 32, 4)),
-    ("volume", "tf32", 64, True): (_S(64, 64, 4, 255), _S(32, 16, 4, 255), _S(64, 16, 4)),
-    ("volume", "tf32", 128, False): (_S(64, 64, 4), _S(32, 16, 8), _S(32, 16, 8, 255)),
-    ("volume", "tf32", 128, True): (_S(32, 32, 4, 255), _S(32, 16, 8), _S(16, 16, 4)),
-    ("volume", "fp32", 128, False): (_S(32, 32, 8, 255), _S(16, 16, 8, 255), _S(16, 16, 8, 255)),
-    ("volume", "tf32x3", 32, True): (_S(64, 32, 4), _S(16, 16, 4), _S(64, 16, 4)),
-}
-KIND_SHAPES.update({key[:1] + ("fp16",) + key[2:]: shapes for key, shapes in KIND_SHAPES.items() if key[1] == "bf16"})
+# The tiles of each kernel per plan class and GPU family: tile_table.py, written by `python -m tools.tune_configs`
+# and checked by the compile report (every family on its own target, the default on sm_80 and sm_90).
+FAMILIES = ("default", "sm_80", "sm_90")  # the tile table's sections (tile_table.py)
+# compute capability -> family: the exact targets the compile report checks; any other GPU takes the default
+_CAPABILITY_FAMILIES = {(8, 0): "sm_80", (9, 0): "sm_90"}
+
+
+def _shape(entry) -> KernelShape:
+    return entry if isinstance(entry, KernelShape) else KernelShape(*entry)
+
+
+def tile_shapes(family: str, kind: str, shape_class: tuple, tiles: dict | None = None) -> tuple:
+    """(forward, dK/dV, dQ) KernelShapes of a plan class on a GPU family, from ``tiles`` (default: TILES).
+
+    Looked up in order: the family's entry for the kind, the default's for the kind, the family's map entry, the
+    default's map entry: a family's own tiles win, and a kind's tiles (tuned on its longer loops or 3-D index
+    arithmetic) win over the map's. fp16 takes bf16's tiles."""
+    tiles = TILES if tiles is None else tiles
+    path, block_d, multi = shape_class
+    key = ("bf16" if path == "fp16" else path, block_d, multi)
+    order = ((family, kind), ("default", kind), (family, "map"), ("default", "map"))
+    for section, k in order:
+        entry = tiles.get(section, {}).get((k, *key))
+        if entry is not None:
+            return tuple(_shape(s) for s in entry)
+    raise KeyError(f"no tiles for {kind} {shape_class} on {family}")
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_family(index: int) -> str:
+    return _CAPABILITY_FAMILIES.get(tuple(torch.cuda.get_device_capability(index)), "default")
+
+
+def device_family(device: torch.device) -> str:
+    """The tile table's family of the GPU ``device`` is on ("default" for anything else, the interpreter
+    included); one capability query per GPU per process."""
+    if device.type != "cuda" or INTERPRET:
+        return "default"
+    return _cuda_family(torch.cuda.current_device() if device.index is None else device.index)
+
+
 # classes with no spill-free configuration at all: the backend declines them (unsupported_reason)
 UNSUPPORTED = {("fp64", 128, False), ("fp64", 128, True)}
 
@@ -148,7 +134,7 @@ class AttentionPlan:
     ``path``: the dtype path ("fp16", "bf16", "tf32x3", "tf32", "fp32", "fp64"); ``input_precision``: tl.dot's
     ("ieee", "tf32" or "tf32x3"). ``fma``: fp32/fp64 with exact products, where tl.dot runs on FMA units and needs
     smaller tiles (more registers per element than tensor-core fragments). ``volume``: a 3-D window (depth > 1), whose kernels may take
-    other tiles (KIND_SHAPES). The forward's plan is kept for the backward, so both agree
+    other tiles (tile_table.py). ``family``: the GPU family whose tiles it takes (device_family). The forward's plan is kept for the backward, so both agree
     on every layout; the kernels' own tiles divide the block, so they address the same padded layout. Derived
     sizes are computed once per plan (the launchers read them on every call).
     """
@@ -159,6 +145,7 @@ class AttentionPlan:
     fma: bool = False
     path: str = "bf16"
     volume: bool = False
+    family: str = "default"
 
     @functools.cached_property
     def block(self) -> int:
@@ -193,7 +180,7 @@ class AttentionPlan:
     @functools.cached_property
     def shapes(self) -> tuple[KernelShape, KernelShape, KernelShape]:
         """(forward, dK/dV, dQ) tiles, each capped at the block (a small window needs no larger tile)."""
-        chosen = KIND_SHAPES.get((self.kind, *self.shape_class), KERNEL_SHAPES[self.shape_class])
+        chosen = tile_shapes(self.family, self.kind, self.shape_class)
         return tuple(KernelShape(min(s.rows, self.block), min(s.cols, self.block), s.warps, s.maxnreg)
                      for s in chosen)
 
@@ -217,28 +204,29 @@ class AttentionPlan:
 
 @functools.lru_cache(maxsize=None)
 def cached_attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, fp32_precision: str = DEFAULT_FP32,
-                          volume: bool = False) -> AttentionPlan:
+                          volume: bool = False, family: str = "default") -> AttentionPlan:
     """attention_plan, one object per key (a function of its arguments alone); ints only (no symbolic sizes)."""
-    return attention_plan(tokens, head_dim, dtype, fp32_precision, volume)
+    return attention_plan(tokens, head_dim, dtype, fp32_precision, volume, family)
 
 
 def attention_plan(tokens: int, head_dim: int, dtype: torch.dtype, fp32_precision: str = DEFAULT_FP32,
-                   volume: bool = False) -> AttentionPlan:
+                   volume: bool = False, family: str = "default") -> AttentionPlan:
     """``fp32_precision``: one of FP32_PRECISIONS, read for fp32 inputs only (the other dtypes have one path each);
-    ``volume``: the window has a depth > 1 (the kernels' WINDOW_D > 1; index_map.py)."""
+    ``volume``: the window has a depth > 1 (the kernels' WINDOW_D > 1; index_map.py); ``family``: the GPU family
+    of the tile table (FAMILIES; device_family)."""
     precision = dot_precision(dtype, fp32_precision)
-    if precision == "tf32x3" and not _has_tf32x3_tiles(tokens, head_dim):
+    if precision == "tf32x3" and not _has_tf32x3_tiles(tokens, head_dim, family):
         precision = "ieee"  # fp32 accuracy either way: the exact products
     exact_wide = dtype in (torch.float32, torch.float64) and precision == "ieee"
     path = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}.get(
         dtype, FP32_PATHS[precision])
-    return AttentionPlan(tokens, head_dim, precision, fma=exact_wide, path=path, volume=volume)
+    return AttentionPlan(tokens, head_dim, precision, fma=exact_wide, path=path, volume=volume, family=family)
 
 
-def _has_tf32x3_tiles(tokens: int, head_dim: int) -> bool:
-    """Whether 3xTF32 has a spill-free tiling of this plan class (head_dim <= 64)."""
-    block_d = max(32, next_power_of_2(head_dim))
-    return ("tf32x3", block_d, tokens > KEY_BLOCK) in KERNEL_SHAPES
+def _has_tf32x3_tiles(tokens: int, head_dim: int, family: str) -> bool:
+    """Whether 3xTF32 has a spill-free tiling of this plan class on the family (in the default: head_dim <= 64)."""
+    key = ("map", "tf32x3", max(32, next_power_of_2(head_dim)), tokens > KEY_BLOCK)
+    return key in TILES["default"] or key in TILES.get(family, {})
 
 
 def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:

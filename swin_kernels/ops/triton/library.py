@@ -44,9 +44,10 @@ def _plan(qkv: Tensor, num_heads: int, geometry: WindowGeometry, fp32_precision:
     """``fp32_precision``: the dot precision of fp32 inputs (configs.FP32_PRECISIONS; other dtypes ignore it)."""
     head_dim = qkv.shape[-1] // (3 * num_heads)
     volume = geometry.window3[0] > 1  # the kernels' 3-D index arithmetic (a window of depth 1 takes the 2-D one)
+    family = configs.device_family(qkv.device)  # the tile table's section for this GPU
     if isinstance(head_dim, int):
-        return configs.cached_attention_plan(geometry.tokens, head_dim, qkv.dtype, fp32_precision, volume)
-    return configs.attention_plan(geometry.tokens, head_dim, qkv.dtype, fp32_precision, volume)  # symbolic head_dim
+        return configs.cached_attention_plan(geometry.tokens, head_dim, qkv.dtype, fp32_precision, volume, family)
+    return configs.attention_plan(geometry.tokens, head_dim, qkv.dtype, fp32_precision, volume, family)  # symbolic
 
 
 # ------------------------------------------------------------------------------------------------ attention
