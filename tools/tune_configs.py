@@ -158,21 +158,6 @@ def _first_candidates(path: str, block_d: int, multi: bool, kernel: str, table: 
 
 # ------------------------------------------------------------------------------------------- the tile table
 TABLE = Path(__file__).resolve().parents[1] / "swin_kernels" / "ops" / "triton" / "tile_table.py"
-TABLE_HEADER = '''"""The tile table: (forward, dK/dV, dQ) tiles per GPU family, written by `python -m tools.tune_configs --write`.
-
-TILES[family][(kind, dtype path, BLOCK_D >= 32, multi-block window)] = (forward, dK/dV, dQ), each
-(rows, cols, warps, maxnreg): rows tokens per program step (forward: queries; dK/dV: keys; dQ: queries) against cols
-per inner step, on warps warps, maxnreg None or ptxas's register cap (255: its own target would spill). Kinds: "map"
-(2-D windows up to configs.MAP_TOKENS tokens), "large" (2-D beyond), "volume" (3-D windows). fp16 takes bf16's tiles.
-
-"default" is the first configuration in order of preference without register spills on both sm_80 and sm_90
-(dropout on, every optional input present: the most registers); any GPU not named below and the interpreter take
-it. "sm_80" / "sm_90" hold only what that family, tuned on its own target, runs otherwise; a key missing there
-falls back as configs.tile_shapes says. `--write --family F` rewrites TILES[F] alone: tuning one architecture never
-touches another's entries. The compile report checks every family on its own target and the default on both.
-"""
-
-'''
 KIND_ORDER = ("map", "large", "volume")
 PATH_ORDER = ("bf16", "tf32", "tf32x3", "fp32", "fp64")
 
@@ -180,13 +165,14 @@ PATH_ORDER = ("bf16", "tf32", "tf32x3", "fp32", "fp64")
 def render_table(tiles: dict) -> str:
     """The text of tile_table.py holding ``tiles`` (family -> key -> 3 (rows, cols, warps, maxnreg)), in a
     fixed order, so that a rewrite changes only the entries that changed."""
-    from swin_kernels.ops.triton import configs
+    from swin_kernels.ops.triton import configs, tile_table
 
     def order(key):
         kind, path, block_d, multi = key
         return KIND_ORDER.index(kind), PATH_ORDER.index(path), block_d, multi
 
-    lines = [TABLE_HEADER.rstrip("\n"), "", "TILES = {"]
+    # the file's docstring is kept as it is: it is written once, in the table itself
+    lines = [f'"""{tile_table.__doc__}"""', "", "TILES = {"]
     for family in configs.FAMILIES:
         entries = tiles.get(family, {})
         if not entries:
