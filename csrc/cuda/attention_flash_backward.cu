@@ -218,20 +218,7 @@ __global__ void __launch_bounds__(kThreads, kFlashBackwardMinBlocks<D>)
         *reinterpret_cast<uint32_t*>(p_tile + at) = pack2<T>(s[j][e0], s[j][e0 + 1]);
       }
     float acc[kOTiles][4];
-#pragma unroll
-    for (int j = 0; j < kOTiles; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[j][e] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < kPSteps; ++kk)
-#pragma unroll
-      for (int pair = 0; pair < kOTiles / 2; ++pair) {
-        uint32_t bk[4];
-        ldmatrix_x4_trans(bk, k + mma::smem_offset(kk * mma::kK + mma::ldm_v_row(lane),
-                                                   2 * pair * mma::kN + mma::ldm_v_col(lane), D));
-        mma_16816<T>(acc[2 * pair], dsa[kk], bk[0], bk[1]);
-        mma_16816<T>(acc[2 * pair + 1], dsa[kk], bk[2], bk[3]);
-      }
+    mma_regs_times_smem<kOTiles, kPSteps, D>(acc, dsa, k, lane);
     __syncthreads();  // P and dS complete; k and v no longer read
     store_fragments<D>(acc, args.scale, r0, n, lane, v, pixel, grad_qkv, c3, head);  // dQ
 

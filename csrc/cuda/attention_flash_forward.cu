@@ -164,20 +164,7 @@ __global__ void __launch_bounds__(kThreads, kFlashMinBlocks<D>)
 
     // O = P v
     float o[kOTiles][4];
-#pragma unroll
-    for (int j = 0; j < kOTiles; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) o[j][e] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < kPSteps; ++kk)
-#pragma unroll
-      for (int pair = 0; pair < kOTiles / 2; ++pair) {
-        uint32_t bv[4];
-        ldmatrix_x4_trans(bv, v + mma::smem_offset(kk * mma::kK + mma::ldm_v_row(lane),
-                                                   2 * pair * mma::kN + mma::ldm_v_col(lane), D));
-        mma_16816<T>(o[2 * pair], pa[kk], bv[0], bv[1]);
-        mma_16816<T>(o[2 * pair + 1], pa[kk], bv[2], bv[3]);
-      }
+    mma_regs_times_smem<kOTiles, kPSteps, D>(o, pa, v, lane);
 
     // O / sum through the warp's own 16 rows of the q tile, then 16-byte units to the tokens' pixels
     const float inv[2] = {__fdividef(1.0f, row_sum[0]), __fdividef(1.0f, row_sum[1])};  // sums >= 1

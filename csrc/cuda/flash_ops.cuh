@@ -114,5 +114,27 @@ __device__ __forceinline__ void stage_bias_tile(const T* bias, int h, int n, flo
   }
 }
 
+// acc = A B for one warp: A (16 x kSteps·16) held as kSteps m16n8k16 A fragments in registers, B (kSteps·16 x
+// kNTiles·8) row-major in padded shared memory (pitch mma::smem_pitch(D)), loaded by ldmatrix.trans two n-tiles at
+// a time. O = P v in the forward and dQ = dS k in the backward.
+template <int kNTiles, int kSteps, int D, typename T>
+__device__ __forceinline__ void mma_regs_times_smem(float (&acc)[kNTiles][4], const uint32_t (&a)[kSteps][4],
+                                                    const T* b, int lane) {
+#pragma unroll
+  for (int j = 0; j < kNTiles; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[j][e] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < kSteps; ++kk)
+#pragma unroll
+    for (int pair = 0; pair < kNTiles / 2; ++pair) {
+      uint32_t bt[4];
+      ldmatrix_x4_trans(bt, b + mma::smem_offset(kk * mma::kK + mma::ldm_v_row(lane),
+                                                 2 * pair * mma::kN + mma::ldm_v_col(lane), D));
+      mma_16816<T>(acc[2 * pair], a[kk], bt[0], bt[1]);
+      mma_16816<T>(acc[2 * pair + 1], a[kk], bt[2], bt[3]);
+    }
+}
+
 }  // namespace cuda
 }  // namespace swin_kernels
