@@ -90,7 +90,7 @@ def attention_on_geometry(qkv: torch.Tensor, num_heads: int, g: WindowGeometry, 
                           scale: float | None = None, dropout_p: float = 0.0, backend: str | None = None):
     """``shifted_window_attention`` for a caller that already holds the call's geometry ``g`` of qkv's map (the
     patched blocks build one per call): the same checks of the tensors, without building the geometry again."""
-    if tuple(qkv.shape[1:-1]) != g.sizes or qkv.dim() != g.dims + 2:
+    if tuple(qkv.shape[1:-1]) != g.sizes:  # also a map's geometry given a volume, and the other way round
         raise ValueError(f"qkv of shape {tuple(qkv.shape)} does not hold the {'x'.join(map(str, g.sizes))} map of "
                          "its geometry")
     c3 = qkv.shape[-1]
