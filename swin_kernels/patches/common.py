@@ -79,13 +79,14 @@ def window_attention_branch(x, qkv_weight, qkv_bias, bias, num_heads: int, windo
     attention -> (B, H, W, C'). Padded tokens are zero vectors before the qkv Linear, so they see its bias."""
     qkv = F.linear(x, qkv_weight, qkv_bias)
     pad_qkv = None if qkv_bias is None else qkv_bias.to(qkv.dtype)
-    return attend(qkv, pad_qkv, bias, num_heads, window, shift, scale, dropout_p, backend, qkv_transform,
-                  roll_before_pad, owned_qkv=True)
+    g = WindowGeometry.of(x.shape[1:-1], window, shift, roll_before_pad)
+    return attend(qkv, pad_qkv, bias, num_heads, g, scale, dropout_p, backend, qkv_transform, owned_qkv=True)
 
 
-def attend(qkv, pad_qkv, bias, num_heads: int, window, shift, scale: float, dropout_p: float, backend: str,
-           qkv_transform=None, roll_before_pad: bool = False, owned_qkv: bool = False) -> torch.Tensor:
-    """Fused (shifted) window attention on the qkv map (B, H, W, 3C) whose padded tokens get ``pad_qkv`` (3C,).
+def attend(qkv, pad_qkv, bias, num_heads: int, g: WindowGeometry, scale: float, dropout_p: float, backend: str,
+           qkv_transform=None, owned_qkv: bool = False) -> torch.Tensor:
+    """Fused (shifted) window attention on the qkv map (B, H, W, 3C) whose padded tokens get ``pad_qkv`` (3C,), with
+    the call's geometry ``g`` (the block's, built once per call).
 
     ``qkv_transform(t, in_place)`` (per token and head, e.g. Swin V2's cosine normalisation) is applied to the map
     and, when the map has padded tokens, to ``pad_qkv`` (without padding nothing reads it, so it is dropped: one
@@ -93,7 +94,6 @@ def attend(qkv, pad_qkv, bias, num_heads: int, window, shift, scale: float, drop
     projection's fresh output, which no hook has seen), so the transform may overwrite it when no gradient flows
     through it. An empty batch gives the empty result.
     """
-    g = WindowGeometry.of(qkv.shape[1:-1], window, shift, roll_before_pad)
     if pad_qkv is not None and not g.has_padding:
         pad_qkv = None
     if qkv_transform is not None:

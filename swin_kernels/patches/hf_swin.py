@@ -67,7 +67,7 @@ def _attention_v5(layer, x, g: WindowGeometry):
     qkv, pad_qkv = project(x, (a.q_proj, a.k_proj, a.v_proj), g)
     out = attend(
         qkv, pad_qkv, relative_position_bias(rpb.relative_position_bias_table, g.window, rpb.relative_position_index),
-        a.num_attention_heads, g.window, g.shift, a.scaling, a.attention_dropout if layer.training else 0.0,
+        a.num_attention_heads, g, a.scaling, a.attention_dropout if layer.training else 0.0,
         layer._swin_kernels_backend,
     )
     return a.o_proj(out)
@@ -79,7 +79,7 @@ def _attention_v4(layer, x, g: WindowGeometry):
     qkv, pad_qkv = project(x, (s.query, s.key, s.value), g)
     out = attend(
         qkv, pad_qkv, relative_position_bias(s.relative_position_bias_table, g.window, s.relative_position_index),
-        s.num_attention_heads, g.window, g.shift, s.attention_head_size**-0.5, s.dropout.p if layer.training else 0.0,
+        s.num_attention_heads, g, s.attention_head_size**-0.5, s.dropout.p if layer.training else 0.0,
         layer._swin_kernels_backend,
     )
     return o.dropout(o.dense(out))

@@ -80,8 +80,9 @@ def _attention(layer, x):
         qkv, pad_qkv, continuous_position_bias(s.continuous_position_bias_mlp, s.relative_coords_table,
                                                s.relative_position_index, s.num_attention_heads,
                                                s.window_size[0] * s.window_size[1]),
-        s.num_attention_heads, g.window, g.shift, 1.0, s.dropout.p if layer.training else 0.0,
-        layer._swin_kernels_backend, qkv_transform=lambda t, in_place: cosine_qkv(t, s.num_attention_heads, s.logit_scale, in_place),
+        s.num_attention_heads, g, 1.0, s.dropout.p if layer.training else 0.0,
+        layer._swin_kernels_backend,
+        qkv_transform=lambda t, in_place: cosine_qkv(t, s.num_attention_heads, s.logit_scale, in_place),
         owned_qkv=True,
     )
     return o.dropout(o.dense(out))

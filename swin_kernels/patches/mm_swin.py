@@ -80,7 +80,8 @@ def replacement(module, query: torch.Tensor, hw_shape) -> torch.Tensor:
                                         attn.num_heads, g.tokens)
         out = window_attention_branch(
             x, attn.qkv.weight, qkv_bias, bias, attn.num_heads, g.window, g.shift, 1.0, _dropout(module),
-            module._swin_kernels_backend, qkv_transform=lambda t, in_place: cosine_qkv(t, attn.num_heads, attn.logit_scale, in_place))
+            module._swin_kernels_backend,
+            qkv_transform=lambda t, in_place: cosine_qkv(t, attn.num_heads, attn.logit_scale, in_place))
     else:
         n = g.tokens
         bias = attn.relative_position_bias_table[attn.relative_position_index.reshape(-1)].reshape(n, n, -1)

@@ -208,14 +208,14 @@ def _attention(block, x: torch.Tensor, g: WindowGeometry, index=None) -> torch.T
         pad_qkv = None if qkv_bias is None else qkv_bias.to(qkv.dtype)
         bias = continuous_position_bias(attn.cpb_mlp, attn.relative_coords_table, attn.relative_position_index,
                                         heads, g.tokens)
-        out = attend(qkv, pad_qkv, bias, heads, g.window, g.shift, 1.0, dropout_p, block._swin_kernels_backend,
+        out = attend(qkv, pad_qkv, bias, heads, g, 1.0, dropout_p, block._swin_kernels_backend,
                      qkv_transform=lambda t, in_place: cosine_qkv(t, heads, attn.logit_scale, in_place),
                      owned_qkv=True)
     else:
         qkv, pad_qkv = project(x, (attn.qkv,), g)
         index = attn.relative_position_index if index is None else index
         bias = relative_position_bias(attn.relative_position_bias_table, g.window, index)
-        out = attend(qkv, pad_qkv, bias, heads, g.window, g.shift, float(attn.scale), dropout_p,
+        out = attend(qkv, pad_qkv, bias, heads, g, float(attn.scale), dropout_p,
                      block._swin_kernels_backend)
     return attn.proj_drop(attn.proj(out))
 

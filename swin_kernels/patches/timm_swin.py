@@ -117,16 +117,16 @@ def replacement(block, x: torch.Tensor) -> torch.Tensor:
                 pad_qkv = qkv_bias.to(qkv.dtype) if pad_qkv is None else pad_qkv + qkv_bias
         bias = continuous_position_bias(attn.cpb_mlp, attn.relative_coords_table, attn.relative_position_index,
                                         attn.num_heads, g.tokens)
-        out = attend(qkv, pad_qkv, bias, attn.num_heads, g.window, g.shift, 1.0, _dropout(block),
+        out = attend(qkv, pad_qkv, bias, attn.num_heads, g, 1.0, _dropout(block),
                      block._swin_kernels_backend,
                      qkv_transform=lambda t, in_place: cosine_qkv(t, attn.num_heads, attn.logit_scale, in_place),
-                     roll_before_pad=True, owned_qkv=owned)
+                     owned_qkv=owned)
     else:
         qkv, pad_qkv = project(x, (attn.qkv,), g)
         bias = relative_position_bias(attn.relative_position_bias_table, g.window, attn.relative_position_index,
                                       table_window=g.window)
-        out = attend(qkv, pad_qkv, bias, attn.num_heads, g.window, g.shift, float(attn.scale), _dropout(block),
-                     block._swin_kernels_backend, roll_before_pad=True)
+        out = attend(qkv, pad_qkv, bias, attn.num_heads, g, float(attn.scale), _dropout(block),
+                     block._swin_kernels_backend)
     return attn.proj_drop(attn.proj(out))
 
 

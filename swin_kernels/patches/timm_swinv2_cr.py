@@ -62,7 +62,8 @@ def replacement(block, x: torch.Tensor) -> torch.Tensor:
     bias = attn._relative_positional_encodings()[0]  # (heads, N, N)
     out = window_attention_branch(
         x, attn.qkv.weight, attn.qkv.bias, bias, attn.num_heads, g.window, g.shift, 1.0, _dropout(block),
-        block._swin_kernels_backend, qkv_transform=lambda t, in_place: cosine_qkv(t, attn.num_heads, attn.logit_scale, in_place),
+        block._swin_kernels_backend,
+        qkv_transform=lambda t, in_place: cosine_qkv(t, attn.num_heads, attn.logit_scale, in_place),
         roll_before_pad=True)
     return attn.proj_drop(attn.proj(out))
 

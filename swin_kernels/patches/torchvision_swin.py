@@ -72,7 +72,8 @@ def replacement(attn, x: torch.Tensor) -> torch.Tensor:
     qkv_bias = None if attn.qkv.bias is None else _zero_key_bias(attn.qkv.bias)
     out = window_attention_branch(
         x, attn.qkv.weight, qkv_bias, bias, attn.num_heads, window, shift, 1.0, _attention_dropout(attn),
-        attn._swin_kernels_backend, qkv_transform=lambda t, in_place: cosine_qkv(t, attn.num_heads, attn.logit_scale, in_place))
+        attn._swin_kernels_backend,
+        qkv_transform=lambda t, in_place: cosine_qkv(t, attn.num_heads, attn.logit_scale, in_place))
     return _projected(attn, out)
 
 
