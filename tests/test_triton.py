@@ -88,6 +88,30 @@ def test_gradients_bit_identical_between_runs(case, dtype):
     check_bias_grad_deterministic(BACKEND, case, dtype, DEVICE)
 
 
+@pytest.mark.parametrize("case, dtype", [
+    (ATTENTION_CASES[1], torch.bfloat16),  # N = 49 in one 64-token block: d_bias in registers, (N, N) slots
+    (ATTENTION_CASES[1], torch.float64),   # N = 49 in two 32-token blocks: d_bias added in place, padded slots
+    (ATTENTION_CASES[2], torch.float32),   # 36 windows over 5 slots, the last one shorter; padded, shifted
+], ids=str)
+def test_backward_slots_of_several_windows(monkeypatch, case, dtype):
+    """The backward's partial sums (d_bias, d_pad) over runs of several windows per program, as late Swin stages
+    run them (few windows, many heads), against the reference: a few programs make every run long."""
+    from swin_kernels.ops.triton import configs
+
+    for name in ("DQ_PROGRAMS", "DKDV_PROGRAMS", "MAX_SLOTS"):
+        monkeypatch.setattr(configs, name, 5)
+    runs = []
+    slots = configs.backward_slots
+
+    def recorded(*args, **kwargs):
+        runs.append(slots(*args, **kwargs))
+        return runs[-1]
+
+    monkeypatch.setattr(configs, "backward_slots", recorded)
+    check_attention(BACKEND, case, dtype, DEVICE)
+    assert runs and all(per_slot > 1 for _, per_slot in runs), runs
+
+
 def test_without_pad_vector_or_bias_and_with_scale_override():
     case = ATTENTION_CASES[2]  # padded both ways, shifted
     inputs = attention_inputs(case, torch.float64, DEVICE)

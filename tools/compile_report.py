@@ -146,8 +146,8 @@ def _plan_jobs(plan, arch: int, path: str, element: str, window, head_dim: int, 
         config = plan.backward_config(kernel)
         jobs.append(_job(f"attention_{kernel}", arch, path, label, dict(
             flags, NUM_BLOCKS=plan.padded // config.kwargs["BLOCK"], **config.kwargs, **{flag: True},
-            SPLIT_BLOCKS=plan.split_blocks(kernel) > 1), config, pointers))
-    return jobs
+            SPLIT_BLOCKS=plan.split_blocks(kernel) > 1,
+            **(dict(SLOT_N=plan.dbias_slot_tokens) if kernel == "dq" else {})), config, pointers))
     return jobs
 
 

@@ -35,10 +35,13 @@ def _cuda_entries(cuda: dict, arch: int):
 
 
 def write(path, results: list[dict], arch: int, cuda: dict | None = None) -> None:
-    """Records the counts of this run, keeping every other entry; the CUDA kernels' entries of this run replace
-    those of the kernels modelled (static: all of them; dynamic: the workloads of this run), so that a kernel that
-    no longer exists leaves no budget behind."""
+    """Records the counts of this run, keeping every other entry; this run's entries replace those of the
+    workloads it modelled (Triton: each workload's; CUDA: static, all of them, dynamic, the workloads of this run),
+    so that a kernel or specialisation that no longer runs leaves no budget behind."""
     data = json.loads(path.read_text()) if path.exists() else {}
+    modelled_triton = tuple(f"sm_{arch} @ {r['workload']}" for r in results)
+    data = {key: value for key, value in data.items()
+            if key.startswith("cuda ") or not key.endswith(modelled_triton)}
     data.update(dict(_entries(results, arch)))
     if cuda:
         modelled = tuple(f" @ {w['workload']}" for w in cuda.get("workloads", []))

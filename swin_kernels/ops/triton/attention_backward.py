@@ -9,9 +9,11 @@ Each program (slot, head) walks a fixed, contiguous run of windows. dQ, dK, dV a
 (B, [D,] H, W, 3C) at each real token's place, once each (the windows tile the input). Padding tokens' dK, dV are
 summed per program (their dQ is 0: their output is cropped, so their dO is 0), d_bias per program in window order
 (in registers, or in the program's own slot in memory for multi-block windows); slot_sums.py then adds the slots in
-order. Beyond the maps (windows of more than configs.MAP_TOKENS tokens, 3-D windows) few d_bias slots fit their
-partial-sum memory, so each program takes one block of its windows (SPLIT_BLOCKS, grid axis 2), and the dK/dV
-kernel, whose partial sums are only the pad vector's, runs its own, shorter runs of windows (configs.backward_slots).
+order. The two kernels take their own slots (configs.backward_slots): the dQ kernel's d_bias slots, (heads, N, N)
+partial sums each, stop at about configs.DQ_PROGRAMS programs, so a few windows of many heads (late Swin stages)
+do not write one partial sum per window; the dK/dV kernel's, only the pad vector's partial sums, run shorter.
+Beyond the maps (windows of more than configs.MAP_TOKENS tokens, 3-D windows) few d_bias slots fit their
+partial-sum memory, so each program takes one block of its windows (SPLIT_BLOCKS, grid axis 2).
 No atomics: the same bits on every run, whatever the launch configuration.
 """
 
@@ -143,13 +145,15 @@ def window_attention_dq_kernel(
     BLOCK_D: tl.constexpr, BLOCK: tl.constexpr,
     NUM_BLOCKS: tl.constexpr, SUB: tl.constexpr, HAS_PAD: tl.constexpr, HAS_SHIFT: tl.constexpr,
     NEED_DBIAS: tl.constexpr, DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
-    SPLIT_BLOCKS: tl.constexpr,
+    SPLIT_BLOCKS: tl.constexpr, SLOT_N: tl.constexpr,
 ):
     """dQ of BLOCK queries at a time against SUB keys per step, and d_bias = Σ_windows dS in window order.
 
-    One-block windows keep d_bias in up to 4 register chunks of (BLOCK, SUB); larger windows add into this
-    program's own (PADDED, PADDED) slot in memory, which no other program touches. SPLIT_BLOCKS: the program takes
-    only query block program_id(2) of its windows, so only those rows of the slot.
+    One-block windows keep d_bias in up to 4 register chunks of (BLOCK, SUB), stored once per program into its
+    (N, N) slot (the padded rows and columns are left out); larger windows add into this program's own
+    (PADDED, PADDED) slot in memory, which no other program touches (unmasked: masks there cost the multi-block
+    kernels registers). SLOT_N: the slot's row length, N or PADDED (AttentionPlan.dbias_slot_tokens).
+    SPLIT_BLOCKS: the program takes only query block program_id(2) of its windows, so only those rows of the slot.
     """
     N: tl.constexpr = WINDOW_D * WINDOW_H * WINDOW_W
     PADDED: tl.constexpr = NUM_BLOCKS * BLOCK
@@ -172,7 +176,7 @@ def window_attention_dq_kernel(
     k_col0 = channels + head * HEAD_DIM
     first_window = slot * windows_per_slot
     last_window = tl.minimum(first_window + windows_per_slot, total_windows)
-    dbias_part = dbias_part_ptr + (slot.to(tl.int64) * num_heads + head) * (PADDED * PADDED)
+    dbias_part = dbias_part_ptr + (slot.to(tl.int64) * num_heads + head) * (SLOT_N * SLOT_N)
     dbias0 = tl.zeros([BLOCK, SUB], acc_ty)
     dbias1 = tl.zeros([BLOCK, SUB], acc_ty)
     dbias2 = tl.zeros([BLOCK, SUB], acc_ty)
@@ -210,7 +214,7 @@ def window_attention_dq_kernel(
                     if DBIAS_IN_REGISTERS:
                         dbias0, dbias1, dbias2, dbias3 = _add_to_chunk(dbias0, dbias1, dbias2, dbias3, ds, step)
                     else:
-                        ptrs = dbias_part + queries[:, None] * PADDED + keys[None, :]
+                        ptrs = dbias_part + queries[:, None] * SLOT_N + keys[None, :]
                         previous = tl.load(ptrs, mask=(window > first_window) & (queries[:, None] >= 0), other=0.0)
                         tl.store(ptrs, previous + ds)
             tl.store(dqkv_ptr + q_row[:, None] * (3 * channels) + q_col0 + d[None, :],
@@ -218,14 +222,16 @@ def window_attention_dq_kernel(
         if NEED_DBIAS and not DBIAS_IN_REGISTERS:
             tl.debug_barrier()  # the next window's read-modify-write of the slot sees this one's stores
     if NEED_DBIAS and DBIAS_IN_REGISTERS:
-        chunk = dbias_part + tl.arange(0, BLOCK)[:, None] * PADDED + tl.arange(0, SUB)[None, :]
-        tl.store(chunk, dbias0)
+        rows = tl.arange(0, BLOCK)[:, None]
+        cols = tl.arange(0, SUB)[None, :]
+        chunk = dbias_part + rows * SLOT_N + cols
+        tl.store(chunk, dbias0, mask=(rows < N) & (cols < N))
         if PADDED // SUB > 1:
-            tl.store(chunk + SUB, dbias1)
+            tl.store(chunk + SUB, dbias1, mask=(rows < N) & (cols + SUB < N))
         if PADDED // SUB > 2:
-            tl.store(chunk + 2 * SUB, dbias2)
+            tl.store(chunk + 2 * SUB, dbias2, mask=(rows < N) & (cols + 2 * SUB < N))
         if PADDED // SUB > 3:
-            tl.store(chunk + 3 * SUB, dbias3)
+            tl.store(chunk + 3 * SUB, dbias3, mask=(rows < N) & (cols + 3 * SUB < N))
 
 
 def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, seed, num_heads, geometry, scale, dropout_p,
@@ -243,7 +249,8 @@ def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, seed, n
     pad_tokens = pad_qkv is not None and has_padding(g)  # else d_pad_qkv is 0: no window reads the pad vector
     need_dbias = need_dbias and bias is not None
     dqkv = new_output(qkv.shape, qkv)
-    dbias_part = (torch.empty((slots["dq"][0], num_heads, plan.padded, plan.padded), dtype=acc_dtype,
+    slot_n = plan.dbias_slot_tokens
+    dbias_part = (torch.empty((slots["dq"][0], num_heads, slot_n, slot_n), dtype=acc_dtype,
                               device=qkv.device) if need_dbias else lse)
     dpad_slots = slots["dkdv"][0] * plan.split_blocks("dkdv")
     dpad_part = (torch.empty((dpad_slots, num_heads, 2, plan.block_d), dtype=acc_dtype, device=qkv.device)
@@ -267,7 +274,7 @@ def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, seed, n
 
     delta = row_delta(out, dout, lse, num_heads, g, plan)
     launch(window_attention_dkdv_kernel, "dkdv", dpad_part, NEED_DPAD=need_dpad and pad_tokens)
-    launch(window_attention_dq_kernel, "dq", dbias_part, NEED_DBIAS=need_dbias)
+    launch(window_attention_dq_kernel, "dq", dbias_part, NEED_DBIAS=need_dbias, SLOT_N=slot_n)
     dbias = None
     if need_dbias:
         n = plan.tokens

@@ -31,8 +31,14 @@ MAP_TOKENS = 256         # 2-D windows up to this many tokens (16x16) take the t
 MAX_HEAD_DIM = 128       # q/k/v tiles of a block stay in registers
 KEY_BLOCK = 64           # largest block of the padded layout; windows with N <= 64 are a single block
 FMA_BLOCK = 32           # ... on the FMA path (fp32 / fp64 with exact products)
-MAX_SLOTS = 512          # d_bias / d_pad partial sums: at most this many per head ...
+MAX_SLOTS = 512          # d_bias partial sums: at most this many per head ...
 PARTIAL_BYTES = 64 << 20  # ... and at most this much memory for them
+# dQ / d_bias programs: about two waves of its resident blocks (3 per SM at 132 SMs) keep the GPU busy; more
+# slots only add d_bias partial sums to write and read back (cost model: Swin-T stage 4 backward 88.5 -> ~70 us)
+DQ_PROGRAMS = 768
+# dK/dV programs (its partial sums are the pad vector's alone): shorter runs of windows, a shorter tail (cost
+# model: Swin-T stage 1 dK/dV 231 us at 1536 programs, 194 us at 3072)
+DKDV_PROGRAMS = 3072
 # fp32 dot products: tl.dot's input_precision -> the plan's dtype path (the tile table's key)
 FP32_PATHS = {"tf32x3": "tf32x3", "tf32": "tf32", "ieee": "fp32"}
 FP32_PRECISIONS = tuple(FP32_PATHS)
@@ -191,6 +197,14 @@ class AttentionPlan:
         blocks = self.padded // self.shapes[1 if kernel == "dkdv" else 2].rows
         return blocks if self.kind != "map" and blocks > 1 else 1
 
+    @functools.cached_property
+    def dbias_slot_tokens(self) -> int:
+        """Row length of a d_bias slot of the dQ kernel: N where it holds d_bias in registers (one block of at
+        most 4 SUB chunks: stored once, masked), else the padded layout's (added to in place, unmasked)."""
+        meta = self.backward_config("dq").kwargs
+        in_registers = self.padded == meta["BLOCK"] and self.padded // meta["SUB"] <= 4
+        return self.tokens if in_registers else self.padded
+
     def forward_config(self) -> LaunchConfig:
         """BLOCK_M query rows and BLOCK_N keys per step; WINDOWS (window, head) pairs per program."""
         s = self.shapes[0]
@@ -269,17 +283,22 @@ SCORE_TABLE_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_I", 16),))
 
 def backward_slots(total_windows: int, heads: int, plan: AttentionPlan, acc_dtype: torch.dtype,
                    kernel: str = "dq") -> tuple[int, int]:
-    """(slots, windows per slot): each backward program sums d_bias over a contiguous run of windows.
+    """(slots, windows per slot): each backward program sums its partials over a contiguous run of windows.
 
-    A function of the shape only; every slot gets at least one window. The d_bias partial sums (dQ kernel) bound
-    the slots; beyond the maps (plan.kind "large" or "volume") the dK/dV kernel, whose partial sums are only the
-    pad vector's, takes its own, up to MAX_SLOTS. Maps use the dQ kernel's slots for both.
+    A function of the shape only (so the summation order, hence every bit of d_bias, is too); every slot gets at
+    least one window. The dQ kernel's slot is a (heads, N, N) d_bias partial sum (padded for multi-block windows),
+    written once and read back by slot_sums: its slots stop at about DQ_PROGRAMS programs (with the query blocks of
+    split windows), so few windows of many heads (Swin stages 3-4) do not write one partial sum per window. The
+    dK/dV kernel's partial sums are only the pad vector's: it takes MAX_SLOTS slots, more where that makes fewer
+    than DKDV_PROGRAMS programs.
     """
-    if kernel == "dkdv" and plan.kind != "map":
+    if kernel == "dkdv":
         slot_bytes = heads * 2 * plan.block_d * torch.finfo(acc_dtype).bits // 8
+        wanted = max(MAX_SLOTS, cdiv(DKDV_PROGRAMS, heads * plan.split_blocks("dkdv")))
     else:
-        slot_bytes = heads * plan.padded * plan.padded * torch.finfo(acc_dtype).bits // 8
-    slots = max(1, min(MAX_SLOTS, total_windows, PARTIAL_BYTES // slot_bytes))
+        slot_bytes = heads * plan.dbias_slot_tokens ** 2 * torch.finfo(acc_dtype).bits // 8
+        wanted = min(MAX_SLOTS, cdiv(DQ_PROGRAMS, heads * plan.split_blocks("dq")))
+    slots = max(1, min(wanted, total_windows, PARTIAL_BYTES // slot_bytes))
     per_slot = cdiv(total_windows, slots)
     return cdiv(total_windows, per_slot), per_slot
 
