@@ -61,8 +61,9 @@ def window_attention_dkdv_kernel(
     """dK, dV of BLOCK keys at a time, against SUB queries per step, in the transposed (key, query) orientation.
 
     The keys are the mma's A operand (split over warps); the narrow query side, its B operand, is held whole
-    by every warp, so keeping it narrow keeps registers low. ``sub_steps`` = PADDED // SUB at run time (a
-    rolled loop: unrolled steps would all be hoisted into registers at once). SPLIT_BLOCKS: the program takes only
+    by every warp, so keeping it narrow keeps registers low. ``sub_steps`` = ceil(N / SUB) at run time (a
+    rolled loop: unrolled steps would all be hoisted into registers at once); the padded layout's query rows past
+    them hold no token (dO and D are 0 there): they would add nothing. SPLIT_BLOCKS: the program takes only
     key block program_id(2) of its windows, with its own d_pad partial sum (slot·NUM_BLOCKS + block).
     """
     N: tl.constexpr = WINDOW_D * WINDOW_H * WINDOW_W
@@ -148,6 +149,7 @@ def window_attention_dq_kernel(
     SPLIT_BLOCKS: tl.constexpr, SLOT_N: tl.constexpr,
 ):
     """dQ of BLOCK queries at a time against SUB keys per step, and d_bias = Σ_windows dS in window order.
+    ``sub_steps`` = ceil(N / SUB): the padded layout's key columns past them hold no token (P is 0 there).
 
     One-block windows keep d_bias in up to 4 register chunks of (BLOCK, SUB), stored once per program into its
     (N, N) slot (the padded rows and columns are left out); larger windows add into this program's own
@@ -269,7 +271,8 @@ def window_attention_backward(dout, qkv, pad_qkv, bias, out, lse, table, seed, n
         programs, per_slot = slots[which]
         grid = (programs, num_heads) if split == 1 else (programs, num_heads, split)
         kernel[grid](qkv, pad, table, delta, dout, lse, seed, dqkv, partial, *scalars, per_slot, num_heads,
-                     *kernel_geometry(g), plan.padded // sub, *depth_geometry(g), NUM_BLOCKS=plan.padded // block,
+                     *kernel_geometry(g), triton.cdiv(plan.tokens, sub), *depth_geometry(g),
+                     NUM_BLOCKS=plan.padded // block,
                      **config.kwargs, **flag, **meta, SPLIT_BLOCKS=split > 1, **config.launch_options())
 
     delta = row_delta(out, dout, lse, num_heads, g, plan)
