@@ -202,8 +202,7 @@ class AttentionPlan:
         """Row length of a d_bias slot of the dQ kernel: N where it holds d_bias in registers (one block of at
         most 4 SUB chunks: stored once, masked), else the padded layout's (added to in place, unmasked)."""
         meta = self.backward_config("dq").kwargs
-        in_registers = self.padded == meta["BLOCK"] and self.padded // meta["SUB"] <= 4
-        return self.tokens if in_registers else self.padded
+        return dbias_slot_tokens(self.tokens, self.padded, meta["BLOCK"], meta["SUB"])
 
     def forward_config(self) -> LaunchConfig:
         """BLOCK_M query rows and BLOCK_N keys per step; WINDOWS (window, head) pairs per program."""
@@ -279,6 +278,22 @@ PARTITION_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_T", 32), ("BLOCK_C", 64)))
 REDUCE_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_S", 32),))
 ROW_DELTA_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_M", 64),))
 SCORE_TABLE_CONFIG = LaunchConfig(4, 1, None, (("BLOCK_I", 16),))
+
+
+def dbias_slot_tokens(tokens: int, padded: int, block: int, sub: int) -> int:
+    """AttentionPlan.dbias_slot_tokens for dQ tiles of ``block`` queries by ``sub`` keys."""
+    return tokens if padded == block and padded // sub <= 4 else padded
+
+
+def key_blocks(plan: AttentionPlan, block_n: int) -> dict:
+    """The forward's key blocks (constexprs): FULL_KEY_BLOCKS of block_n keys, then one TAIL_N-key block (a power
+    of two, at least 16 for the dot, 0 for none) that covers the rest of the window's N tokens, and the padded
+    layout's PADDED. The tail stops short of the padded layout: N = 144 takes 64 + 64 + 16 keys, not 3 x 64."""
+    full, rest = divmod(plan.tokens, block_n)
+    tail = max(16, next_power_of_2(rest)) if rest else 0
+    if tail >= block_n:
+        full, tail = full + 1, 0
+    return dict(FULL_KEY_BLOCKS=full, TAIL_N=tail, PADDED=plan.padded)
 
 
 def backward_slots(total_windows: int, heads: int, plan: AttentionPlan, acc_dtype: torch.dtype,
