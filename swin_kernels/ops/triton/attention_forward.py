@@ -80,9 +80,12 @@ def window_attention_fwd_kernel(
         seed = 0
     d = tl.arange(0, BLOCK_D)
     d_ok = d < HEAD_DIM
-    rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    # a 1-D grid, the query blocks of one group of pairs adjacent: they run together and share its K, V in L2
+    QUERY_BLOCKS: tl.constexpr = PADDED // BLOCK_M
+    program = tl.program_id(0)
+    rows = (program % QUERY_BLOCKS) * BLOCK_M + tl.arange(0, BLOCK_M)
     for step in range(WINDOWS):
-        pair = tl.program_id(0) * WINDOWS + step
+        pair = (program // QUERY_BLOCKS) * WINDOWS + step
         live = pair < total_pairs
         window = pair // num_heads
         head = pair % num_heads
@@ -132,7 +135,7 @@ def lse_shape(batch: int, geometry, num_heads: int, plan) -> tuple[int, int]:
 class ForwardLaunch:
     """Everything of a forward launch but its tensors: the same for every call of one geometry, plan and dtype."""
 
-    grid: tuple[int, int]
+    grid: tuple[int]
     scalars: tuple  # the kernel's run-time arguments after its six tensors
     constants: dict  # constexprs and launch options (passed as **kwargs: never mutated)
     lse_shape: tuple[int, int]
@@ -153,8 +156,9 @@ def forward_launch(geometry, batch: int, c3: int, num_heads: int, dtype: torch.d
     config = plan.forward_config()
     meta = config.kwargs
     qk_hi, qk_lo, _, _, keep_hi, keep_lo = scalar_args(scale, dropout_p)
-    # every row of the padded layout gets a program (its lse row is written even past the window's N tokens)
-    grid = (triton.cdiv(total_pairs, meta["WINDOWS"]), plan.padded // meta["BLOCK_M"])
+    # every row of the padded layout gets a program (its lse row is written even past the window's N tokens); the
+    # query blocks of a group of pairs are neighbours in launch order (a window of 144 tokens: 3 programs in a row)
+    grid = (triton.cdiv(total_pairs, meta["WINDOWS"]) * (plan.padded // meta["BLOCK_M"]),)
     constants = dict(
         **window_sizes(g), HEAD_DIM=c3 // (3 * num_heads), BLOCK_D=plan.block_d,
         **configs.key_blocks(plan, meta["BLOCK_N"]), HAS_PAD=has_pad and has_padding(g), HAS_SHIFT=g.shifted,
