@@ -464,24 +464,6 @@ def test_launch_configuration_is_one_per_plan():
     assert not hasattr(configs, "_TUNERS") and not hasattr(configs, "launch")  # no autotuner anywhere
 
 
-@pytest.mark.parametrize("tokens, block_n, expected", [
-    (144, 64, (2, 16)),   # Swin-B 384's window 12: 64 + 64 + 16 keys, not 3 x 64
-    (49, 64, (1, 0)),     # Swin-T's window 7: one block
-    (81, 64, (1, 32)),    # the tail is a power of two
-    (256, 64, (4, 0)),    # whole blocks: no tail
-    (49, 32, (2, 0)),     # a tail as wide as the block is a whole block
-    (343, 64, (5, 32)),   # a 7x7x7 volume
-])
-def test_forward_key_blocks_stop_at_the_windows_tokens(tokens, block_n, expected):
-    from swin_kernels.ops.triton import configs
-
-    plan = configs.attention_plan(tokens, 32, torch.bfloat16, volume=tokens == 343)
-    blocks = configs.key_blocks(plan, block_n)
-    full, tail = blocks["FULL_KEY_BLOCKS"], blocks["TAIL_N"]
-    assert (full, tail) == expected
-    assert tokens <= full * block_n + tail <= plan.padded and blocks["PADDED"] == plan.padded
-
-
 GRADIENT_HASH = r"""
 import hashlib, os, sys, torch
 if not torch.cuda.is_available():

@@ -130,8 +130,6 @@ def _plan_jobs(plan, arch: int, path: str, element: str, window, head_dim: int, 
                suffix: str = "") -> list[Job]:
     """The forward, dK/dV and dQ kernels of one plan on one target (``suffix`` names a family's plan run on
     another target, e.g. " default")."""
-    from swin_kernels.ops.triton import configs
-
     acc_type = "fp64" if element == "fp64" else "fp32"
     flags = dict(**window_constexprs(window), HEAD_DIM=head_dim, BLOCK_D=plan.block_d, HAS_PAD=True,
                  HAS_SHIFT=True, DOT_UPCAST=False, INPUT_PRECISION=plan.input_precision, DROPOUT=dropout)
@@ -142,7 +140,7 @@ def _plan_jobs(plan, arch: int, path: str, element: str, window, head_dim: int, 
     label = (f"M{_text(window)} d{head_dim} {plan.num_blocks}x{plan.block}" + (" dropout" if dropout else "")
              + suffix)
     jobs = [_job("attention_fwd", arch, path, label, dict(
-        flags, **configs.key_blocks(plan, forward.kwargs["BLOCK_N"]), FAST_LOG2=acc_type == "fp32",
+        flags, NUM_KEY_BLOCKS=plan.padded // forward.kwargs["BLOCK_N"], FAST_LOG2=acc_type == "fp32",
         **forward.kwargs), forward, pointers)]
     for kernel, flag in (("dkdv", "NEED_DPAD"), ("dq", "NEED_DBIAS")):
         config = plan.backward_config(kernel)

@@ -114,7 +114,7 @@ def _window_jobs(path: str, block_d: int, kernel: str, candidate, window, dropou
     label = f"{path} d{block_d} M{report._text(window)} {rows}x{cols} w{warps} r{maxnreg} dropout={dropout}"
     if kernel == "fwd":
         config = configs.LaunchConfig(warps, 1, maxnreg, (("BLOCK_M", rows), ("BLOCK_N", cols), ("WINDOWS", 1)))
-        constexprs = dict(flags, **configs.key_blocks(plan, cols), FAST_LOG2=acc_type == "fp32", **config.kwargs)
+        constexprs = dict(flags, NUM_KEY_BLOCKS=plan.padded // cols, FAST_LOG2=acc_type == "fp32", **config.kwargs)
     else:
         config = configs.LaunchConfig(warps, 1, maxnreg, (("BLOCK", rows), ("SUB", cols)))
         flag = "NEED_DPAD" if kernel == "dkdv" else "NEED_DBIAS"

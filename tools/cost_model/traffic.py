@@ -2,11 +2,10 @@
 
 Each tensor a kernel touches is counted once per kernel (what the programs of one kernel re-read of it is taken
 to hit L1/L2), the written part of the gradient map as the share of its columns the kernel stores, plus the
-re-reads of K and V when several programs of one (window, head) run far apart in launch order (the forward's
-query blocks on a grid axis of their own; in a 1-D grid with the query blocks adjacent they share L2). Head slices
-of token rows are counted in the 32-byte sectors they touch (sector_factor: 1.0 for head_dim 32 in bf16, 1.51 for
-SwinIR's 30; row starts taken as aligned). Floor (DESIGN.md): forward reads qkv once and writes the output once
-(4C per token), backward reads qkv and dO and writes d qkv (7C), forward+backward 11C.
+re-reads of K and V when several programs share one (window, head) (the forward's query blocks: they do not share
+L2 in time, lead 5 of issue 15). Head slices of token rows are counted in the 32-byte sectors they touch
+(sector_factor: 1.0 for head_dim 32 in bf16, 1.51 for SwinIR's 30; row starts taken as aligned). Floor (DESIGN.md): forward reads qkv once and writes the output once (4C per
+token), backward reads qkv and dO and writes d qkv (7C), forward+backward 11C.
 """
 
 from __future__ import annotations
@@ -42,9 +41,7 @@ def kernel_bytes(launch, workload) -> int:
         nbytes = value.numel() * value.element_size() * WRITTEN_SHARE.get((launch.kernel, name), 1.0)
         token_rows = value.dim() == 4 and value.shape[-1] % workload.channels == 0 and value.shape[0] == workload.batch
         total += nbytes * (factor if token_rows else 1.0)
-    if launch.kernel == "window_attention_fwd_kernel" and len(launch.grid) > 1:
-        # query blocks on a grid axis of their own: the programs of one (window, head) run far apart in launch
-        # order and each re-reads its K and V from HBM; a 1-D grid with the query blocks adjacent shares them in L2
+    if launch.kernel == "window_attention_fwd_kernel":
         pairs = workload.windows * workload.heads
         share = launch.programs / pairs  # programs per (window, head)
         total += (share - 1) * workload.map_tokens * 2 * workload.channels * workload.element_bytes * factor

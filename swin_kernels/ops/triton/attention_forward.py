@@ -28,48 +28,17 @@ from .tiles import constant, dropout_keep, fast_log2, load_token_cols, load_toke
 
 
 @triton.jit
-def _attend_keys(q, m, l, acc, rows, cols, window, head, pair, live, table, seed, qkv_ptr, pad_ptr, qk_scale,
-                 keep_scale, p_drop, channels, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
-                 windows_per_image, depth, roll_len_d, roll_d, windows_per_plane, d, d_ok,
-                 WINDOW_D: tl.constexpr, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HEAD_DIM: tl.constexpr,
-                 PADDED: tl.constexpr, HAS_PAD: tl.constexpr, DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-                 DOT_UPCAST: tl.constexpr):
-    """One online-softmax step over the keys ``cols`` of a window: (m, l, acc) updated."""
-    N: tl.constexpr = WINDOW_D * WINDOW_H * WINDOW_W
-    k_row, k_real, k_pad = window_token_map(
-        cols, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
-        windows_per_image, depth, roll_len_d, roll_d, windows_per_plane, WINDOW_D, WINDOW_H, WINDOW_W)
-    k_real = k_real & live
-    kt = load_token_cols(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, channels + head * HEAD_DIM,
-                         d, d_ok, HAS_PAD)
-    v = load_token_rows(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, 2 * channels + head * HEAD_DIM,
-                        d, d_ok, HAS_PAD)
-    s = score_block(q, kt, rows, cols, table, qk_scale, PADDED, False, INPUT_PRECISION, DOT_UPCAST)
-    m_new = tl.maximum(m, tl.max(s, 1))
-    alpha = tl.exp2(m - m_new)
-    p = tl.exp2(s - m_new[:, None])
-    l = l * alpha + tl.sum(p, 1)
-    if DROPOUT:
-        keep = dropout_keep(seed, pair, rows, cols, p_drop, N, False)
-        p = tl.where(keep, p * keep_scale, 0.0)
-    acc = acc * alpha[:, None] + matmul(p.to(v.dtype), v, INPUT_PRECISION, DOT_UPCAST)
-    return m_new, l, acc
-
-
-@triton.jit
 def window_attention_fwd_kernel(
     qkv_ptr, pad_ptr, table_ptr, out_ptr, lse_ptr, seed_ptr, qk_scale_hi, qk_scale_lo, keep_hi, keep_lo, p_drop,
     total_pairs, num_heads, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image,
     depth, roll_len_d, roll_d, windows_per_plane,
     WINDOW_D: tl.constexpr, WINDOW_H: tl.constexpr, WINDOW_W: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, FULL_KEY_BLOCKS: tl.constexpr, TAIL_N: tl.constexpr,
-    PADDED: tl.constexpr, HAS_PAD: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, NUM_KEY_BLOCKS: tl.constexpr, HAS_PAD: tl.constexpr,
     HAS_SHIFT: tl.constexpr, DROPOUT: tl.constexpr, INPUT_PRECISION: tl.constexpr, DOT_UPCAST: tl.constexpr,
     FAST_LOG2: tl.constexpr, BLOCK_M: tl.constexpr, WINDOWS: tl.constexpr,
 ):
-    """Keys in FULL_KEY_BLOCKS blocks of BLOCK_N, then (TAIL_N > 0) one narrower block of TAIL_N that ends at or
-    past N (configs.key_blocks): a window of 144 tokens takes 64 + 64 + 16 keys, not the padded layout's 192."""
     N: tl.constexpr = WINDOW_D * WINDOW_H * WINDOW_W
+    PADDED: tl.constexpr = NUM_KEY_BLOCKS * BLOCK_N
     channels = num_heads * HEAD_DIM
     acc_ty = lse_ptr.dtype.element_ty
     qk_scale = constant(qk_scale_hi, qk_scale_lo, acc_ty)  # scale·log2(e)
@@ -80,12 +49,9 @@ def window_attention_fwd_kernel(
         seed = 0
     d = tl.arange(0, BLOCK_D)
     d_ok = d < HEAD_DIM
-    # a 1-D grid, the query blocks of one group of pairs adjacent: they run together and share its K, V in L2
-    QUERY_BLOCKS: tl.constexpr = PADDED // BLOCK_M
-    program = tl.program_id(0)
-    rows = (program % QUERY_BLOCKS) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     for step in range(WINDOWS):
-        pair = (program // QUERY_BLOCKS) * WINDOWS + step
+        pair = tl.program_id(0) * WINDOWS + step
         live = pair < total_pairs
         window = pair // num_heads
         head = pair % num_heads
@@ -99,20 +65,26 @@ def window_attention_fwd_kernel(
         m = tl.full([BLOCK_M], float("-inf"), acc_ty)
         l = tl.zeros([BLOCK_M], acc_ty)
         acc = tl.zeros([BLOCK_M, BLOCK_D], acc_ty)
-        for kb in range(FULL_KEY_BLOCKS):
-            m, l, acc = _attend_keys(
-                q, m, l, acc, rows, kb * BLOCK_N + tl.arange(0, BLOCK_N), window, head, pair, live, table, seed,
-                qkv_ptr, pad_ptr, qk_scale, keep_scale, p_drop, channels, height, width, roll_len_h, roll_len_w,
-                roll_h, roll_w, windows_per_row, windows_per_image, depth, roll_len_d, roll_d, windows_per_plane,
-                d, d_ok, WINDOW_D, WINDOW_H, WINDOW_W, HEAD_DIM, PADDED, HAS_PAD, DROPOUT, INPUT_PRECISION,
-                DOT_UPCAST)
-        if TAIL_N > 0:
-            m, l, acc = _attend_keys(
-                q, m, l, acc, rows, FULL_KEY_BLOCKS * BLOCK_N + tl.arange(0, TAIL_N), window, head, pair, live,
-                table, seed, qkv_ptr, pad_ptr, qk_scale, keep_scale, p_drop, channels, height, width, roll_len_h,
-                roll_len_w, roll_h, roll_w, windows_per_row, windows_per_image, depth, roll_len_d, roll_d,
-                windows_per_plane, d, d_ok, WINDOW_D, WINDOW_H, WINDOW_W, HEAD_DIM, PADDED, HAS_PAD, DROPOUT,
-                INPUT_PRECISION, DOT_UPCAST)
+        for kb in range(NUM_KEY_BLOCKS):
+            cols = kb * BLOCK_N + tl.arange(0, BLOCK_N)
+            k_row, k_real, k_pad = window_token_map(
+                cols, window, height, width, roll_len_h, roll_len_w, roll_h, roll_w, windows_per_row,
+                windows_per_image, depth, roll_len_d, roll_d, windows_per_plane, WINDOW_D, WINDOW_H, WINDOW_W)
+            k_real = k_real & live
+            kt = load_token_cols(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, channels + head * HEAD_DIM,
+                                 d, d_ok, HAS_PAD)
+            v = load_token_rows(qkv_ptr, pad_ptr, k_row, k_real, k_pad, 3 * channels, 2 * channels + head * HEAD_DIM,
+                                d, d_ok, HAS_PAD)
+            s = score_block(q, kt, rows, cols, table, qk_scale, PADDED, False, INPUT_PRECISION, DOT_UPCAST)
+            m_new = tl.maximum(m, tl.max(s, 1))
+            alpha = tl.exp2(m - m_new)
+            p = tl.exp2(s - m_new[:, None])
+            l = l * alpha + tl.sum(p, 1)
+            if DROPOUT:
+                keep = dropout_keep(seed, pair, rows, cols, p_drop, N, False)
+                p = tl.where(keep, p * keep_scale, 0.0)
+            acc = acc * alpha[:, None] + matmul(p.to(v.dtype), v, INPUT_PRECISION, DOT_UPCAST)
+            m = m_new
         o = acc * (1.0 / l)[:, None]
         tl.store(out_ptr + q_row[:, None] * channels + head * HEAD_DIM + d[None, :], o.to(out_ptr.dtype.element_ty),
                  mask=q_real[:, None] & d_ok[None, :])
@@ -135,7 +107,7 @@ def lse_shape(batch: int, geometry, num_heads: int, plan) -> tuple[int, int]:
 class ForwardLaunch:
     """Everything of a forward launch but its tensors: the same for every call of one geometry, plan and dtype."""
 
-    grid: tuple[int]
+    grid: tuple[int, int]
     scalars: tuple  # the kernel's run-time arguments after its six tensors
     constants: dict  # constexprs and launch options (passed as **kwargs: never mutated)
     lse_shape: tuple[int, int]
@@ -156,12 +128,11 @@ def forward_launch(geometry, batch: int, c3: int, num_heads: int, dtype: torch.d
     config = plan.forward_config()
     meta = config.kwargs
     qk_hi, qk_lo, _, _, keep_hi, keep_lo = scalar_args(scale, dropout_p)
-    # every row of the padded layout gets a program (its lse row is written even past the window's N tokens); the
-    # query blocks of a group of pairs are neighbours in launch order (a window of 144 tokens: 3 programs in a row)
-    grid = (triton.cdiv(total_pairs, meta["WINDOWS"]) * (plan.padded // meta["BLOCK_M"]),)
+    # every row of the padded layout gets a program (its lse row is written even past the window's N tokens)
+    grid = (triton.cdiv(total_pairs, meta["WINDOWS"]), plan.padded // meta["BLOCK_M"])
     constants = dict(
         **window_sizes(g), HEAD_DIM=c3 // (3 * num_heads), BLOCK_D=plan.block_d,
-        **configs.key_blocks(plan, meta["BLOCK_N"]), HAS_PAD=has_pad and has_padding(g), HAS_SHIFT=g.shifted,
+        NUM_KEY_BLOCKS=plan.padded // meta["BLOCK_N"], HAS_PAD=has_pad and has_padding(g), HAS_SHIFT=g.shifted,
         DROPOUT=dropout, INPUT_PRECISION=plan.input_precision, DOT_UPCAST=configs.dot_upcast(dtype),
         FAST_LOG2=configs.fast_log2(acc_dtype), **meta, **config.launch_options())
     scalars = (qk_hi, qk_lo, keep_hi, keep_lo, dropout_p, total_pairs, num_heads, *kernel_geometry(g),

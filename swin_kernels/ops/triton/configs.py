@@ -285,17 +285,6 @@ def dbias_slot_tokens(tokens: int, padded: int, block: int, sub: int) -> int:
     return tokens if padded == block and padded // sub <= 4 else padded
 
 
-def key_blocks(plan: AttentionPlan, block_n: int) -> dict:
-    """The forward's key blocks (constexprs): FULL_KEY_BLOCKS of block_n keys, then one TAIL_N-key block (a power
-    of two, at least 16 for the dot, 0 for none) that covers the rest of the window's N tokens, and the padded
-    layout's PADDED. The tail stops short of the padded layout: N = 144 takes 64 + 64 + 16 keys, not 3 x 64."""
-    full, rest = divmod(plan.tokens, block_n)
-    tail = max(16, next_power_of_2(rest)) if rest else 0
-    if tail >= block_n:
-        full, tail = full + 1, 0
-    return dict(FULL_KEY_BLOCKS=full, TAIL_N=tail, PADDED=plan.padded)
-
-
 def backward_slots(total_windows: int, heads: int, plan: AttentionPlan, acc_dtype: torch.dtype,
                    kernel: str = "dq") -> tuple[int, int]:
     """(slots, windows per slot): each backward program sums its partials over a contiguous run of windows.
