@@ -31,10 +31,10 @@ MAP_TOKENS = 256         # 2-D windows up to this many tokens (16x16) take the t
 MAX_HEAD_DIM = 128       # q/k/v tiles of a block stay in registers
 KEY_BLOCK = 64           # largest block of the padded layout; windows with N <= 64 are a single block
 FMA_BLOCK = 32           # ... on the FMA path (fp32 / fp64 with exact products)
-MAX_SLOTS = 512          # d_bias partial sums: at most this many per head ...
+MAX_SLOTS = 512          # d_bias partial sums: at most this many slots (dK/dV: at least) ...
 PARTIAL_BYTES = 64 << 20  # ... and at most this much memory for them
 # dQ / d_bias programs: about two waves of its resident blocks (3 per SM at 132 SMs) keep the GPU busy; more
-# slots only add d_bias partial sums to write and read back (cost model: Swin-T stage 4 backward 88.5 -> ~70 us)
+# slots only add d_bias partial sums to write and read back (cost model: Swin-T stage 4 backward 88.5 -> 68.7 us)
 DQ_PROGRAMS = 768
 # dK/dV programs (its partial sums are the pad vector's alone): shorter runs of windows, a shorter tail (cost
 # model: Swin-T stage 1 dK/dV 231 us at 1536 programs, 194 us at 3072)
