@@ -264,19 +264,14 @@ __global__ void __launch_bounds__(kThreads, kFlashBackwardMinBlocks<D>)
 
 template <typename T, int D>
 cudaError_t launch(const AttentionBackwardArgs& args, cudaStream_t stream) {
-  const int64_t per_image = args.grid.windows_per_image, per_block = args.windows_per_chunk;
-  const int64_t blocks_x = (per_image + per_block - 1) / per_block * args.heads;
-  if (blocks_x > 0x7fffffff) return cudaErrorInvalidConfiguration;  // gridDim.x limit
-  const unsigned blocks_y = static_cast<unsigned>(args.batch < 65535 ? args.batch : 65535);  // images: y, then z
-  const int64_t blocks_z = (args.batch + blocks_y - 1) / blocks_y;
-  if (blocks_z > 65535) return cudaErrorInvalidConfiguration;
-  const int64_t smem = flash_backward_smem_bytes(D);
-  cudaError_t status = cudaFuncSetAttribute(attention_flash_backward_kernel<T, D>,
-                                            cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  dim3 grid;
+  cudaError_t status = flash_grid(args.batch, args.grid.windows_per_image, args.windows_per_chunk, args.heads, &grid);
   if (status != cudaSuccess) return status;
-  attention_flash_backward_kernel<T, D>
-      <<<dim3(static_cast<unsigned>(blocks_x), blocks_y, static_cast<unsigned>(blocks_z)), kThreads, smem, stream>>>(
-          args);
+  const int64_t smem = flash_backward_smem_bytes(D);
+  status = cudaFuncSetAttribute(attention_flash_backward_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                static_cast<int>(smem));
+  if (status != cudaSuccess) return status;
+  attention_flash_backward_kernel<T, D><<<grid, kThreads, smem, stream>>>(args);
   if ((status = cudaGetLastError()) != cudaSuccess) return status;
   const int64_t n = args.grid.tokens;
   status = launch_reduce_partials(args.dtype, args.bias_partials, args.chunks, args.heads * n * n, args.grad_bias,

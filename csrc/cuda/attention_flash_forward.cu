@@ -193,18 +193,14 @@ template <typename T, int D>
 cudaError_t launch(const AttentionForwardArgs& args, cudaStream_t stream) {
   const int64_t per_image = args.grid.windows_per_image;
   const int windows_per_block = flash::windows_per_block(args.batch, per_image, args.heads);
-  const int64_t blocks_x = (per_image + windows_per_block - 1) / windows_per_block * args.heads;
-  if (blocks_x > 0x7fffffff) return cudaErrorInvalidConfiguration;  // gridDim.x limit
-  const unsigned blocks_y = static_cast<unsigned>(args.batch < 65535 ? args.batch : 65535);  // images: y, then z
-  const int64_t blocks_z = (args.batch + blocks_y - 1) / blocks_y;
-  if (blocks_z > 65535) return cudaErrorInvalidConfiguration;
-  const int64_t smem = flash_forward_smem_bytes(D);
-  cudaError_t status = cudaFuncSetAttribute(attention_flash_forward_kernel<T, D>,
-                                            cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  dim3 grid;
+  cudaError_t status = flash_grid(args.batch, per_image, windows_per_block, args.heads, &grid);
   if (status != cudaSuccess) return status;
-  attention_flash_forward_kernel<T, D>
-      <<<dim3(static_cast<unsigned>(blocks_x), blocks_y, static_cast<unsigned>(blocks_z)), kThreads, smem, stream>>>(
-          args, windows_per_block);
+  const int64_t smem = flash_forward_smem_bytes(D);
+  status = cudaFuncSetAttribute(attention_flash_forward_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                static_cast<int>(smem));
+  if (status != cudaSuccess) return status;
+  attention_flash_forward_kernel<T, D><<<grid, kThreads, smem, stream>>>(args, windows_per_block);
   return cudaGetLastError();
 }
 

@@ -136,5 +136,18 @@ __device__ __forceinline__ void mma_regs_times_smem(float (&acc)[kNTiles][4], co
     }
 }
 
+// The flash kernels' grid: x = runs of windows_per_block windows of one image, times the heads; the images on y,
+// then z. cudaErrorInvalidConfiguration where a dimension would pass its limit.
+inline cudaError_t flash_grid(int64_t batch, int64_t windows_per_image, int64_t windows_per_block, int64_t heads,
+                              dim3* grid) {
+  const int64_t blocks_x = (windows_per_image + windows_per_block - 1) / windows_per_block * heads;
+  if (blocks_x > 0x7fffffff) return cudaErrorInvalidConfiguration;  // gridDim.x limit
+  const int64_t blocks_y = batch < 65535 ? batch : 65535;
+  const int64_t blocks_z = (batch + blocks_y - 1) / blocks_y;
+  if (blocks_z > 65535) return cudaErrorInvalidConfiguration;
+  *grid = dim3(static_cast<unsigned>(blocks_x), static_cast<unsigned>(blocks_y), static_cast<unsigned>(blocks_z));
+  return cudaSuccess;
+}
+
 }  // namespace cuda
 }  // namespace swin_kernels
