@@ -121,6 +121,17 @@ using Frag = std::array<std::array<std::array<float, 2>, 4>, 32>;
 using BFrag = std::array<std::array<std::array<float, 2>, 2>, 32>;
 using CFrag = std::array<std::array<float, 4>, 32>;
 
+// Every entry of the accumulator tiles c0 | c1 (16 x 8 each, side by side) at (r0, n0) against want(row, col).
+template <typename Want>
+void expect_tile_pair(const CFrag& c0, const CFrag& c1, int r0, int n0, Want want, const char* what, int head_dim) {
+  for (int lane = 0; lane < 32; ++lane)
+    for (int e = 0; e < 4; ++e)
+      for (int t = 0; t < 2; ++t) {
+        const int row = r0 + mma::c_row(lane, e), col = n0 + 8 * t + mma::c_col(lane, e);
+        expect(std::fabs((t ? c1 : c0)[lane][e] - want(row, col)) < 1e-4, what, head_dim, row, col);
+      }
+}
+
 BFrag b_pair(const Regs<4>& r, int second) {
   BFrag b{};
   for (int lane = 0; lane < 32; ++lane) b[lane] = {r[lane][2 * second], r[lane][2 * second + 1]};
@@ -179,15 +190,11 @@ void check_products(int head_dim) {
         mma_16816(c0, a, b_pair(b, 0));
         mma_16816(c1, a, b_pair(b, 1));
       }
-      for (int lane = 0; lane < 32; ++lane)
-        for (int e = 0; e < 4; ++e)
-          for (int t = 0; t < 2; ++t) {
-            const int row = r0 + mma::c_row(lane, e), col = n0 + 8 * t + mma::c_col(lane, e);
-            double want = 0;
-            for (int d = 0; d < head_dim; ++d) want += static_cast<double>(q[row * pitch + d]) * k[col * pitch + d];
-            expect(std::fabs((t ? c1 : c0)[lane][e] - want) < 1e-4, "S = q k^T through ldmatrix + mma", head_dim,
-                   row, col);
-          }
+      expect_tile_pair(c0, c1, r0, n0, [&](int row, int col) {
+        double want = 0;
+        for (int d = 0; d < head_dim; ++d) want += static_cast<double>(q[row * pitch + d]) * k[col * pitch + d];
+        return want;
+      }, "S = q k^T through ldmatrix + mma", head_dim);
     }
     for (int n0 = 0; n0 < head_dim; n0 += 16) {  // O[r0.., n0..n0+15] = P v, P's A fragments from a row-major tile
       CFrag c0{}, c1{};
@@ -206,15 +213,11 @@ void check_products(int head_dim) {
         mma_16816(c0, a, b_pair(b, 0));
         mma_16816(c1, a, b_pair(b, 1));
       }
-      for (int lane = 0; lane < 32; ++lane)
-        for (int e = 0; e < 4; ++e)
-          for (int t = 0; t < 2; ++t) {
-            const int row = r0 + mma::c_row(lane, e), col = n0 + 8 * t + mma::c_col(lane, e);
-            double want = 0;
-            for (int j = 0; j < kTile; ++j) want += static_cast<double>(p[row * kTile + j]) * v[j * pitch + col];
-            expect(std::fabs((t ? c1 : c0)[lane][e] - want) < 1e-4, "O = P v through ldmatrix.trans + mma", head_dim,
-                   row, col);
-          }
+      expect_tile_pair(c0, c1, r0, n0, [&](int row, int col) {
+        double want = 0;
+        for (int j = 0; j < kTile; ++j) want += static_cast<double>(p[row * kTile + j]) * v[j * pitch + col];
+        return want;
+      }, "O = P v through ldmatrix.trans + mma", head_dim);
     }
   }
 }
